@@ -1,0 +1,371 @@
+#include "app/config.h"
+
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "common/yaml_util.h"
+
+namespace qw::app {
+namespace {
+
+using yamlutil::Where;
+
+#define QW_TRY(expr)                                  \
+  do {                                                \
+    auto qw_r = (expr);                               \
+    if (!qw_r) return tl::unexpected(qw_r.error());   \
+  } while (0)
+
+Result<std::vector<std::string>> StringList(const std::string& path, const YAML::Node& n,
+                                            const char* key) {
+  std::vector<std::string> out;
+  const auto& v = n[key];
+  if (!v) return out;
+  if (!v.IsSequence()) return Fail(Where(path, v) + "'" + key + "' must be a list of strings");
+  for (const auto& s : v) {
+    if (!s.IsScalar()) return Fail(Where(path, s) + "'" + key + "' must be a list of strings");
+    out.push_back(s.Scalar());
+  }
+  return out;
+}
+
+Result<void> LoadOverrides(const std::string& path, const YAML::Node& n, ThresholdOverrides* o) {
+  auto dur = [&](const char* key, std::optional<Nanos>* out) -> Result<void> {
+    if (!n[key]) return {};
+    Nanos v = 0;
+    QW_TRY(yamlutil::GetDuration(path, n, key, &v));
+    *out = v;
+    return {};
+  };
+  auto num = [&](const YAML::Node& m, const char* key, int64_t lo, int64_t hi,
+                 std::optional<int64_t>* out) -> Result<void> {
+    if (!m[key]) return {};
+    int64_t v = 0;
+    QW_TRY(yamlutil::GetInt(path, m, key, lo, hi, &v));
+    *out = v;
+    return {};
+  };
+  auto flag = [&](const char* key, std::optional<bool>* out) -> Result<void> {
+    if (!n[key]) return {};
+    bool v = false;
+    QW_TRY(yamlutil::GetBool(path, n, key, &v));
+    *out = v;
+    return {};
+  };
+  QW_TRY(dur("stall_after", &o->stall_after));
+  QW_TRY(dur("ban_after", &o->ban_after));
+  QW_TRY(dur("stable_after", &o->stable_after));
+  QW_TRY(dur("unban_after", &o->unban_after));
+  QW_TRY(num(n, "max_lag", 0, 1'000'000'000, &o->max_lag));
+  QW_TRY(num(n, "max_bans", 0, 1'000'000, &o->max_bans));
+  if (const auto& m = n["missed"]) {
+    QW_TRY(yamlutil::CheckKeys(path, m, {"window", "max"}));
+    QW_TRY(num(m, "window", 1, 100'000, &o->missed_window));
+    QW_TRY(num(m, "max", 0, 100'000, &o->missed_max));
+  }
+  QW_TRY(flag("auto_unban", &o->auto_unban));
+  QW_TRY(flag("require_healthy_peer", &o->require_healthy_peer));
+  QW_TRY(flag("ban_on_double_sign", &o->ban_on_double_sign));
+  return {};
+}
+
+#define QW_THRESHOLD_KEYS                                                                    \
+  "stall_after", "max_lag", "missed", "ban_after", "stable_after", "unban_after", "auto_unban", \
+      "max_bans", "require_healthy_peer", "ban_on_double_sign"
+
+Result<std::shared_ptr<RE2>> WholeRegex(const std::string& path, const YAML::Node& v) {
+  if (!v.IsScalar()) return Fail(Where(path, v) + "a match value must be a regex string");
+  RE2::Options opt;
+  opt.set_log_errors(false);
+  auto re = std::make_shared<RE2>("(?:" + v.Scalar() + ")", opt);
+  if (!re->ok()) return Fail(Where(path, v) + "bad regex '" + v.Scalar() + "': " + re->error());
+  return re;
+}
+
+Result<void> LoadSources(const std::string& path, const YAML::Node& n, Config* c) {
+  if (!n) return {};
+  if (!n.IsSequence()) return Fail(Where(path, n) + "'sources' must be a list");
+  for (const auto& s : n) {
+    QW_TRY(yamlutil::CheckKeys(path, s,
+                               {"type", "include", "exclude", "format", "read_from",
+                                "max_line_bytes"}));
+    SourceConfig sc;
+    sc.line = static_cast<int>(s.Mark().line) + 1;
+    QW_TRY(yamlutil::GetString(path, s, "type", &sc.type));
+    if (sc.type != "file") {
+      return Fail(Where(path, s["type"]) + "source type '" + sc.type +
+                  "' is not supported (known: file)");
+    }
+    auto inc = StringList(path, s, "include");
+    if (!inc) return tl::unexpected(inc.error());
+    sc.include = *inc;
+    if (sc.include.empty()) return Fail(Where(path, s) + "a file source needs 'include' globs");
+    auto exc = StringList(path, s, "exclude");
+    if (!exc) return tl::unexpected(exc.error());
+    sc.exclude = *exc;
+    QW_TRY(yamlutil::GetString(path, s, "format", &sc.format));
+    if (sc.format != "auto" && sc.format != "cri" && sc.format != "docker" && sc.format != "raw") {
+      return Fail(Where(path, s["format"]) + "format must be auto, cri, docker or raw, not '" +
+                  sc.format + "'");
+    }
+    QW_TRY(yamlutil::GetString(path, s, "read_from", &sc.read_from));
+    if (sc.read_from != "beginning" && sc.read_from != "end") {
+      return Fail(Where(path, s["read_from"]) + "read_from must be beginning or end, not '" +
+                  sc.read_from + "'");
+    }
+    QW_TRY(yamlutil::GetInt(path, s, "max_line_bytes", 256, 64 << 20, &sc.max_line_bytes));
+    c->sources.push_back(std::move(sc));
+  }
+  return {};
+}
+
+Result<void> LoadStreams(const std::string& path, const YAML::Node& n, Config* c) {
+  if (!n) return {};
+  if (!n.IsSequence()) return Fail(Where(path, n) + "'streams' must be a list");
+  for (const auto& s : n) {
+    QW_TRY(yamlutil::CheckKeys(path, s, {"match", "chain", "role", "timezone"}));
+    StreamRule r;
+    r.line = static_cast<int>(s.Mark().line) + 1;
+    if (const auto& m = s["match"]) {
+      QW_TRY(yamlutil::CheckKeys(path, m, {"namespace", "pod", "container"}));
+      for (const char* key : {"namespace", "pod", "container"}) {
+        if (!m[key]) continue;
+        auto re = WholeRegex(path, m[key]);
+        if (!re) return tl::unexpected(re.error());
+        (std::string(key) == "namespace" ? r.namespace_re
+                                         : std::string(key) == "pod" ? r.pod_re : r.container_re) =
+            *re;
+      }
+    }
+    QW_TRY(yamlutil::GetString(path, s, "chain", &r.chain));
+    std::string role = "node";
+    QW_TRY(yamlutil::GetString(path, s, "role", &role));
+    if (role != "node" && role != "signer") {
+      return Fail(Where(path, s["role"]) + "role must be node or signer, not '" + role + "'");
+    }
+    r.signer = role == "signer";
+    if (r.chain.empty() && !r.signer) {
+      return Fail(Where(path, s) + "a stream rule needs 'chain' (a chain name or auto) or role: signer");
+    }
+    QW_TRY(yamlutil::GetString(path, s, "timezone", &r.timezone));
+    int32_t off;
+    if (!r.timezone.empty() && !ParseTimezone(r.timezone, &off)) {
+      return Fail(Where(path, s["timezone"]) + "timezone must be UTC or an offset like +02:00");
+    }
+    c->streams.push_back(std::move(r));
+  }
+  return {};
+}
+
+Result<void> LoadChains(const std::string& path, const YAML::Node& n, Config* c) {
+  if (!n) return {};
+  if (!n.IsMap()) return Fail(Where(path, n) + "'chains' must be a map of chain name: settings");
+  for (const auto& kv : n) {
+    const YAML::Node& v = kv.second;
+    ChainConfig cc;
+    cc.name = kv.first.as<std::string>();
+    cc.line = static_cast<int>(kv.first.Mark().line) + 1;
+    if (!v.IsMap()) return Fail(Where(path, kv.first) + "chain '" + cc.name + "' must be a map");
+    QW_TRY(yamlutil::CheckKeys(path, v, {"family", "timezone", "signer_groups", QW_THRESHOLD_KEYS}));
+    QW_TRY(yamlutil::GetString(path, v, "family", &cc.family));
+    if (cc.family.empty()) {
+      return Fail(Where(path, kv.first) + "chain '" + cc.name + "' needs a 'family'");
+    }
+    if (v["timezone"]) {
+      if (!v["timezone"].IsScalar() || !ParseTimezone(v["timezone"].Scalar(), &cc.tz_offset_seconds)) {
+        return Fail(Where(path, v["timezone"]) + "timezone must be UTC or an offset like +02:00");
+      }
+    }
+    QW_TRY(LoadOverrides(path, v, &cc.overrides));
+    if (const auto& g = v["signer_groups"]) {
+      if (!g.IsSequence()) return Fail(Where(path, g) + "'signer_groups' must be a list of lists");
+      for (const auto& group : g) {
+        if (!group.IsSequence()) {
+          return Fail(Where(path, group) + "each signer group must be a list of node names");
+        }
+        std::vector<std::string> names;
+        for (const auto& name : group) names.push_back(name.as<std::string>());
+        cc.signer_groups.push_back(std::move(names));
+      }
+    }
+    c->chains.push_back(std::move(cc));
+  }
+  return {};
+}
+
+Result<void> LoadNodes(const std::string& path, const YAML::Node& n, Config* c) {
+  if (!n) return {};
+  if (!n.IsMap()) return Fail(Where(path, n) + "'nodes' must be a map of namespace/pod: settings");
+  for (const auto& kv : n) {
+    const YAML::Node& v = kv.second;
+    NodeConfig nc;
+    nc.key = kv.first.as<std::string>();
+    nc.line = static_cast<int>(kv.first.Mark().line) + 1;
+    if (!v.IsMap()) return Fail(Where(path, kv.first) + "node '" + nc.key + "' must be a map");
+    QW_TRY(yamlutil::CheckKeys(path, v, {"signer", "validator_address", QW_THRESHOLD_KEYS}));
+    QW_TRY(yamlutil::GetBool(path, v, "signer", &nc.signer));
+    QW_TRY(yamlutil::GetString(path, v, "validator_address", &nc.validator_address));
+    for (char ch : nc.validator_address) {
+      if (!std::isxdigit(static_cast<unsigned char>(ch))) {
+        return Fail(Where(path, v["validator_address"]) +
+                    "validator_address must be hexadecimal (the consensus address)");
+      }
+    }
+    QW_TRY(LoadOverrides(path, v, &nc.overrides));
+    c->nodes.push_back(std::move(nc));
+  }
+  return {};
+}
+
+Result<void> LoadSinks(const std::string& path, const YAML::Node& n, Config* c) {
+  if (!n) return {};
+  if (!n.IsSequence()) return Fail(Where(path, n) + "'sinks' must be a list");
+  for (const auto& s : n) {
+    SinkConfig sc;
+    sc.line = static_cast<int>(s.Mark().line) + 1;
+    if (!s.IsMap() || !s["type"]) return Fail(Where(path, s) + "a sink needs a 'type'");
+    sc.type = s["type"].as<std::string>();
+    if (sc.type == "jsonl") {
+      QW_TRY(yamlutil::CheckKeys(path, s, {"type", "path"}));
+      sc.path = "/dev/stdout";
+      QW_TRY(yamlutil::GetString(path, s, "path", &sc.path));
+    } else if (sc.type == "alertmanager") {
+      QW_TRY(yamlutil::CheckKeys(path, s, {"type", "urls", "resend_interval", "labels"}));
+      auto urls = StringList(path, s, "urls");
+      if (!urls) return tl::unexpected(urls.error());
+      sc.urls = *urls;
+      if (sc.urls.empty()) return Fail(Where(path, s) + "an alertmanager sink needs 'urls'");
+      QW_TRY(yamlutil::GetDuration(path, s, "resend_interval", &sc.resend_interval));
+      if (const auto& l = s["labels"]) {
+        if (!l.IsMap()) return Fail(Where(path, l) + "'labels' must be a map");
+        for (const auto& kv : l) sc.labels[kv.first.as<std::string>()] = kv.second.as<std::string>();
+      }
+    } else if (sc.type == "ban") {
+      QW_TRY(yamlutil::CheckKeys(path, s, {"type", "action", "url", "secret_file", "secret_env",
+                                           "dry_run", "command", "timeout"}));
+      QW_TRY(yamlutil::GetString(path, s, "action", &sc.action));
+      if (sc.action != "webhook" && sc.action != "exec") {
+        return Fail(Where(path, s) + "a ban sink's action must be webhook or exec");
+      }
+      QW_TRY(yamlutil::GetString(path, s, "url", &sc.url));
+      QW_TRY(yamlutil::GetString(path, s, "secret_file", &sc.secret_file));
+      QW_TRY(yamlutil::GetString(path, s, "secret_env", &sc.secret_env));
+      QW_TRY(yamlutil::GetBool(path, s, "dry_run", &sc.dry_run));
+      auto cmd = StringList(path, s, "command");
+      if (!cmd) return tl::unexpected(cmd.error());
+      sc.command = *cmd;
+      QW_TRY(yamlutil::GetDuration(path, s, "timeout", &sc.timeout));
+      if (sc.action == "webhook" && sc.url.empty()) {
+        return Fail(Where(path, s) + "a webhook ban sink needs 'url'");
+      }
+      if (sc.action == "exec" && sc.command.empty()) {
+        return Fail(Where(path, s) + "an exec ban sink needs 'command'");
+      }
+    } else if (sc.type == "metrics") {
+      QW_TRY(yamlutil::CheckKeys(path, s, {"type", "listen"}));
+      sc.listen = "0.0.0.0:9464";
+      QW_TRY(yamlutil::GetString(path, s, "listen", &sc.listen));
+    } else {
+      return Fail(Where(path, s["type"]) + "unknown sink type '" + sc.type +
+                  "' (known: jsonl, alertmanager, ban, metrics)");
+    }
+    c->sinks.push_back(std::move(sc));
+  }
+  return {};
+}
+
+}  // namespace
+
+void ThresholdOverrides::ApplyTo(detect::Thresholds* t) const {
+  if (stall_after) t->stall_after = *stall_after;
+  if (ban_after) t->ban_after = *ban_after;
+  if (stable_after) t->stable_after = *stable_after;
+  if (unban_after) t->unban_after = *unban_after;
+  if (max_lag) t->max_lag = *max_lag;
+  if (missed_window) t->missed_window = static_cast<int>(*missed_window);
+  if (missed_max) t->missed_max = static_cast<int>(*missed_max);
+  if (max_bans) t->max_bans = static_cast<int>(*max_bans);
+  if (auto_unban) t->auto_unban = *auto_unban;
+  if (require_healthy_peer) {
+    t->require_healthy_peer = *require_healthy_peer ? detect::Tristate::kTrue : detect::Tristate::kFalse;
+  }
+  if (ban_on_double_sign) t->ban_on_double_sign = *ban_on_double_sign;
+}
+
+bool StreamRule::Matches(const std::string& ns, const std::string& pod,
+                         const std::string& container) const {
+  auto ok = [](const std::shared_ptr<RE2>& re, const std::string& v) {
+    return !re || RE2::FullMatch(v, *re);
+  };
+  return ok(namespace_re, ns) && ok(pod_re, pod) && ok(container_re, container);
+}
+
+const ChainConfig* Config::FindChain(const std::string& name) const {
+  for (const auto& c : chains) {
+    if (c.name == name) return &c;
+  }
+  return nullptr;
+}
+
+const NodeConfig* Config::FindNode(const std::string& ns, const std::string& pod) const {
+  std::string key = ns.empty() ? pod : ns + "/" + pod;
+  for (const auto& n : nodes) {
+    if (n.key == key) return &n;
+  }
+  if (!ns.empty()) {
+    for (const auto& n : nodes) {
+      if (n.key == pod) return &n;
+    }
+  }
+  return nullptr;
+}
+
+bool ParseTimezone(const std::string& s, int32_t* offset) {
+  if (s == "UTC" || s == "Z" || s == "utc" || s == "Etc/UTC") {
+    *offset = 0;
+    return true;
+  }
+  if (s.size() < 3 || (s[0] != '+' && s[0] != '-')) return false;
+  std::string digits;
+  for (size_t i = 1; i < s.size(); ++i) {
+    if (s[i] == ':') continue;
+    if (!std::isdigit(static_cast<unsigned char>(s[i]))) return false;
+    digits.push_back(s[i]);
+  }
+  if (digits.size() != 4 && digits.size() != 2) return false;
+  int hh = std::stoi(digits.substr(0, 2));
+  int mm = digits.size() == 4 ? std::stoi(digits.substr(2, 2)) : 0;
+  if (hh > 14 || mm > 59) return false;
+  *offset = (hh * 3600 + mm * 60) * (s[0] == '-' ? -1 : 1);
+  return true;
+}
+
+Result<Config> ParseConfig(const std::string& path, const std::string& text) {
+  auto root = yamlutil::LoadText(path, text);
+  if (!root) return tl::unexpected(root.error());
+  const YAML::Node& y = *root;
+  Config c;
+  c.path = path;
+  if (y.IsNull()) return c;
+  QW_TRY(yamlutil::CheckKeys(path, y, {"sources", "streams", "chains", "nodes", "state_dir", "sinks"}));
+  QW_TRY(LoadSources(path, y["sources"], &c));
+  QW_TRY(LoadStreams(path, y["streams"], &c));
+  QW_TRY(LoadChains(path, y["chains"], &c));
+  QW_TRY(LoadNodes(path, y["nodes"], &c));
+  QW_TRY(yamlutil::GetString(path, y, "state_dir", &c.state_dir));
+  QW_TRY(LoadSinks(path, y["sinks"], &c));
+  return c;
+}
+
+Result<Config> LoadConfig(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Fail(path + ": cannot open: " + std::strerror(errno));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ParseConfig(path, ss.str());
+}
+
+}  // namespace qw::app

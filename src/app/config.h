@@ -1,0 +1,99 @@
+// quorumwatch.yaml: the configuration contract (DESIGN.md, "Configuration").
+// Every key has a default; unknown keys and bad values are refused with
+// file:line and the reason.
+#pragma once
+
+#include <re2/re2.h>
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "common/time.h"
+#include "detect/thresholds.h"
+
+namespace qw::app {
+
+// Threshold keys that a chain or a node may set; unset ones inherit.
+struct ThresholdOverrides {
+  std::optional<Nanos> stall_after, ban_after, stable_after, unban_after;
+  std::optional<int64_t> max_lag, missed_window, missed_max, max_bans;
+  std::optional<bool> auto_unban, require_healthy_peer, ban_on_double_sign;
+  void ApplyTo(detect::Thresholds* t) const;
+};
+
+struct SourceConfig {
+  std::string type = "file";
+  std::vector<std::string> include, exclude;
+  std::string format = "auto";
+  std::string read_from = "end";
+  int64_t max_line_bytes = 1 << 20;
+  int line = 0;
+};
+
+struct StreamRule {
+  // Whole-value regexes on the Kubernetes names; absent keys match anything.
+  std::shared_ptr<RE2> namespace_re, pod_re, container_re;
+  std::string chain;  // a configured chain, a family name/alias, or "auto"
+  bool signer = false;
+  std::string timezone;
+  int line = 0;
+  bool Matches(const std::string& ns, const std::string& pod, const std::string& container) const;
+};
+
+struct ChainConfig {
+  std::string name;
+  std::string family;
+  int32_t tz_offset_seconds = 0;
+  ThresholdOverrides overrides;
+  std::vector<std::vector<std::string>> signer_groups;
+  int line = 0;
+};
+
+struct NodeConfig {
+  std::string key;  // "namespace/pod" (or a bare name for files without Kubernetes names)
+  bool signer = false;
+  std::string validator_address;
+  ThresholdOverrides overrides;
+  int line = 0;
+};
+
+struct SinkConfig {
+  std::string type;  // jsonl | alertmanager | ban | metrics
+  std::string path;  // jsonl
+  std::vector<std::string> urls;
+  Nanos resend_interval = 60 * kSecond;
+  std::map<std::string, std::string> labels;
+  std::string action;  // ban: webhook | exec
+  std::string url;
+  std::string secret_file, secret_env;
+  bool dry_run = false;
+  std::vector<std::string> command;
+  Nanos timeout = 30 * kSecond;
+  std::string listen;
+  int line = 0;
+};
+
+struct Config {
+  std::string path;
+  std::vector<SourceConfig> sources;
+  std::vector<StreamRule> streams;
+  std::vector<ChainConfig> chains;
+  std::vector<NodeConfig> nodes;
+  std::string state_dir = "/var/lib/quorumwatch";
+  std::vector<SinkConfig> sinks;
+
+  const ChainConfig* FindChain(const std::string& name) const;
+  const NodeConfig* FindNode(const std::string& ns, const std::string& pod) const;
+};
+
+[[nodiscard]] Result<Config> LoadConfig(const std::string& path);
+[[nodiscard]] Result<Config> ParseConfig(const std::string& path, const std::string& text);
+
+// "UTC", "Z", "+02:00", "-0530" -> seconds east of UTC.
+bool ParseTimezone(const std::string& s, int32_t* offset);
+
+}  // namespace qw::app

@@ -1,0 +1,49 @@
+// quorumwatch: parses the command line and hands over to a command.
+// Exit status: 0 done, 1 bad input or configuration, 2 usage.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+
+#include "app/patterns_cmd.h"
+#include "app/replay.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"quorumwatch: consensus detector for proof-of-stake validator logs"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "quorumwatch 0.1.0");
+
+  qw::app::ReplayArgs replay;
+  auto* rc = app.add_subcommand("replay", "replay captured logs (plain or .zst) on event time");
+  rc->add_option("--chain", replay.chain,
+                 "chain name, a family or alias (fixes the family), or auto (detect)")
+      ->default_val("auto");
+  rc->add_option("--threads", replay.threads, "matcher threads (default: one per core, max 4)")
+      ->check(CLI::Range(1, 64));
+  rc->add_option("--format", replay.format, "output: text timeline and summary, or jsonl events")
+      ->check(CLI::IsMember({"text", "jsonl"}))
+      ->default_val("text");
+  rc->add_option("--events", replay.events_path, "also write the events as JSON lines to FILE");
+  rc->add_option("--summary", replay.summary_path, "write the per-node summary (JSON) to FILE");
+  rc->add_option("-c,--config", replay.config_path, "configuration file (chains, nodes)");
+  rc->add_option("--node", replay.node_name, "node name of a single file");
+  rc->add_option("--patterns", replay.patterns_dir, "pattern folder instead of the built-in one");
+  rc->add_option("files", replay.files, "log files")->required();
+
+  std::vector<std::string> pattern_files;
+  std::string patterns_dir;
+  auto* pc = app.add_subcommand("patterns", "pattern file tools");
+  pc->require_subcommand(1);
+  auto* pt = pc->add_subcommand("test", "run the test lines of pattern files");
+  pt->add_option("files", pattern_files, "pattern files (default: the built-in ones)");
+  pt->add_option("--patterns", patterns_dir, "pattern folder instead of the built-in one");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc_exit = app.exit(e);
+    return e.get_exit_code() == 0 ? rc_exit : 2;
+  }
+  if (rc->parsed()) return qw::app::RunReplay(replay);
+  if (pt->parsed()) return qw::app::RunPatternsTest(pattern_files, patterns_dir);
+  return 2;
+}

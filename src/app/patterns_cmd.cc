@@ -1,0 +1,134 @@
+#include "app/patterns_cmd.h"
+
+#include <cstdio>
+
+#include "app/replay.h"
+#include "match/matcher.h"
+#include "match/registry.h"
+
+namespace qw::app {
+namespace {
+
+std::string FieldValue(const Signal& s, Field f) {
+  auto num = [](int64_t v) { return v < 0 ? std::string() : std::to_string(v); };
+  switch (f) {
+    case Field::kHeight:
+      return num(s.height);
+    case Field::kRound:
+      return num(s.round);
+    case Field::kType:
+      return std::string(s.type_raw);
+    case Field::kValidator:
+      return std::string(s.validator);
+    case Field::kBlockId:
+      return std::string(s.block_id);
+    case Field::kReason:
+      return std::string(s.reason);
+    case Field::kName:
+      return std::string(s.name);
+    case Field::kTargetHeight:
+      return num(s.target_height);
+    case Field::kCount:
+      return num(s.count);
+    default:
+      return "";
+  }
+}
+
+}  // namespace
+
+int TestPatternFile(const match::PatternFile& pf, std::vector<std::string>* problems) {
+  auto m = match::FamilyMatcher::Create(pf);
+  if (!m) {
+    problems->push_back(m.error().message);
+    return 0;
+  }
+  int run = 0;
+  auto where = [&](int line) { return pf.path + ":" + std::to_string(line) + ": "; };
+  for (size_t ri = 0; ri < pf.rules.size(); ++ri) {
+    const match::Rule& rule = pf.rules[ri];
+    for (const match::RuleTest& t : rule.tests) {
+      ++run;
+      Signal s;
+      if (!(*m)->Match(t.line, &s)) {
+        problems->push_back(where(t.file_line) + "rule '" + rule.name +
+                            "': its test line matches no rule: " + t.line);
+        continue;
+      }
+      if (s.rule != ri) {
+        problems->push_back(where(t.file_line) + "rule '" + rule.name +
+                            "': its test line is taken by the earlier rule '" +
+                            pf.rules[s.rule].name + "'");
+        continue;
+      }
+      // Every field the rule extracted must be expected, with its value.
+      for (int fi = 0; fi < kFieldCount; ++fi) {
+        Field f = static_cast<Field>(fi);
+        if (f == Field::kStep) continue;
+        std::string got = FieldValue(s, f);
+        const std::string* want = nullptr;
+        for (const auto& [k, v] : t.want) {
+          if (k == FieldName(f)) want = &v;
+        }
+        if (f == Field::kReason && want == nullptr && !rule.reason.empty()) continue;
+        if (want == nullptr && !got.empty()) {
+          problems->push_back(where(t.file_line) + "rule '" + rule.name + "': extracted " +
+                              std::string(FieldName(f)) + "=" + got + " but the test does not expect it");
+        } else if (want != nullptr && got != *want) {
+          problems->push_back(where(t.file_line) + "rule '" + rule.name + "': " +
+                              std::string(FieldName(f)) + " is '" + got + "', want '" + *want + "'");
+        }
+      }
+    }
+  }
+  for (const match::RuleTest& t : pf.non_matching) {
+    ++run;
+    Signal s;
+    if ((*m)->Match(t.line, &s)) {
+      problems->push_back(where(t.file_line) + "non_matching line is taken by rule '" +
+                          pf.rules[s.rule].name + "': " + t.line);
+    }
+  }
+  return run;
+}
+
+int RunPatternsTest(const std::vector<std::string>& files, const std::string& patterns_dir) {
+  std::unique_ptr<match::Registry> reg;
+  if (!files.empty()) {
+    std::vector<std::string> problems;
+    int status = 0;
+    for (const auto& f : files) {
+      auto pf = match::LoadPatternFile(f);
+      if (!pf) {
+        std::fprintf(stderr, "FAIL %s\n", pf.error().message.c_str());
+        status = 1;
+        continue;
+      }
+      problems.clear();
+      int n = TestPatternFile(*pf, &problems);
+      for (const auto& p : problems) std::fprintf(stderr, "FAIL %s\n", p.c_str());
+      std::printf("%s %s: %zu rules, %d test lines\n", problems.empty() ? "ok  " : "FAIL",
+                  f.c_str(), pf->rules.size(), n);
+      if (!problems.empty()) status = 1;
+    }
+    return status;
+  }
+  auto r = LoadRegistry(patterns_dir);
+  if (!r) {
+    std::fprintf(stderr, "FAIL %s\n", r.error().message.c_str());
+    return 1;
+  }
+  int status = 0;
+  for (size_t i = 0; i < (*r)->size(); ++i) {
+    const auto& pf = (*r)->file(i);
+    std::vector<std::string> problems;
+    int n = TestPatternFile(pf, &problems);
+    for (const auto& p : problems) std::fprintf(stderr, "FAIL %s\n", p.c_str());
+    std::printf("%s %s: %zu rules, %d test lines\n", problems.empty() ? "ok  " : "FAIL",
+                pf.path.c_str(), pf.rules.size(), n);
+    if (!problems.empty()) status = 1;
+  }
+  return status;
+}
+
+}  // namespace qw::app

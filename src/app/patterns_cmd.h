@@ -1,0 +1,19 @@
+// `quorumwatch patterns test`: runs the test lines of pattern files.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "match/pattern_file.h"
+
+namespace qw::app {
+
+// Checks one loaded pattern file's tests; appends "file:line: problem"
+// strings to `problems`. Returns the number of test lines run.
+int TestPatternFile(const match::PatternFile& pf, std::vector<std::string>* problems);
+
+// Files given, or every built-in file (or those in patterns_dir). Prints a
+// line per file and each problem; returns the exit status.
+int RunPatternsTest(const std::vector<std::string>& files, const std::string& patterns_dir);
+
+}  // namespace qw::app

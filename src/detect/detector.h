@@ -1,0 +1,104 @@
+// Detector: node state and chain aggregation. Turns signals (with event
+// times) and ticks into events. Never reads a clock.
+//
+// Threading: a Detector is owned by one thread; every method must be called
+// from it. Times passed in must not decrease (callers clamp to a watermark).
+#pragma once
+
+#include <string_view>
+#include <vector>
+
+#include "common/event.h"
+#include "common/signal.h"
+#include "detect/node_state.h"
+#include "detect/thresholds.h"
+
+namespace qw::detect {
+
+// Receives events as they are decided, in no particular order within one
+// instant; EventOrderer (sink side) restores the output order.
+class EventOutput {
+ public:
+  virtual ~EventOutput() = default;
+  virtual void Emit(Event e) = 0;
+};
+
+struct NodeSummary {
+  std::string node, namespace_, chain, family;
+  bool signer = false;
+  int64_t first_height = -1, last_height = -1, commits = 0;
+  int64_t missed_precommits = -1;  // -1: not a signer (null)
+  double longest_stall_seconds = 0;
+  double seconds_out_of_consensus = 0;
+  int bans = 0;
+  uint64_t lines_read = 0, lines_matched = 0, lines_rejected = 0;
+  std::string status;
+};
+
+class Detector {
+ public:
+  Detector(std::vector<ChainSpec> chains, EventOutput* out);
+
+  // Adds a node; returns its index. REQUIRES: spec.chain is a chain index.
+  int AddNode(NodeSpec spec);
+  void AttachStream(int node);
+  // A stream of the node ended (file finished or removed); the node retires
+  // with its last stream.
+  void DetachStream(int node, Nanos now);
+
+  // Fires every timer due at or before `now`, each at its own deadline.
+  void OnTick(Nanos now);
+  // One matched record of `node`. `line` is the record text (for evidence).
+  void OnSignal(int node, Nanos now, const Signal& s, std::string_view line);
+
+  void CountLines(int node, uint64_t read, uint64_t matched, uint64_t rejected);
+
+  // Closes open durations at `end` (for the summary).
+  void Finish(Nanos end);
+  std::vector<NodeSummary> Summary() const;
+
+  size_t node_count() const { return nodes_.size(); }
+  const NodeState& node(int i) const { return nodes_[static_cast<size_t>(i)]; }
+  const ChainState& chain(int i) const { return chains_[static_cast<size_t>(i)]; }
+
+ private:
+  enum class Timer { kNone, kStall, kPeriodEnd, kBan, kUnban, kHeldBan };
+
+  NodeState& N(int i) { return nodes_[static_cast<size_t>(i)]; }
+  ChainState& C(int i) { return chains_[static_cast<size_t>(i)]; }
+  Nanos NextDeadline(int n, Timer* which) const;
+  void Fire(int n, Timer which, Nanos at);
+
+  Event MakeEvent(int n, EventKind kind, Severity sev, Nanos at, int64_t height, int64_t id_key);
+  Event MakeChainEvent(int chain, EventKind kind, Severity sev, Nanos at, int64_t height,
+                       int64_t id_key);
+  void Emit(Event e) { out_->Emit(std::move(e)); }
+
+  void OnAdvance(int n, Nanos now, int64_t height);
+  void OnVote(int n, Nanos now, const Signal& s);
+  void JudgeHeight(int n, Nanos now, int64_t h);
+  void RecordMissed(int n, Nanos now, int64_t h, std::string_view kind);
+  void StallDue(int n, Nanos at);
+  void ResolvePendingStalls(int chain, Nanos now);
+  void StallNode(int n, Nanos at);
+  void HaltChain(int chain, Nanos at, int64_t height, std::string_view reason,
+                 std::string_view name);
+  void UpdateConsensus(int n, Nanos now, std::string_view reason);
+  void CheckLag(int n, Nanos now);
+  void DoubleSign(int n, Nanos now, int64_t height, Severity sev, std::string_view reason,
+                  std::vector<std::pair<std::string, std::string>> extra);
+  void DecideBan(int n, Nanos at, std::string_view reason);
+  void Unban(int n, Nanos at);
+  void AddEvidence(int n, Nanos now, std::string_view line);
+  std::vector<std::string> Evidence(int n) const;
+  bool RequireHealthyPeer(int n) const;
+  int VisibleNodes(int chain) const;
+  bool SameSignerGroup(int chain, int a, int b) const;
+
+  std::vector<ChainState> chains_;
+  std::vector<NodeState> nodes_;
+  EventOutput* out_;
+  Nanos next_check_ = kNoTime;  // lower bound of the earliest pending timer
+};
+
+}  // namespace qw::detect

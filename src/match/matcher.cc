@@ -1,0 +1,241 @@
+#include "match/matcher.h"
+
+#include <charconv>
+#include <cstring>
+
+namespace qw::match {
+namespace {
+
+RE2::Options RuleOptions() {
+  RE2::Options opt;
+  opt.set_log_errors(false);
+  opt.set_max_mem(64 << 20);
+  return opt;
+}
+
+int64_t ToInt(std::string_view s) {
+  int64_t v = -1;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p == s.data()) return -1;
+  return v;
+}
+
+void SetField(Field f, std::string_view v, Signal* out) {
+  switch (f) {
+    case Field::kHeight:
+      out->height = ToInt(v);
+      break;
+    case Field::kRound:
+      out->round = ToInt(v);
+      break;
+    case Field::kStep:
+      break;
+    case Field::kType:
+      out->type_raw = v;
+      out->vote_type = ParseVoteType(v);
+      break;
+    case Field::kValidator:
+      out->validator = v;
+      break;
+    case Field::kBlockId:
+      out->block_id = v;
+      break;
+    case Field::kReason:
+      out->reason = v;
+      break;
+    case Field::kName:
+      out->name = v;
+      break;
+    case Field::kTargetHeight:
+      out->target_height = ToInt(v);
+      break;
+    case Field::kCount:
+      out->count = ToInt(v);
+      break;
+  }
+}
+
+bool IsKeyChar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+         c == '.' || c == '-' || c == '/';
+}
+
+// Reads a quoted value starting after the opening quote at `p`.
+std::string_view Quoted(std::string_view line, size_t p) {
+  size_t end = p;
+  while (end < line.size() && line[end] != '"') {
+    if (line[end] == '\\' && end + 1 < line.size()) ++end;
+    ++end;
+  }
+  return line.substr(p, end - p);
+}
+
+}  // namespace
+
+bool FindKeyValue(std::string_view line, std::string_view key, std::string_view* value) {
+  size_t from = 0;
+  while (from < line.size()) {
+    size_t at = line.find(key, from);
+    if (at == std::string_view::npos) return false;
+    from = at + 1;
+    size_t after = at + key.size();
+    if (after >= line.size()) return false;
+    char before = at > 0 ? line[at - 1] : ' ';
+    if (line[after] == '=' && !IsKeyChar(before) && before != '"') {
+      // logfmt
+      size_t p = after + 1;
+      if (p < line.size() && line[p] == '"') {
+        *value = Quoted(line, p + 1);
+      } else {
+        size_t end = p;
+        while (end < line.size() && line[end] != ' ' && line[end] != '\t') ++end;
+        *value = line.substr(p, end - p);
+      }
+      return true;
+    }
+    if (before == '"' && line[after] == '"' && after + 1 < line.size() &&
+        (at < 2 || line[at - 2] != '\\')) {
+      // JSON: "key" then optional spaces, ':'
+      size_t p = after + 1;
+      while (p < line.size() && line[p] == ' ') ++p;
+      if (p >= line.size() || line[p] != ':') continue;
+      ++p;
+      while (p < line.size() && line[p] == ' ') ++p;
+      if (p < line.size() && line[p] == '"') {
+        *value = Quoted(line, p + 1);
+      } else {
+        size_t end = p;
+        while (end < line.size() && line[end] != ',' && line[end] != '}' && line[end] != ' ') ++end;
+        *value = line.substr(p, end - p);
+      }
+      return true;
+    }
+  }
+  return false;
+}
+
+FamilyMatcher::FamilyMatcher(const PatternFile& pf)
+    : pf_(&pf), set_(RuleOptions(), RE2::UNANCHORED) {}
+
+Result<std::unique_ptr<FamilyMatcher>> FamilyMatcher::Create(const PatternFile& pf) {
+  std::unique_ptr<FamilyMatcher> m(new FamilyMatcher(pf));
+  int max_groups = 0;
+  for (const Rule& r : pf.rules) {
+    std::string err;
+    if (m->set_.Add(r.regex, &err) < 0) {
+      return Fail(pf.path + ":" + std::to_string(r.file_line) + ": rule '" + r.name +
+                  "': " + err);
+    }
+    CompiledRule cr;
+    cr.re = std::make_unique<RE2>(r.regex, RuleOptions());
+    if (!cr.re->ok()) {
+      return Fail(pf.path + ":" + std::to_string(r.file_line) + ": rule '" + r.name +
+                  "': " + cr.re->error());
+    }
+    cr.groups = cr.re->NumberOfCapturingGroups();
+    for (const auto& [name, index] : cr.re->NamedCapturingGroups()) {
+      cr.named.emplace_back(*FieldFromName(name), index);
+    }
+    cr.needs_confirm = !cr.named.empty();
+    max_groups = std::max(max_groups, cr.groups);
+    m->rules_.push_back(std::move(cr));
+  }
+  if (!m->set_.Compile()) return Fail(pf.path + ": the rules' set does not compile");
+  for (const TimestampSpec& t : pf.timestamps) {
+    CompiledTimestamp ct;
+    ct.re = std::make_unique<RE2>(t.regex, RuleOptions());
+    ct.ts_group = ct.re->NamedCapturingGroups().at("ts");
+    ct.layout = t.layout;
+    max_groups = std::max(max_groups, ct.re->NumberOfCapturingGroups());
+    m->timestamps_.push_back(std::move(ct));
+  }
+  for (const std::string& c : pf.continuation) {
+    m->continuation_.push_back(std::make_unique<RE2>(c, RuleOptions()));
+  }
+  m->hits_.reserve(pf.rules.size());
+  m->submatch_.resize(static_cast<size_t>(max_groups) + 1);
+  return m;
+}
+
+int FamilyMatcher::FirstHit(std::string_view line) {
+  re2::StringPiece text(line.data(), line.size());
+  RE2::Set::ErrorInfo info{};
+  // First pass without a result vector: most lines are noise and miss.
+  if (!set_.Match(text, nullptr, &info)) {
+    if (info.kind != RE2::Set::kOutOfMemory) return -1;
+    ++dfa_oom_;
+    for (size_t i = 0; i < rules_.size(); ++i) {
+      if (RE2::PartialMatch(text, *rules_[i].re)) return static_cast<int>(i);
+    }
+    return -1;
+  }
+  hits_.clear();
+  if (!set_.Match(text, &hits_, &info)) {
+    // Cannot happen unless the DFA failed on the second pass.
+    ++dfa_oom_;
+    for (size_t i = 0; i < rules_.size(); ++i) {
+      if (RE2::PartialMatch(text, *rules_[i].re)) return static_cast<int>(i);
+    }
+    return -1;
+  }
+  int best = hits_[0];
+  for (int h : hits_) best = std::min(best, h);
+  return best;
+}
+
+int FamilyMatcher::FirstRule(std::string_view line) { return FirstHit(line); }
+
+void FamilyMatcher::Extract(int rule, std::string_view line, Signal* out) {
+  const Rule& r = pf_->rules[static_cast<size_t>(rule)];
+  CompiledRule& cr = rules_[static_cast<size_t>(rule)];
+  *out = Signal{};
+  out->kind = r.signal;
+  out->rule = static_cast<uint16_t>(rule);
+  for (const FieldFromKey& fk : r.key_fields) {
+    std::string_view v;
+    if (FindKeyValue(line, fk.key, &v)) SetField(fk.field, v, out);
+  }
+  if (cr.needs_confirm) {
+    re2::StringPiece text(line.data(), line.size());
+    if (cr.re->Match(text, 0, text.size(), RE2::UNANCHORED, submatch_.data(), cr.groups + 1)) {
+      for (const auto& [field, index] : cr.named) {
+        const re2::StringPiece& sp = submatch_[static_cast<size_t>(index)];
+        if (sp.data() != nullptr) SetField(field, std::string_view(sp.data(), sp.size()), out);
+      }
+    }
+  }
+  if (out->reason.empty() && !r.reason.empty()) out->reason = r.reason;
+}
+
+bool FamilyMatcher::Match(std::string_view line, Signal* out) {
+  int rule = FirstHit(line);
+  if (rule < 0) return false;
+  Extract(rule, line, out);
+  return true;
+}
+
+Nanos FamilyMatcher::MessageTime(std::string_view line, int32_t default_year,
+                                 int32_t offset_seconds) const {
+  re2::StringPiece text(line.data(), line.size());
+  re2::StringPiece sub[8];
+  for (const CompiledTimestamp& t : timestamps_) {
+    int n = std::min(t.ts_group + 1, 8);
+    if (t.ts_group >= 8) continue;
+    if (!t.re->Match(text, 0, text.size(), RE2::UNANCHORED, sub, n)) continue;
+    std::string_view ts(sub[t.ts_group].data(), sub[t.ts_group].size());
+    Nanos v = t.layout == "rfc3339" ? ParseRfc3339(ts, nullptr, offset_seconds)
+                                    : ParseLayout(ts, t.layout, default_year, offset_seconds);
+    if (v != kNoTime) return v;
+  }
+  return kNoTime;
+}
+
+bool FamilyMatcher::IsContinuation(std::string_view line) const {
+  re2::StringPiece text(line.data(), line.size());
+  for (const auto& re : continuation_) {
+    if (RE2::PartialMatch(text, *re)) return true;
+  }
+  return false;
+}
+
+}  // namespace qw::match

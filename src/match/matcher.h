@@ -1,0 +1,77 @@
+// FamilyMatcher: one family's rules compiled for matching. Not thread-safe:
+// every matcher thread builds its own (RE2 objects share a DFA cache under
+// a mutex, so sharing them would serialise the threads).
+#pragma once
+
+#include <re2/re2.h>
+#include <re2/set.h>
+
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+#include "common/signal.h"
+#include "match/pattern_file.h"
+
+namespace qw::match {
+
+class FamilyMatcher {
+ public:
+  [[nodiscard]] static Result<std::unique_ptr<FamilyMatcher>> Create(const PatternFile& pf);
+
+  // Matches one record. On a hit fills *out (views into `line`) with the
+  // first matching rule's signal and fields and returns true.
+  bool Match(std::string_view line, Signal* out);
+
+  // Like Match but returns the index of the first matching rule (-1 none)
+  // without extracting fields. Used by auto-detection.
+  int FirstRule(std::string_view line);
+
+  // The message's own timestamp, or kNoTime.
+  Nanos MessageTime(std::string_view line, int32_t default_year, int32_t offset_seconds) const;
+
+  // True when the physical line continues the previous record.
+  bool IsContinuation(std::string_view line) const;
+  bool HasContinuation() const { return !continuation_.empty(); }
+
+  // Times the prefilter's DFA ran out of memory (each fell back to the
+  // per-rule regexes, so no match was lost).
+  uint64_t dfa_out_of_memory() const { return dfa_oom_; }
+
+  const PatternFile& patterns() const { return *pf_; }
+
+ private:
+  struct CompiledRule {
+    std::unique_ptr<RE2> re;
+    int groups = 0;                             // capturing groups in re
+    std::vector<std::pair<Field, int>> named;   // field <- group index
+    bool needs_confirm = false;                 // has captures to extract
+  };
+  struct CompiledTimestamp {
+    std::unique_ptr<RE2> re;
+    int ts_group = 0;
+    std::string layout;
+  };
+
+  explicit FamilyMatcher(const PatternFile& pf);
+  int FirstHit(std::string_view line);
+  void Extract(int rule, std::string_view line, Signal* out);
+
+  const PatternFile* pf_;
+  RE2::Set set_;
+  std::vector<CompiledRule> rules_;
+  std::vector<CompiledTimestamp> timestamps_;
+  std::vector<std::unique_ptr<RE2>> continuation_;
+  // Scratch reused across calls: no allocation per line once warmed up.
+  std::vector<int> hits_;
+  std::vector<re2::StringPiece> submatch_;
+  uint64_t dfa_oom_ = 0;
+};
+
+// Finds `key`'s value in a logfmt (key=value, key="quoted") or JSON
+// ("key":value, "key":"value") record. Returns false when absent. The value
+// is raw: quotes stripped, escapes kept.
+bool FindKeyValue(std::string_view line, std::string_view key, std::string_view* value);
+
+}  // namespace qw::match

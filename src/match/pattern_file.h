@@ -1,0 +1,70 @@
+// A family's pattern file (patterns/<family>.yaml), loaded and validated.
+// Loading refuses a bad file with "file:line: reason"; the loaded value is
+// plain data, compiled per thread by FamilyMatcher.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/result.h"
+#include "common/signal.h"
+#include "common/time.h"
+
+namespace qw::match {
+
+struct FamilyDefaults {
+  Nanos block_time = 6 * kSecond;
+  Nanos stall_after = 60 * kSecond;
+  int64_t max_lag = 5;
+  int missed_window = 100;
+  int missed_max = 5;
+};
+
+struct TimestampSpec {
+  std::string regex;   // RE2 with a named group `ts`
+  std::string layout;  // ParseLayout layout, or "rfc3339"
+  int line = 0;
+};
+
+struct FieldFromKey {
+  Field field;
+  std::string key;  // logfmt key=value or JSON "key":value
+};
+
+struct RuleTest {
+  std::string line;
+  std::string source;
+  std::vector<std::pair<std::string, std::string>> want;  // field name -> value
+  int file_line = 0;
+};
+
+struct Rule {
+  std::string name;
+  SignalKind signal = SignalKind::kNone;
+  std::string regex;
+  std::vector<FieldFromKey> key_fields;
+  std::string reason;  // constant reason when the regex captures none
+  std::vector<RuleTest> tests;
+  int file_line = 0;
+};
+
+struct PatternFile {
+  std::string path;
+  std::string family;
+  std::vector<std::string> aliases;
+  bool signer_role = false;  // role: signer (tmkms, Horcrux): attaches to its pod's node
+  FamilyDefaults defaults;
+  std::vector<TimestampSpec> timestamps;
+  std::vector<std::string> continuation;
+  std::vector<Rule> rules;
+  std::vector<RuleTest> non_matching;
+};
+
+// Loads and validates one pattern file: keys, signal and field names, that
+// every regex compiles in RE2 and its named groups are known fields.
+[[nodiscard]] Result<PatternFile> LoadPatternFile(const std::string& path);
+// The same from text already read; errors name `path`.
+[[nodiscard]] Result<PatternFile> LoadPatternText(const std::string& path, const std::string& text);
+
+}  // namespace qw::match

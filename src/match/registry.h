@@ -1,0 +1,48 @@
+// Registry: every family's pattern file, by family name and alias, and
+// auto-detection of a stream's family from its first records. Built once
+// at start; read-only afterwards (safe to share across threads).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+#include "match/matcher.h"
+#include "match/pattern_file.h"
+
+namespace qw::match {
+
+class Registry {
+ public:
+  // The pattern files built into the binary (patterns/*.yaml at build time).
+  [[nodiscard]] static Result<std::unique_ptr<Registry>> LoadEmbedded();
+  // Every *.yaml file in `dir` (overrides the built-in set).
+  [[nodiscard]] static Result<std::unique_ptr<Registry>> LoadDir(const std::string& dir);
+  // The given files.
+  [[nodiscard]] static Result<std::unique_ptr<Registry>> LoadFiles(
+      const std::vector<std::string>& paths);
+
+  size_t size() const { return files_.size(); }
+  const PatternFile& file(size_t i) const { return *files_[i]; }
+
+  // Index of the family whose name or alias is `name`, or -1.
+  int Find(std::string_view name) const;
+
+  struct Detection {
+    int family = -1;     // -1: unknown or ambiguous
+    std::string reason;  // why, for the operator, when family is -1
+  };
+  // Picks the family whose rules match the most of `samples` (first records
+  // of a stream). Ties and no hits at all are reported, not guessed.
+  // REQUIRES: one thread at a time.
+  Detection Detect(const std::vector<std::string_view>& samples);
+
+ private:
+  Result<void> Add(PatternFile pf);
+  std::vector<std::unique_ptr<PatternFile>> files_;
+  std::vector<std::unique_ptr<FamilyMatcher>> detectors_;
+};
+
+}  // namespace qw::match

@@ -1,0 +1,45 @@
+// Batch: the one type that crosses from the sources to the matchers and on
+// to node state. Records are views into the batch's own arena, so a batch
+// can travel between threads without anything else staying alive.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/signal.h"
+#include "common/time.h"
+
+namespace qw::pipeline {
+
+enum class RecordKind : uint8_t {
+  kLine,       // a log record to match
+  kStreamEnd,  // the stream ended (file finished or removed)
+};
+
+struct Record {
+  uint32_t stream;
+  uint32_t offset;
+  uint32_t length;
+  RecordKind kind;
+  Nanos time;
+};
+
+struct Batch {
+  uint64_t seq = 0;         // order of the batch in the source's output
+  std::string arena;        // record texts
+  std::vector<Record> records;
+  std::vector<Signal> signals;  // parallel to records, filled by a matcher
+
+  std::string_view text(const Record& r) const {
+    return std::string_view(arena.data() + r.offset, r.length);
+  }
+  void Clear() {
+    arena.clear();
+    records.clear();
+    signals.clear();
+  }
+};
+
+}  // namespace qw::pipeline

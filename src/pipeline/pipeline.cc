@@ -1,0 +1,221 @@
+#include "pipeline/pipeline.h"
+
+#include <concurrentqueue/blockingconcurrentqueue.h>
+
+#include <atomic>
+#include <map>
+#include <queue>
+#include <thread>
+
+namespace qw::pipeline {
+namespace {
+
+using Queue = moodycamel::BlockingConcurrentQueue<Batch*>;
+
+// Matcher thread: owns its compiled matchers (RE2 objects are not shared
+// between threads, so no DFA-cache lock is contended).
+void MatchLoop(const match::Registry& registry, const std::vector<int>& stream_family,
+               Queue* work, Queue* done, std::atomic<uint64_t>* matched,
+               std::atomic<uint64_t>* dfa_oom) {
+  std::vector<std::unique_ptr<match::FamilyMatcher>> matchers;
+  for (size_t i = 0; i < registry.size(); ++i) {
+    auto m = match::FamilyMatcher::Create(registry.file(i));
+    matchers.push_back(m ? std::move(*m) : nullptr);
+  }
+  moodycamel::ConsumerToken ctok(*work);
+  moodycamel::ProducerToken ptok(*done);
+  uint64_t hits = 0;
+  while (true) {
+    Batch* b = nullptr;
+    work->wait_dequeue(ctok, b);
+    if (b == nullptr) break;
+    b->signals.resize(b->records.size());
+    for (size_t i = 0; i < b->records.size(); ++i) {
+      const Record& r = b->records[i];
+      Signal& s = b->signals[i];
+      s.kind = SignalKind::kNone;
+      if (r.kind != RecordKind::kLine) continue;
+      int fam = stream_family[r.stream];
+      if (fam < 0 || !matchers[static_cast<size_t>(fam)]) continue;
+      if (matchers[static_cast<size_t>(fam)]->Match(b->text(r), &s)) ++hits;
+    }
+    done->enqueue(ptok, b);
+  }
+  uint64_t oom = 0;
+  for (const auto& m : matchers) {
+    if (m) oom += m->dfa_out_of_memory();
+  }
+  matched->fetch_add(hits);
+  dfa_oom->fetch_add(oom);
+}
+
+// Detector thread: consumes batches in sequence order.
+void DetectLoop(Queue* done, Queue* free_batches, const std::vector<int>& stream_node,
+                detect::Detector* detector, sink::EventOrderer* orderer, Nanos* end_time) {
+  std::map<uint64_t, Batch*> waiting;
+  uint64_t next = 0;
+  Nanos wm = kNoTime;
+  moodycamel::ConsumerToken ctok(*done);
+  auto process = [&](Batch* b) {
+    for (size_t i = 0; i < b->records.size(); ++i) {
+      const Record& r = b->records[i];
+      Nanos now = wm == kNoTime || r.time > wm ? r.time : wm;
+      wm = now;
+      int node = stream_node[r.stream];
+      if (r.kind == RecordKind::kStreamEnd) {
+        detector->OnTick(now);
+        detector->DetachStream(node, now);
+        continue;
+      }
+      detector->OnTick(now);
+      const Signal& s = b->signals[i];
+      if (s.kind != SignalKind::kNone) {
+        detector->CountLines(node, 0, 1, 0);
+        detector->OnSignal(node, now, s, b->text(r));
+      }
+    }
+    if (wm != kNoTime) orderer->Release(wm);
+    b->Clear();
+    free_batches->enqueue(b);
+  };
+  while (true) {
+    Batch* b = nullptr;
+    done->wait_dequeue(ctok, b);
+    if (b == nullptr) break;
+    waiting.emplace(b->seq, b);
+    while (!waiting.empty() && waiting.begin()->first == next) {
+      Batch* ready = waiting.begin()->second;
+      waiting.erase(waiting.begin());
+      process(ready);
+      ++next;
+    }
+  }
+  // Every matcher has finished: whatever waits is contiguous.
+  for (auto& [seq, b] : waiting) process(b);
+  if (wm != kNoTime) detector->OnTick(wm);
+  *end_time = wm;
+}
+
+struct HeadEntry {
+  Nanos time;
+  size_t stream;
+  bool operator>(const HeadEntry& o) const {
+    return time != o.time ? time > o.time : stream > o.stream;
+  }
+};
+
+}  // namespace
+
+PipelineStats RunReplay(const match::Registry& registry, std::vector<ReplayStream>& streams,
+                        detect::Detector* detector, sink::EventOrderer* orderer,
+                        const ReplayOptions& opt) {
+  const int threads = std::max(1, opt.threads);
+  std::vector<int> stream_family, stream_node;
+  for (const auto& s : streams) {
+    stream_family.push_back(s.family);
+    stream_node.push_back(s.node);
+  }
+  // Bounded memory: a fixed pool of batches circulates.
+  const size_t pool_size = static_cast<size_t>(threads) * 4 + 4;
+  std::vector<std::unique_ptr<Batch>> pool;
+  Queue free_batches(pool_size), work(pool_size), done(pool_size);
+  for (size_t i = 0; i < pool_size; ++i) {
+    pool.push_back(std::make_unique<Batch>());
+    pool.back()->arena.reserve(opt.batch_bytes + 4096);
+    pool.back()->records.reserve(opt.batch_records);
+    free_batches.enqueue(pool.back().get());
+  }
+  std::atomic<uint64_t> matched{0}, dfa_oom{0};
+  std::vector<std::thread> matchers;
+  for (int i = 0; i < threads; ++i) {
+    matchers.emplace_back(MatchLoop, std::cref(registry), std::cref(stream_family), &work, &done,
+                          &matched, &dfa_oom);
+  }
+  Nanos end_time = kNoTime;
+  std::thread detect_thread(DetectLoop, &done, &free_batches, std::cref(stream_node), detector,
+                            orderer, &end_time);
+
+  PipelineStats stats;
+  moodycamel::ProducerToken wtok(work);
+  std::vector<size_t> pos(streams.size(), 0);
+  std::vector<Nanos> last_time(streams.size(), kNoTime);
+  std::priority_queue<HeadEntry, std::vector<HeadEntry>, std::greater<HeadEntry>> heads;
+  Batch* batch = nullptr;
+  uint64_t seq = 0;
+  auto get_batch = [&] {
+    free_batches.wait_dequeue(batch);
+    batch->seq = seq++;
+  };
+  auto dispatch = [&] {
+    stats.records += batch->records.size();
+    ++stats.batches;
+    work.enqueue(wtok, batch);
+    batch = nullptr;
+    if (opt.progress && stats.batches % 64 == 0) opt.progress(stats.records);
+  };
+  auto push_head = [&](size_t s) {
+    const auto& recs = streams[s].reader->records();
+    if (pos[s] < recs.size()) heads.push(HeadEntry{recs[pos[s]].time, s});
+  };
+  for (size_t s = 0; s < streams.size(); ++s) {
+    if (streams[s].reader->records().empty()) {
+      // Nothing at all in this stream: it ends at once.
+      heads.push(HeadEntry{INT64_MIN, s});
+    } else {
+      push_head(s);
+    }
+  }
+  get_batch();
+  while (!heads.empty()) {
+    HeadEntry h = heads.top();
+    heads.pop();
+    auto& reader = *streams[h.stream].reader;
+    const auto& recs = reader.records();
+    if (pos[h.stream] < recs.size()) {
+      const source::StreamRecord& sr = recs[pos[h.stream]];
+      std::string_view text = reader.text(sr);
+      Record r{static_cast<uint32_t>(h.stream), static_cast<uint32_t>(batch->arena.size()),
+               static_cast<uint32_t>(text.size()), RecordKind::kLine, sr.time};
+      batch->arena.append(text);
+      batch->records.push_back(r);
+      last_time[h.stream] = sr.time;
+      ++pos[h.stream];
+      if (pos[h.stream] == recs.size()) {
+        pos[h.stream] = 0;
+        if (!reader.NextChunk()) {
+          pos[h.stream] = SIZE_MAX;
+        }
+      }
+    }
+    if (pos[h.stream] == SIZE_MAX || recs.empty()) {
+      Nanos t = last_time[h.stream] == kNoTime ? (batch->records.empty() ? 0 : batch->records.back().time)
+                                               : last_time[h.stream];
+      batch->records.push_back(
+          Record{static_cast<uint32_t>(h.stream), 0, 0, RecordKind::kStreamEnd, t});
+    } else {
+      push_head(h.stream);
+    }
+    if (batch->arena.size() >= opt.batch_bytes || batch->records.size() >= opt.batch_records) {
+      dispatch();
+      get_batch();
+    }
+  }
+  if (!batch->records.empty()) {
+    dispatch();
+  } else {
+    free_batches.enqueue(batch);
+  }
+  for (int i = 0; i < threads; ++i) work.enqueue(wtok, nullptr);
+  for (auto& t : matchers) t.join();
+  done.enqueue(nullptr);
+  detect_thread.join();
+  if (opt.progress) opt.progress(stats.records);
+  stats.matched = matched.load();
+  stats.dfa_out_of_memory = dfa_oom.load();
+  stats.end_time = end_time;
+  detector->Finish(end_time);
+  orderer->ReleaseAll();
+  return stats;
+}
+
+}  // namespace qw::pipeline
