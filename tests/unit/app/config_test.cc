@@ -1,1 +1,122 @@
+#include "app/config.h"
+
 #include <doctest/doctest.h>
+
+using namespace qw;
+using namespace qw::app;
+
+TEST_CASE("the configuration sketch of DESIGN.md loads") {
+  auto c = ParseConfig("qw.yaml", R"(
+sources:
+  - type: file
+    include: ["/var/log/containers/*.log"]
+    exclude: []
+    format: auto
+    read_from: end
+    max_line_bytes: 1048576
+streams:
+  - match: {namespace: "cosmos-.*", container: "gaiad"}
+    chain: cosmoshub
+  - match: {container: "tmkms"}
+    role: signer
+  - match: {}
+    chain: auto
+chains:
+  cosmoshub:
+    family: cometbft
+    timezone: UTC
+    stall_after: 60s
+    max_lag: 5
+    missed: {window: 100, max: 5}
+    ban_after: 30m
+    stable_after: 5m
+    unban_after: 10m
+    auto_unban: true
+    max_bans: 1
+    require_healthy_peer: true
+    ban_on_double_sign: false
+    signer_groups: [[val-a, val-b]]
+nodes:
+  cosmos-mainnet/gaiad-validator-0: {signer: true, validator_address: "A1B2C3D4E5F6", stall_after: 2m}
+state_dir: /var/lib/quorumwatch
+sinks:
+  - {type: jsonl, path: /dev/stdout}
+  - {type: alertmanager, urls: ["http://alertmanager:9093"], resend_interval: 1m, labels: {region: eu-1}}
+  - type: ban
+    action: webhook
+    url: "http://ban-controller:8080/bans"
+    secret_file: /etc/quorumwatch/ban-secret
+    dry_run: false
+  - {type: ban, action: exec, command: ["/usr/local/bin/failover", "--node"], timeout: 30s}
+  - {type: metrics, listen: "0.0.0.0:9464"}
+)");
+  REQUIRE(c);
+  CHECK(c->sources.size() == 1);
+  CHECK(c->streams.size() == 3);
+  CHECK(c->streams[0].Matches("cosmos-mainnet", "any", "gaiad"));
+  CHECK_FALSE(c->streams[0].Matches("cosmos-mainnet", "any", "gaiad-x"));
+  CHECK(c->streams[1].signer);
+  const ChainConfig* ch = c->FindChain("cosmoshub");
+  REQUIRE(ch != nullptr);
+  CHECK(ch->family == "cometbft");
+  CHECK(ch->signer_groups.size() == 1);
+  detect::Thresholds t;
+  ch->overrides.ApplyTo(&t);
+  CHECK(t.ban_after == 30 * 60 * kSecond);
+  CHECK(t.require_healthy_peer == detect::Tristate::kTrue);
+  const NodeConfig* n = c->FindNode("cosmos-mainnet", "gaiad-validator-0");
+  REQUIRE(n != nullptr);
+  CHECK(n->signer);
+  CHECK(n->validator_address == "A1B2C3D4E5F6");
+  n->overrides.ApplyTo(&t);
+  CHECK(t.stall_after == 120 * kSecond);
+  CHECK(c->sinks.size() == 5);
+}
+
+TEST_CASE("bad configuration is refused with file:line and the reason") {
+  struct Case {
+    const char* text;
+    const char* want;
+  };
+  for (const Case& k : std::initializer_list<Case>{
+           {"chains:\n  c:\n    family: cometbft\n    stall_afterr: 60s\n",
+            "qw.yaml:4: unknown key 'stall_afterr'"},
+           {"chains:\n  c:\n    family: cometbft\n    stall_after: soon\n",
+            "qw.yaml:4: 'stall_after' must be a positive duration"},
+           {"chains:\n  c:\n    family: cometbft\n    max_bans: -1\n",
+            "qw.yaml:4: 'max_bans' must be a whole number"},
+           {"chains:\n  c:\n    family: cometbft\n    auto_unban: maybe\n",
+            "qw.yaml:4: 'auto_unban' must be true or false"},
+           {"chains:\n  c: {stall_after: 1m}\n", "qw.yaml:2: chain 'c' needs a 'family'"},
+           {"streams:\n  - match: {namespace: '('}\n    chain: auto\n", "qw.yaml:2: bad regex"},
+           {"sinks:\n  - type: pager\n", "qw.yaml:2: unknown sink type 'pager'"},
+           {"nodes:\n  a/b: {validator_address: 'xyz'}\n", "qw.yaml:2: validator_address must be hexadecimal"},
+           {"sources:\n  - type: file\n    include: [a]\n    read_from: middle\n",
+            "qw.yaml:4: read_from must be beginning or end"},
+           {"bogus: 1\n", "qw.yaml:1: unknown key 'bogus'"},
+           {"chains: [\n", "qw.yaml:"},
+       }) {
+    auto c = ParseConfig("qw.yaml", k.text);
+    REQUIRE_FALSE(c);
+    INFO(c.error().message);
+    CHECK(c.error().message.find(k.want) == 0);
+  }
+}
+
+TEST_CASE("an empty configuration takes every default") {
+  auto c = ParseConfig("qw.yaml", "");
+  REQUIRE(c);
+  CHECK(c->chains.empty());
+  CHECK(c->state_dir == "/var/lib/quorumwatch");
+}
+
+TEST_CASE("timezones") {
+  int32_t off = 1;
+  CHECK(ParseTimezone("UTC", &off));
+  CHECK(off == 0);
+  CHECK(ParseTimezone("+02:00", &off));
+  CHECK(off == 7200);
+  CHECK(ParseTimezone("-0530", &off));
+  CHECK(off == -19800);
+  CHECK_FALSE(ParseTimezone("Europe/Berlin", &off));
+}
