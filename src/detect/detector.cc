@@ -261,7 +261,9 @@ void Detector::OnSignal(int n, Nanos now, const Signal& s, std::string_view line
       }
       ChainState& chain = C(node.spec.chain);
       if (!chain.halted) {
-        HaltChain(node.spec.chain, now, h >= 0 ? h - 1 : node.last_height, "upgrade", s.name);
+        // The node stops at the upgrade height (it may have logged
+        // "finalizing commit" for it); the chain resumes above it.
+        HaltChain(node.spec.chain, now, h >= 0 ? h : node.last_height, "upgrade", s.name);
       }
       break;
     }
@@ -339,7 +341,7 @@ void Detector::OnAdvance(int n, Nanos now, int64_t height) {
     }
   }
   if (prev >= 0) JudgeHeight(n, now, prev);
-  CheckLag(n, now);
+  CheckLag(node.spec.chain, now);
   UpdateConsensus(n, now, "");
   ResolvePendingStalls(node.spec.chain, now);
   next_check_ = kNoTime;
@@ -497,8 +499,7 @@ void Detector::HaltChain(int c, Nanos at, int64_t height, std::string_view reaso
   chain.halted = true;
   chain.halt_height = height;
   chain.halted_at = at;
-  Event e = MakeChainEvent(c, EventKind::kChainHalted, Severity::kWarning, at,
-                           reason == "upgrade" ? height + 1 : height, Ms(at));
+  Event e = MakeChainEvent(c, EventKind::kChainHalted, Severity::kWarning, at, height, Ms(at));
   e.AddDetailString("reason", reason);
   if (!name.empty()) e.AddDetailString("name", name);
   Emit(std::move(e));
@@ -509,17 +510,20 @@ void Detector::HaltChain(int c, Nanos at, int64_t height, std::string_view reaso
   next_check_ = kNoTime;
 }
 
-void Detector::CheckLag(int n, Nanos now) {
-  // Judged on the node's own advances: a node that stops altogether is
-  // stalled, not lagging.
-  NodeState& o = N(n);
-  const ChainState& chain = C(o.spec.chain);
-  if (o.retired || o.last_height < 0) return;
-  bool lag = chain.head - o.last_height > o.spec.thresholds.max_lag &&
-             !(o.syncing && !o.was_in_consensus);
-  if (lag != o.lagging) {
-    o.lagging = lag;
-    UpdateConsensus(n, now, "lagging");
+void Detector::CheckLag(int c, Nanos now) {
+  // Checked on every advance of any node of the chain: a node that falls
+  // more than max_lag blocks behind is out of consensus before its stall
+  // deadline (5 blocks = 30 s on a 6 s chain).
+  ChainState& chain = C(c);
+  for (int v : chain.nodes) {
+    NodeState& o = N(v);
+    if (o.retired || o.last_height < 0) continue;
+    bool lag = chain.head - o.last_height > o.spec.thresholds.max_lag &&
+               !(o.syncing && !o.was_in_consensus);
+    if (lag != o.lagging) {
+      o.lagging = lag;
+      UpdateConsensus(v, now, "lagging");
+    }
   }
 }
 

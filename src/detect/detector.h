@@ -84,7 +84,7 @@ class Detector {
   void HaltChain(int chain, Nanos at, int64_t height, std::string_view reason,
                  std::string_view name);
   void UpdateConsensus(int n, Nanos now, std::string_view reason);
-  void CheckLag(int n, Nanos now);
+  void CheckLag(int chain, Nanos now);
   void DoubleSign(int n, Nanos now, int64_t height, Severity sev, std::string_view reason,
                   std::vector<std::pair<std::string, std::string>> extra);
   void DecideBan(int n, Nanos at, std::string_view reason);

@@ -134,7 +134,7 @@ Result<std::unique_ptr<FamilyMatcher>> FamilyMatcher::Create(const PatternFile& 
     }
     cr.groups = cr.re->NumberOfCapturingGroups();
     for (const auto& [name, index] : cr.re->NamedCapturingGroups()) {
-      cr.named.emplace_back(*FieldFromName(name), index);
+      cr.named.emplace_back(*FieldOfGroup(name), index);
     }
     cr.needs_confirm = !cr.named.empty();
     max_groups = std::max(max_groups, cr.groups);

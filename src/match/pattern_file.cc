@@ -8,6 +8,17 @@
 #include "common/yaml_util.h"
 
 namespace qw::match {
+
+std::optional<Field> FieldOfGroup(std::string_view group) {
+  if (auto f = FieldFromName(group)) return f;
+  // "<field>_<n>": the same field captured in another alternative.
+  size_t us = group.rfind('_');
+  if (us == std::string_view::npos || us + 1 == group.size()) return std::nullopt;
+  for (size_t i = us + 1; i < group.size(); ++i) {
+    if (group[i] < '0' || group[i] > '9') return std::nullopt;
+  }
+  return FieldFromName(group.substr(0, us));
+}
 namespace {
 
 using yamlutil::Where;
@@ -73,7 +84,7 @@ Result<Rule> LoadRule(const std::string& path, const YAML::Node& r) {
   }
   for (const auto& [group, index] : re.NamedCapturingGroups()) {
     (void)index;
-    if (!FieldFromName(group)) {
+    if (!FieldOfGroup(group)) {
       return Fail(Where(path, r["regex"]) + "rule '" + rule.name + "': named group '" + group +
                   "' is not a field");
     }

@@ -3,7 +3,9 @@
 // plain data, compiled per thread by FamilyMatcher.
 #pragma once
 
+#include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -60,6 +62,10 @@ struct PatternFile {
   std::vector<Rule> rules;
   std::vector<RuleTest> non_matching;
 };
+
+// The field a regex group fills: its name, or "<field>_<n>" for the same
+// field in another alternative of one regex.
+std::optional<Field> FieldOfGroup(std::string_view group);
 
 // Loads and validates one pattern file: keys, signal and field names, that
 // every regex compiles in RE2 and its named groups are known fields.
