@@ -10,6 +10,8 @@ namespace {
 
 int64_t Ms(Nanos t) { return t / kMillisecond; }
 
+constexpr int64_t kMaxJudgedGap = 16;
+
 std::string ValidatorKey(std::string_view v) {
   std::string k;
   for (char c : v) {
@@ -83,6 +85,14 @@ void Detector::DetachStream(int n, Nanos now) {
     node.ooc_total += now - node.ooc_since;
     node.ooc = false;
   }
+  // The head is the highest height among the nodes still visible.
+  ChainState& chain = C(node.spec.chain);
+  int64_t head = -1;
+  for (int v : chain.nodes) {
+    if (!N(v).retired) head = std::max(head, N(v).last_height);
+  }
+  if (head >= 0) chain.head = head;
+  CheckLag(node.spec.chain, now);
   ResolvePendingStalls(node.spec.chain, now);
   next_check_ = kNoTime;
 }
@@ -273,6 +283,7 @@ void Detector::OnSignal(int n, Nanos now, const Signal& s, std::string_view line
                  s.target_height - std::max(node.last_height, s.height) > t.max_lag;
       if (!node.syncing && far) {
         node.syncing = true;
+        node.sync_since = now;
         Event e = MakeEvent(n, EventKind::kNodeSyncing, Severity::kWarning, now,
                             s.target_height >= 0 ? s.target_height : node.last_height, Ms(now));
         if (s.target_height >= 0) e.AddDetailInt("target_height", s.target_height);
@@ -284,7 +295,8 @@ void Detector::OnSignal(int n, Nanos now, const Signal& s, std::string_view line
     case SignalKind::kSynced:
       if (node.syncing) {
         node.syncing = false;
-        Emit(MakeEvent(n, EventKind::kNodeSynced, Severity::kInfo, now, node.last_height, Ms(now)));
+        Emit(MakeEvent(n, EventKind::kNodeSynced, Severity::kInfo, now, node.last_height,
+                       Ms(node.sync_since)));
         UpdateConsensus(n, now, "");
       }
       break;
@@ -337,10 +349,17 @@ void Detector::OnAdvance(int n, Nanos now, int64_t height) {
     }
     if (others && chain.head - height <= node.spec.thresholds.max_lag) {
       node.syncing = false;
-      Emit(MakeEvent(n, EventKind::kNodeSynced, Severity::kInfo, now, height, Ms(now)));
+      Emit(MakeEvent(n, EventKind::kNodeSynced, Severity::kInfo, now, height, Ms(node.sync_since)));
     }
   }
-  if (prev >= 0) JudgeHeight(n, now, prev);
+  if (prev >= 0) {
+    // Heights passed over without a commit line were committed by the chain
+    // too; a jump larger than kMaxJudgedGap is a sync or a gap in the log,
+    // and only the last logged height is judged then.
+    int64_t from = height - prev <= kMaxJudgedGap ? prev : height - 1;
+    JudgeHeight(n, now, prev);
+    for (int64_t h = std::max(from, prev + 1); h < height; ++h) JudgeHeight(n, now, h);
+  }
   CheckLag(node.spec.chain, now);
   UpdateConsensus(n, now, "");
   ResolvePendingStalls(node.spec.chain, now);

@@ -38,6 +38,7 @@ struct NodeState {
   bool failed = false;         // consensus failure until the next advance
   int64_t failed_height = -1;
   bool syncing = false;
+  Nanos sync_since = kNoTime;
   bool lagging = false;
   bool was_in_consensus = false;
   int64_t upgrade_height = -1;  // last upgrade halt logged

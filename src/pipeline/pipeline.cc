@@ -50,8 +50,13 @@ void MatchLoop(const match::Registry& registry, const std::vector<int>& stream_f
 }
 
 // Detector thread: consumes batches in sequence order.
+// The queue keeps order only per producer, so the end marker (from the
+// reading thread) can overtake batches still queued by matcher threads:
+// the loop ends when it has processed `total` batches, which the reading
+// thread publishes before the marker.
 void DetectLoop(Queue* done, Queue* free_batches, const std::vector<int>& stream_node,
-                detect::Detector* detector, sink::EventOrderer* orderer, Nanos* end_time) {
+                detect::Detector* detector, sink::EventOrderer* orderer,
+                const std::atomic<uint64_t>* total, Nanos* end_time) {
   std::map<uint64_t, Batch*> waiting;
   uint64_t next = 0;
   Nanos wm = kNoTime;
@@ -78,10 +83,14 @@ void DetectLoop(Queue* done, Queue* free_batches, const std::vector<int>& stream
     b->Clear();
     free_batches->enqueue(b);
   };
-  while (true) {
+  bool ended = false;
+  while (!ended || next < total->load(std::memory_order_acquire)) {
     Batch* b = nullptr;
     done->wait_dequeue(ctok, b);
-    if (b == nullptr) break;
+    if (b == nullptr) {
+      ended = true;
+      continue;
+    }
     waiting.emplace(b->seq, b);
     while (!waiting.empty() && waiting.begin()->first == next) {
       Batch* ready = waiting.begin()->second;
@@ -90,8 +99,6 @@ void DetectLoop(Queue* done, Queue* free_batches, const std::vector<int>& stream
       ++next;
     }
   }
-  // Every matcher has finished: whatever waits is contiguous.
-  for (auto& [seq, b] : waiting) process(b);
   if (wm != kNoTime) detector->OnTick(wm);
   *end_time = wm;
 }
@@ -132,8 +139,9 @@ PipelineStats RunReplay(const match::Registry& registry, std::vector<ReplayStrea
                           &matched, &dfa_oom);
   }
   Nanos end_time = kNoTime;
+  std::atomic<uint64_t> total{UINT64_MAX};
   std::thread detect_thread(DetectLoop, &done, &free_batches, std::cref(stream_node), detector,
-                            orderer, &end_time);
+                            orderer, &total, &end_time);
 
   PipelineStats stats;
   moodycamel::ProducerToken wtok(work);
@@ -200,13 +208,18 @@ PipelineStats RunReplay(const match::Registry& registry, std::vector<ReplayStrea
       get_batch();
     }
   }
+  uint64_t seq_dispatched;
   if (!batch->records.empty()) {
     dispatch();
+    seq_dispatched = seq;
   } else {
+    // The unused batch took a sequence number: give it back.
+    seq_dispatched = seq - 1;
     free_batches.enqueue(batch);
   }
   for (int i = 0; i < threads; ++i) work.enqueue(wtok, nullptr);
   for (auto& t : matchers) t.join();
+  total.store(seq_dispatched, std::memory_order_release);
   done.enqueue(nullptr);
   detect_thread.join();
   if (opt.progress) opt.progress(stats.records);

@@ -530,24 +530,42 @@ def check_chain(t):
 # 6. Determinism and output
 
 
+FLEET = ("val-a", "val-b", "val-c")
+FLEET_BLOCKS = 3000      # heights 500..3499, one every 2 s (100 minutes)
+FLEET_GAP = (90, 180)    # val-c logs nothing for 90 < i < 180: 03:03:00.5 .. 03:06:00.5
+
+
 def stall_fleet(d, wrap):
-    """Three nodes committing every 6 s for 10 minutes; val-c is silent from
-    03:03:00 to 03:06:00 and then comes back at the chain head."""
+    """Three nodes committing every 2 s for 100 minutes, each commit followed
+    by a line no rule takes. val-c is silent for 3 minutes after its commit
+    of height 590 at 03:03:00.5 and comes back at the chain head (680) at
+    03:06:00.5. Many commits keep the detector busy, so that matched
+    batches queue up behind it (where ordering bugs show)."""
     paths = []
-    for name in ("val-a", "val-b", "val-c"):
+    for name in FLEET:
         out = []
-        for i in range(101):
-            s = i * 6
-            if name == "val-c" and 180 < s < 360:
+        for i in range(FLEET_BLOCKS):
+            if name == "val-c" and FLEET_GAP[0] < i < FLEET_GAP[1]:
                 continue
-            tt = at(s + {"val-a": 0, "val-b": 0.25, "val-c": 0.5}[name])
+            tt = at(i * 2 + {"val-a": 0, "val-b": 0.25, "val-c": 0.5}[name])
             h = 500 + i
             out.append(wrap(tt, commit_plain(tt, h)))
-            for k in range(1, 20):  # non-matching lines, so that batches go to many threads
-                ft = tt + datetime.timedelta(milliseconds=200 * k)
-                out.append(wrap(ft, filler_plain(ft, h + 1)))
+            ft = tt + datetime.timedelta(milliseconds=700)
+            out.append(wrap(ft, filler_plain(ft, h + 1)))
         paths.append(write(os.path.join(d, name + ".log"), "".join(out)))
     return paths
+
+
+def fleet_expected_summary():
+    gap = FLEET_GAP[1] - FLEET_GAP[0] - 1
+    want = {}
+    for name in FLEET:
+        commits = FLEET_BLOCKS - (gap if name == "val-c" else 0)
+        want[name] = {"first_height": 500, "last_height": 500 + FLEET_BLOCKS - 1,
+                      "commits": commits, "lines_read": 2 * commits, "lines_matched": commits,
+                      "lines_rejected": 0,
+                      "longest_stall_seconds": 180 if name == "val-c" else 2}
+    return want
 
 
 def check_determinism(t):
@@ -556,35 +574,71 @@ def check_determinism(t):
     cache = {}
 
     def jsonl(threads, key):
+        """(Result, summary) of a jsonl replay, run once per key."""
         if key not in cache:
-            cache[key] = run("replay", "--format", "jsonl", "--threads", threads, *paths)
+            spath = os.path.join(d, "summary-%s.json" % key)
+            r = run("replay", "--format", "jsonl", "--threads", threads, "--summary", spath,
+                    *paths)
+            s = None
+            if os.path.exists(spath):
+                with open(spath, "rb") as f:
+                    s = f.read()
+            cache[key] = (r, s)
         return cache[key]
 
     def identical_threads():
-        r1 = jsonl(1, "t1")
-        r4 = jsonl(4, "t4")
+        r1, s1 = jsonl(1, "t1")
+        r4, s4 = jsonl(4, "t4")
         expect_eq(r1.rc, 0, "exit status with --threads 1 (%r)" % r1)
         expect_eq(r4.rc, 0, "exit status with --threads 4 (%r)" % r4)
-        expect(len(r1.out) > 0, "no events at all")
+        expect(len(r1.out) > 0, "no events at all with --threads 1")
         expect(r1.out == r4.out, "stdout differs between --threads 1 and --threads 4:\n%s\n---\n%s"
                % (r1.stdout[:1500], r4.stdout[:1500]))
+        expect(s1 == s4, "summary differs between --threads 1 and --threads 4:\n%s\n---\n%s"
+               % (s1, s4))
         t1 = run("replay", "--threads", 1, *paths)
         t4 = run("replay", "--threads", 4, *paths)
         expect(t1.rc == 0 and t4.rc == 0, "text runs failed: %r %r" % (t1, t4))
-        expect(t1.out == t4.out, "text stdout differs between --threads 1 and 4")
+        expect(t1.out == t4.out, "text stdout differs between --threads 1 and 4:\n%s\n---\n%s"
+               % (t1.stdout[-1500:], t4.stdout[-1500:]))
     t.check("determinism: --threads 1 and --threads 4 give byte-identical stdout",
             identical_threads)
 
-    def identical_twice():
-        a = jsonl(4, "t4")
-        b = jsonl(4, "t4-again")
-        expect(a.out == b.out, "two runs with --threads 4 differ")
-        c = jsonl(1, "t1-again")
-        expect(jsonl(1, "t1").out == c.out, "two runs with --threads 1 differ")
-    t.check("determinism: two runs in a row give byte-identical stdout", identical_twice)
+    def identical_repeated():
+        base_r, base_s = jsonl(1, "t1")
+        runs = [(1, "t1-again"), (1, "t1-third")]
+        runs += [(2, "t2-%d" % i) for i in range(6)] + [(4, "t4-%d" % i) for i in range(6)]
+        bad = []
+        for threads, key in runs:
+            r, s = jsonl(threads, key)
+            if r.rc != 0 or r.out != base_r.out or s != base_s:
+                bad.append("--threads %d run %s: rc=%d, %d event lines (want %d), summary %s"
+                           % (threads, key, r.rc, len(r.out.splitlines()),
+                              len(base_r.out.splitlines()),
+                              "same" if s == base_s else "differs: %s" % s))
+        expect(not bad, "%d of %d repeated runs differ from the first --threads 1 run:\n  %s"
+               % (len(bad), len(runs), "\n  ".join(bad)))
+    t.check("determinism: repeated runs (threads 1, 2, 4) give byte-identical output",
+            identical_repeated)
+
+    def summary_values():
+        # Every run must agree with what the logs hold, not only with each other.
+        keys = ["t1", "t4", "t1-again", "t1-third"] + ["t2-%d" % i for i in range(6)]
+        keys += ["t4-%d" % i for i in range(6)]
+        want = fleet_expected_summary()
+        for key in keys:
+            threads = int(key[1])
+            r, s = jsonl(threads, key)
+            expect(s is not None, "run %s wrote no summary (%r)" % (key, r))
+            nodes = json.loads(s.decode("utf-8"))
+            for name in FLEET:
+                n = node_of(nodes, name)
+                got = {k: n.get(k) for k in want[name]}
+                expect_eq(got, want[name], "summary of %s in run %s" % (name, key))
+    t.check("determinism: every run's summary matches the logs", summary_values)
 
     def events_shape():
-        r = jsonl(1, "t1")
+        r, _ = jsonl(1, "t1")
         events = parse_jsonl(r.stdout, "stdout")
         expect(len(events) > 0, "no events")
         for e in events:
@@ -598,26 +652,28 @@ def check_determinism(t):
         expect(times == sorted(times), "events are not in time order")
         stalled = [e for e in events if e["event"] == "node_stalled"]
         expect_eq([(e["node"], e["time"], e.get("height"), e["severity"]) for e in stalled],
-                  [("val-c", "2025-01-02T03:04:00.500Z", 530, "warning")], "node_stalled events")
+                  [("val-c", "2025-01-02T03:04:00.500Z", 590, "warning")], "node_stalled events")
         rec = [e for e in events if e["event"] == "node_recovered"]
-        expect_eq([(e["node"], e["time"]) for e in rec], [("val-c", "2025-01-02T03:06:00.500Z")],
-                  "node_recovered events")
+        expect_eq([(e["node"], e["time"], e.get("height")) for e in rec],
+                  [("val-c", "2025-01-02T03:06:00.500Z", 680)], "node_recovered events")
+        halts = [e for e in events if e["event"] == "chain_halted"]
+        expect_eq(halts, [], "chain_halted events (two nodes never stopped)")
         ids = [e["id"] for e in events]
         expect_eq(len(set(ids)), len(ids), "distinct event ids")
     t.check("determinism: --format jsonl lines are JSON events with the required fields",
             events_shape)
 
     def events_file():
+        base = jsonl(1, "t1")[0].out
         ev = os.path.join(d, "events.jsonl")
-        r = run("replay", "--threads", 2, "--events", ev, *paths)
+        r = run("replay", "--threads", 1, "--events", ev, *paths)
         expect_eq(r.rc, 0, "exit status (%r)" % r)
         with open(ev, "rb") as f:
             data = f.read()
-        expect(data == jsonl(1, "t1").out,
-               "--events FILE differs from --format jsonl stdout:\n%s\n---\n%s"
-               % (data[:1000], jsonl(1, "t1").out[:1000]))
+        expect(data == base, "--events FILE (text run) differs from --format jsonl stdout:\n%s"
+               "\n---\n%s" % (data[:1000], base[:1000]))
         ev2 = os.path.join(d, "events2.jsonl")
-        r2 = run("replay", "--format", "jsonl", "--events", ev2, *paths)
+        r2 = run("replay", "--threads", 1, "--format", "jsonl", "--events", ev2, *paths)
         with open(ev2, "rb") as f:
             expect(f.read() == r2.out, "--events FILE differs from stdout of the same run")
     t.check("determinism: --events FILE writes the same JSON lines as --format jsonl",
@@ -626,7 +682,7 @@ def check_determinism(t):
     def text_table():
         r = run("replay", *paths)
         expect_eq(r.rc, 0, "exit status (%r)" % r)
-        for name in ("val-a", "val-b", "val-c"):
+        for name in FLEET:
             rows = [ln for ln in r.stdout.splitlines() if ln.split()[:1] == [name]]
             expect(len(rows) == 1, "summary table has %d rows for %s:\n%s"
                    % (len(rows), name, r.stdout[-2000:]))
