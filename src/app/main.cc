@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   rc->add_option("-c,--config", replay.config_path, "configuration file (chains, nodes)");
   rc->add_option("--node", replay.node_name, "node name of a single file");
   rc->add_option("--patterns", replay.patterns_dir, "pattern folder instead of the built-in one");
+  rc->add_flag("--stats", replay.stats, "print pipeline figures (prefilter, records/s) on stderr");
   rc->add_option("files", replay.files, "log files")->required();
 
   std::vector<std::string> pattern_files;
@@ -37,6 +38,15 @@ int main(int argc, char** argv) {
   pt->add_option("files", pattern_files, "pattern files (default: the built-in ones)");
   pt->add_option("--patterns", patterns_dir, "pattern folder instead of the built-in one");
 
+  std::string export_chain, export_format = "re2", export_config;
+  auto* pe = pc->add_subcommand("export", "print a chain's rules for other tools (rg -f, mtail)");
+  pe->add_option("--chain", export_chain, "chain, family or alias")->required();
+  pe->add_option("--format", export_format, "re2: one regex a line; mtail: an mtail program")
+      ->check(CLI::IsMember({"re2", "mtail"}))
+      ->default_val("re2");
+  pe->add_option("-c,--config", export_config, "configuration naming the chain's family");
+  pe->add_option("--patterns", patterns_dir, "pattern folder instead of the built-in one");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -45,5 +55,8 @@ int main(int argc, char** argv) {
   }
   if (rc->parsed()) return qw::app::RunReplay(replay);
   if (pt->parsed()) return qw::app::RunPatternsTest(pattern_files, patterns_dir);
+  if (pe->parsed()) {
+    return qw::app::RunPatternsExport(export_chain, export_format, patterns_dir, export_config);
+  }
   return 2;
 }

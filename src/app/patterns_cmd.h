@@ -17,3 +17,16 @@ int TestPatternFile(const match::PatternFile& pf, std::vector<std::string>* prob
 int RunPatternsTest(const std::vector<std::string>& files, const std::string& patterns_dir);
 
 }  // namespace qw::app
+
+namespace qw::app {
+
+// `patterns export --chain NAME [--format re2|mtail]`: the family's rules as
+// one RE2 regex a line (for `rg -f`), or an mtail program with one counter
+// per rule plus `quorumwatch_lines_matched`, counting each line once.
+int RunPatternsExport(const std::string& chain, const std::string& format,
+                      const std::string& patterns_dir, const std::string& config_path);
+
+// The mtail program text for a pattern file.
+std::string MtailProgram(const match::PatternFile& pf);
+
+}  // namespace qw::app

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -302,10 +303,25 @@ int RunReplay(const ReplayArgs& args) {
       std::fprintf(stderr, "\rreplayed %llu records", static_cast<unsigned long long>(records));
     };
   }
+  auto started = std::chrono::steady_clock::now();
   auto stats = pipeline::RunReplay(registry, streams, &detector, &orderer, opt);
+  if (args.stats) {
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    std::string prefilter = "none";
+    for (const auto& m : time_matchers) {
+      if (m) prefilter = m->prefilter_name();
+    }
+    std::fprintf(stderr,
+                 "quorumwatch: stats: prefilter=%s threads=%d records=%llu matched=%llu "
+                 "batches=%llu seconds=%.3f records_per_second=%.0f\n",
+                 prefilter.c_str(), opt.threads, static_cast<unsigned long long>(stats.records),
+                 static_cast<unsigned long long>(stats.matched),
+                 static_cast<unsigned long long>(stats.batches), secs,
+                 secs > 0 ? static_cast<double>(stats.records) / secs : 0.0);
+  }
   if (opt.progress) std::fprintf(stderr, "\n");
-  if (stats.dfa_out_of_memory > 0) {
-    Error("the prefilter's DFA ran out of memory " + std::to_string(stats.dfa_out_of_memory) +
+  if (stats.prefilter_failures > 0) {
+    Error("the prefilter's DFA ran out of memory " + std::to_string(stats.prefilter_failures) +
           " times (each line was matched rule by rule instead; nothing was missed)");
   }
   for (size_t i = 0; i < streams.size(); ++i) {

@@ -19,6 +19,7 @@ struct ReplayArgs {
   std::string config_path;
   std::string node_name;
   std::string patterns_dir;
+  bool stats = false;  // print pipeline figures on stderr
   std::vector<std::string> files;
 };
 

@@ -153,6 +153,7 @@ Result<std::unique_ptr<FamilyMatcher>> FamilyMatcher::Create(const PatternFile& 
     m->continuation_.push_back(std::make_unique<RE2>(c, RuleOptions()));
   }
   m->hits_.reserve(pf.rules.size());
+  m->hs_ = HsPrefilter::Create(pf, &m->hs_note_);
   m->submatch_.resize(static_cast<size_t>(max_groups) + 1);
   return m;
 }
@@ -185,9 +186,9 @@ int FamilyMatcher::FirstHit(std::string_view line) {
 
 int FamilyMatcher::FirstRule(std::string_view line) { return FirstHit(line); }
 
-void FamilyMatcher::Extract(int rule, std::string_view line, Signal* out) {
+void FamilyMatcher::Fill(int rule, std::string_view line, bool have_submatch, Signal* out) {
   const Rule& r = pf_->rules[static_cast<size_t>(rule)];
-  CompiledRule& cr = rules_[static_cast<size_t>(rule)];
+  const CompiledRule& cr = rules_[static_cast<size_t>(rule)];
   *out = Signal{};
   out->kind = r.signal;
   out->rule = static_cast<uint16_t>(rule);
@@ -195,23 +196,75 @@ void FamilyMatcher::Extract(int rule, std::string_view line, Signal* out) {
     std::string_view v;
     if (FindKeyValue(line, fk.key, &v)) SetField(fk.field, v, out);
   }
-  if (cr.needs_confirm) {
-    re2::StringPiece text(line.data(), line.size());
-    if (cr.re->Match(text, 0, text.size(), RE2::UNANCHORED, submatch_.data(), cr.groups + 1)) {
-      for (const auto& [field, index] : cr.named) {
-        const re2::StringPiece& sp = submatch_[static_cast<size_t>(index)];
-        if (sp.data() != nullptr) SetField(field, std::string_view(sp.data(), sp.size()), out);
-      }
+  if (have_submatch) {
+    for (const auto& [field, index] : cr.named) {
+      const re2::StringPiece& sp = submatch_[static_cast<size_t>(index)];
+      if (sp.data() != nullptr) SetField(field, std::string_view(sp.data(), sp.size()), out);
     }
   }
   if (out->reason.empty() && !r.reason.empty()) out->reason = r.reason;
 }
 
+bool FamilyMatcher::Confirm(int rule, std::string_view line, Signal* out) {
+  const CompiledRule& cr = rules_[static_cast<size_t>(rule)];
+  re2::StringPiece text(line.data(), line.size());
+  if (cr.needs_confirm) {
+    if (!cr.re->Match(text, 0, text.size(), RE2::UNANCHORED, submatch_.data(), cr.groups + 1)) {
+      return false;
+    }
+    Fill(rule, line, true, out);
+    return true;
+  }
+  if (!cr.re->Match(text, 0, text.size(), RE2::UNANCHORED, nullptr, 0)) return false;
+  Fill(rule, line, false, out);
+  return true;
+}
+
 bool FamilyMatcher::Match(std::string_view line, Signal* out) {
   int rule = FirstHit(line);
   if (rule < 0) return false;
-  Extract(rule, line, out);
+  // The Set said which rule; captures need the rule's own regex.
+  if (rules_[static_cast<size_t>(rule)].needs_confirm) return Confirm(rule, line, out);
+  Fill(rule, line, false, out);
   return true;
+}
+
+size_t FamilyMatcher::MatchRecords(std::string_view buf, const uint32_t* starts,
+                                   const uint32_t* lengths, const uint8_t* active, size_t n,
+                                   Signal* out) {
+  size_t hits = 0;
+  if (hs_) {
+    const size_t words = hs_->words();
+    masks_.assign(n * words, 0);
+    if (hs_->Scan(buf, starts, n, masks_.data())) {
+      for (size_t i = 0; i < n; ++i) {
+        out[i].kind = SignalKind::kNone;
+        if (!active[i]) continue;
+        std::string_view line = buf.substr(starts[i], lengths[i]);
+        bool found = false;
+        for (size_t w = 0; w < words && !found; ++w) {
+          uint64_t m = masks_[i * words + w];
+          while (m != 0 && !found) {
+            int bit = __builtin_ctzll(m);
+            m &= m - 1;
+            found = Confirm(static_cast<int>(w * 64 + static_cast<size_t>(bit)), line, &out[i]);
+          }
+        }
+        if (found) {
+          ++hits;
+        } else {
+          out[i].kind = SignalKind::kNone;
+        }
+      }
+      return hits;
+    }
+    ++dfa_oom_;  // scan error: fall through to rule-by-rule matching
+  }
+  for (size_t i = 0; i < n; ++i) {
+    out[i].kind = SignalKind::kNone;
+    if (active[i] && Match(buf.substr(starts[i], lengths[i]), &out[i])) ++hits;
+  }
+  return hits;
 }
 
 Nanos FamilyMatcher::MessageTime(std::string_view line, int32_t default_year,

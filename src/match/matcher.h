@@ -12,6 +12,7 @@
 
 #include "common/result.h"
 #include "common/signal.h"
+#include "match/hs_prefilter.h"
 #include "match/pattern_file.h"
 
 namespace qw::match {
@@ -24,6 +25,23 @@ class FamilyMatcher {
   // first matching rule's signal and fields and returns true.
   bool Match(std::string_view line, Signal* out);
 
+  // Matches many records of one buffer: record i is buf[starts[i],
+  // starts[i] + lengths[i]), records in increasing order and separated by
+  // '\n' (starts never decrease); only records with active[i] != 0 are
+  // matched. Fills out[i] for
+  // each (kind kNone on a miss) and returns the number of hits. With the
+  // Vectorscan prefilter the whole buffer is scanned once and RE2 confirms
+  // the candidates; the results equal Match() on each record.
+  size_t MatchRecords(std::string_view buf, const uint32_t* starts, const uint32_t* lengths,
+                      const uint8_t* active, size_t n, Signal* out);
+
+  // Which prefilter runs: "vectorscan" or "re2-set".
+  const char* prefilter_name() const { return hs_ ? "vectorscan" : "re2-set"; }
+  // Why Vectorscan is not used ("" when it is).
+  const std::string& prefilter_note() const { return hs_note_; }
+  // Turns the Vectorscan prefilter off (tests compare both paths).
+  void DisableVectorscan() { hs_.reset(); }
+
   // Like Match but returns the index of the first matching rule (-1 none)
   // without extracting fields. Used by auto-detection.
   int FirstRule(std::string_view line);
@@ -35,9 +53,10 @@ class FamilyMatcher {
   bool IsContinuation(std::string_view line) const;
   bool HasContinuation() const { return !continuation_.empty(); }
 
-  // Times the prefilter's DFA ran out of memory (each fell back to the
-  // per-rule regexes, so no match was lost).
-  uint64_t dfa_out_of_memory() const { return dfa_oom_; }
+  // Times the prefilter failed: RE2::Set's DFA out of memory, or a
+  // Vectorscan scan error. Each fell back to matching rule by rule, so no
+  // match was lost; callers report the count.
+  uint64_t prefilter_failures() const { return dfa_oom_; }
 
   const PatternFile& patterns() const { return *pf_; }
 
@@ -56,7 +75,9 @@ class FamilyMatcher {
 
   explicit FamilyMatcher(const PatternFile& pf);
   int FirstHit(std::string_view line);
-  void Extract(int rule, std::string_view line, Signal* out);
+  // Confirms that `rule` matches `line` and fills *out from it.
+  bool Confirm(int rule, std::string_view line, Signal* out);
+  void Fill(int rule, std::string_view line, bool have_submatch, Signal* out);
 
   const PatternFile* pf_;
   RE2::Set set_;
@@ -67,6 +88,9 @@ class FamilyMatcher {
   std::vector<int> hits_;
   std::vector<re2::StringPiece> submatch_;
   uint64_t dfa_oom_ = 0;
+  std::unique_ptr<HsPrefilter> hs_;
+  std::string hs_note_;
+  std::vector<uint64_t> masks_;
 };
 
 // Finds `key`'s value in a logfmt (key=value, key="quoted") or JSON

@@ -28,7 +28,7 @@ struct Record {
 
 struct Batch {
   uint64_t seq = 0;         // order of the batch in the source's output
-  std::string arena;        // record texts
+  std::string arena;        // record texts, each followed by '\n'
   std::vector<Record> records;
   std::vector<Signal> signals;  // parallel to records, filled by a matcher
 

@@ -2,6 +2,7 @@
 
 #include <concurrentqueue/blockingconcurrentqueue.h>
 
+#include <algorithm>
 #include <atomic>
 #include <map>
 #include <queue>
@@ -25,25 +26,56 @@ void MatchLoop(const match::Registry& registry, const std::vector<int>& stream_f
   moodycamel::ConsumerToken ctok(*work);
   moodycamel::ProducerToken ptok(*done);
   uint64_t hits = 0;
+  // Scratch reused for every batch.
+  std::vector<uint32_t> starts, lengths;
+  std::vector<uint8_t> active;
+  std::vector<int> families;
+  std::vector<Signal> scratch;
   while (true) {
     Batch* b = nullptr;
     work->wait_dequeue(ctok, b);
     if (b == nullptr) break;
-    b->signals.resize(b->records.size());
-    for (size_t i = 0; i < b->records.size(); ++i) {
+    const size_t n = b->records.size();
+    b->signals.resize(n);
+    starts.resize(n);
+    lengths.resize(n);
+    active.resize(n);
+    families.clear();
+    for (size_t i = 0; i < n; ++i) {
       const Record& r = b->records[i];
-      Signal& s = b->signals[i];
-      s.kind = SignalKind::kNone;
-      if (r.kind != RecordKind::kLine) continue;
-      int fam = stream_family[r.stream];
-      if (fam < 0 || !matchers[static_cast<size_t>(fam)]) continue;
-      if (matchers[static_cast<size_t>(fam)]->Match(b->text(r), &s)) ++hits;
+      starts[i] = r.offset;
+      lengths[i] = r.length;
+      int fam = r.kind == RecordKind::kLine ? stream_family[r.stream] : -1;
+      if (fam >= 0 && std::find(families.begin(), families.end(), fam) == families.end()) {
+        families.push_back(fam);
+      }
+    }
+    for (auto& s : b->signals) s.kind = SignalKind::kNone;
+    // Usually one family per batch; a mixed batch is matched once per family.
+    for (int fam : families) {
+      auto* m = matchers[static_cast<size_t>(fam)].get();
+      if (m == nullptr) continue;
+      for (size_t i = 0; i < n; ++i) {
+        const Record& r = b->records[i];
+        active[i] = r.kind == RecordKind::kLine && stream_family[r.stream] == fam;
+      }
+      if (families.size() == 1) {
+        hits += m->MatchRecords(b->arena, starts.data(), lengths.data(), active.data(), n,
+                                b->signals.data());
+      } else {
+        scratch.resize(n);
+        hits += m->MatchRecords(b->arena, starts.data(), lengths.data(), active.data(), n,
+                                scratch.data());
+        for (size_t i = 0; i < n; ++i) {
+          if (active[i]) b->signals[i] = scratch[i];
+        }
+      }
     }
     done->enqueue(ptok, b);
   }
   uint64_t oom = 0;
   for (const auto& m : matchers) {
-    if (m) oom += m->dfa_out_of_memory();
+    if (m) oom += m->prefilter_failures();
   }
   matched->fetch_add(hits);
   dfa_oom->fetch_add(oom);
@@ -185,6 +217,7 @@ PipelineStats RunReplay(const match::Registry& registry, std::vector<ReplayStrea
       Record r{static_cast<uint32_t>(h.stream), static_cast<uint32_t>(batch->arena.size()),
                static_cast<uint32_t>(text.size()), RecordKind::kLine, sr.time};
       batch->arena.append(text);
+      batch->arena.push_back('\n');  // records are newline-separated for the prefilter
       batch->records.push_back(r);
       last_time[h.stream] = sr.time;
       ++pos[h.stream];
@@ -198,8 +231,10 @@ PipelineStats RunReplay(const match::Registry& registry, std::vector<ReplayStrea
     if (pos[h.stream] == SIZE_MAX || recs.empty()) {
       Nanos t = last_time[h.stream] == kNoTime ? (batch->records.empty() ? 0 : batch->records.back().time)
                                                : last_time[h.stream];
-      batch->records.push_back(
-          Record{static_cast<uint32_t>(h.stream), 0, 0, RecordKind::kStreamEnd, t});
+      // Offsets stay increasing (the prefilter maps matches to records by offset).
+      batch->records.push_back(Record{static_cast<uint32_t>(h.stream),
+                                      static_cast<uint32_t>(batch->arena.size()), 0,
+                                      RecordKind::kStreamEnd, t});
     } else {
       push_head(h.stream);
     }
@@ -224,7 +259,7 @@ PipelineStats RunReplay(const match::Registry& registry, std::vector<ReplayStrea
   detect_thread.join();
   if (opt.progress) opt.progress(stats.records);
   stats.matched = matched.load();
-  stats.dfa_out_of_memory = dfa_oom.load();
+  stats.prefilter_failures = dfa_oom.load();
   stats.end_time = end_time;
   detector->Finish(end_time);
   orderer->ReleaseAll();

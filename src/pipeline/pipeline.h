@@ -27,7 +27,7 @@ struct PipelineStats {
   uint64_t batches = 0;
   uint64_t records = 0;
   uint64_t matched = 0;
-  uint64_t dfa_out_of_memory = 0;
+  uint64_t prefilter_failures = 0;
   Nanos end_time = kNoTime;  // the final watermark
 };
 

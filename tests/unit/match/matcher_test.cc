@@ -118,3 +118,59 @@ TEST_CASE("the built-in registry finds families by name and alias and detects th
   CHECK(unknown.family == -1);
   CHECK_FALSE(unknown.reason.empty());
 }
+
+TEST_CASE("matching a whole buffer gives what matching each record gives") {
+  auto reg = Registry::LoadEmbedded();
+  REQUIRE(reg);
+  for (size_t f = 0; f < (*reg)->size(); ++f) {
+    const PatternFile& pf = (*reg)->file(f);
+    // Every test line of the family, noise between them, and records that
+    // are excluded (inactive) from matching.
+    std::vector<std::string> lines;
+    for (const auto& r : pf.rules) {
+      for (const auto& t : r.tests) lines.push_back(t.line);
+    }
+    for (const auto& t : pf.non_matching) lines.push_back(t.line);
+    lines.push_back("D[2021-05-05|12:03:00.156] Receive   module=p2p peer=abc chId=32");
+    lines.push_back("");
+    std::string buf;
+    std::vector<uint32_t> starts, lengths;
+    std::vector<uint8_t> active;
+    for (size_t i = 0; i < lines.size(); ++i) {
+      starts.push_back(static_cast<uint32_t>(buf.size()));
+      lengths.push_back(static_cast<uint32_t>(lines[i].size()));
+      active.push_back(i % 7 != 3);
+      buf += lines[i];
+      buf += '\n';
+    }
+    auto with_prefilter = FamilyMatcher::Create(pf);
+    auto plain = FamilyMatcher::Create(pf);
+    REQUIRE(with_prefilter);
+    REQUIRE(plain);
+    (*plain)->DisableVectorscan();
+    INFO(pf.family, " prefilter: ", (*with_prefilter)->prefilter_name(), " ",
+         (*with_prefilter)->prefilter_note());
+    if (HsPrefilter::Available()) CHECK(std::string((*with_prefilter)->prefilter_name()) == "vectorscan");
+    std::vector<Signal> a(lines.size()), b(lines.size());
+    size_t hits_a = (*with_prefilter)->MatchRecords(buf, starts.data(), lengths.data(),
+                                                    active.data(), lines.size(), a.data());
+    size_t hits_b = (*plain)->MatchRecords(buf, starts.data(), lengths.data(), active.data(),
+                                           lines.size(), b.data());
+    CHECK(hits_a == hits_b);
+    CHECK(hits_a > 0);
+    for (size_t i = 0; i < lines.size(); ++i) {
+      INFO(lines[i]);
+      Signal one;
+      bool matched = (*plain)->Match(lines[i], &one);
+      CHECK(a[i].kind == b[i].kind);
+      CHECK(a[i].rule == b[i].rule);
+      CHECK(a[i].height == b[i].height);
+      CHECK(a[i].validator == b[i].validator);
+      if (active[i]) {
+        CHECK(a[i].kind == (matched ? one.kind : SignalKind::kNone));
+      } else {
+        CHECK(a[i].kind == SignalKind::kNone);
+      }
+    }
+  }
+}
