@@ -167,6 +167,18 @@ int RunReplay(const ReplayArgs& args) {
     if (p.family >= 0 && registry.file(static_cast<size_t>(p.family)).signer_role) p.signer = true;
     if (!forced_chain.empty()) {
       p.chain = forced_chain;
+    } else if (p.chain.empty() && p.family >= 0) {
+      // The one configured chain of the detected family, if there is one.
+      const std::string& fam = registry.file(static_cast<size_t>(p.family)).family;
+      const ChainConfig* only = nullptr;
+      int count = 0;
+      for (const auto& cc : config.chains) {
+        if (registry.Find(cc.family) == p.family) {
+          only = &cc;
+          ++count;
+        }
+      }
+      p.chain = count == 1 ? only->name : fam;
     } else if (p.chain.empty()) {
       p.chain = p.family >= 0 ? registry.file(static_cast<size_t>(p.family)).family : "unknown";
     }
