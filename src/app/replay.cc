@@ -320,8 +320,11 @@ int RunReplay(const ReplayArgs& args) {
   if (args.stats) {
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     std::string prefilter = "none";
-    for (const auto& m : time_matchers) {
-      if (m) prefilter = m->prefilter_name();
+    for (size_t i = 0; i < time_matchers.size(); ++i) {
+      if (!time_matchers[i]) continue;
+      prefilter = registry.Prefilter(i) ? "vectorscan" : "re2-set";
+      std::string note = registry.prefilter_note(i);
+      if (!note.empty()) prefilter += " (" + note + ")";
     }
     std::fprintf(stderr,
                  "quorumwatch: stats: prefilter=%s threads=%d records=%llu matched=%llu "

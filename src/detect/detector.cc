@@ -381,7 +381,10 @@ void Detector::OnVote(int n, Nanos now, const Signal& s) {
   VoteKey key{ValidatorKey(val), s.height, s.round, static_cast<uint8_t>(s.vote_type)};
   auto it = chain.votes.find(key);
   if (it == chain.votes.end()) {
-    if (chain.votes.size() >= 4096) {
+    // Bounded: votes far below the head are forgotten, at most once per
+    // head advance (so a large signing set cannot make every vote a scan).
+    if (chain.votes.size() >= 4096 && chain.votes_pruned_at != chain.head) {
+      chain.votes_pruned_at = chain.head;
       for (auto i = chain.votes.begin(); i != chain.votes.end();) {
         i = i->first.height < chain.head - 100 ? chain.votes.erase(i) : std::next(i);
       }

@@ -107,6 +107,7 @@ struct ChainState {
   int64_t halt_height = -1;
   Nanos halted_at = kNoTime;
   std::unordered_map<VoteKey, VoteSeen, VoteKeyHash> votes;
+  int64_t votes_pruned_at = -1;  // head at the last pruning
 };
 
 }  // namespace qw::detect

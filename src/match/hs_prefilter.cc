@@ -10,18 +10,9 @@ namespace qw::match {
 
 #ifdef QW_HAVE_HS
 
-struct HsPrefilter::Impl {
-  hs_database_t* db = nullptr;
-  hs_scratch_t* scratch = nullptr;
-  ~Impl() {
-    if (scratch != nullptr) hs_free_scratch(scratch);
-    if (db != nullptr) hs_free_database(db);
-  }
-};
+bool HsDatabase::Available() { return true; }
 
-bool HsPrefilter::Available() { return true; }
-
-std::unique_ptr<HsPrefilter> HsPrefilter::Create(const PatternFile& pf, std::string* why) {
+std::shared_ptr<const HsDatabase> HsDatabase::Compile(const PatternFile& pf, std::string* why) {
   std::vector<const char*> exprs;
   std::vector<unsigned> flags, ids;
   for (size_t i = 0; i < pf.rules.size(); ++i) {
@@ -31,12 +22,12 @@ std::unique_ptr<HsPrefilter> HsPrefilter::Create(const PatternFile& pf, std::str
     flags.push_back(HS_FLAG_PREFILTER | HS_FLAG_MULTILINE | HS_FLAG_ALLOWEMPTY);
     ids.push_back(static_cast<unsigned>(i));
   }
-  std::unique_ptr<HsPrefilter> p(new HsPrefilter());
-  p->impl_ = std::make_unique<Impl>();
-  p->words_ = (pf.rules.size() + 63) / 64;
+  std::shared_ptr<HsDatabase> d(new HsDatabase());
+  d->words_ = (pf.rules.size() + 63) / 64;
+  hs_database_t* db = nullptr;
   hs_compile_error_t* err = nullptr;
   if (hs_compile_multi(exprs.data(), flags.data(), ids.data(), static_cast<unsigned>(exprs.size()),
-                       HS_MODE_BLOCK, nullptr, &p->impl_->db, &err) != HS_SUCCESS) {
+                       HS_MODE_BLOCK, nullptr, &db, &err) != HS_SUCCESS) {
     *why = pf.path + ": Vectorscan cannot compile rule '" +
            (err != nullptr && err->expression >= 0
                 ? pf.rules[static_cast<size_t>(err->expression)].name
@@ -45,11 +36,28 @@ std::unique_ptr<HsPrefilter> HsPrefilter::Create(const PatternFile& pf, std::str
     hs_free_compile_error(err);
     return nullptr;
   }
-  if (hs_alloc_scratch(p->impl_->db, &p->impl_->scratch) != HS_SUCCESS) {
-    *why = "Vectorscan: cannot allocate scratch space";
+  d->db_ = db;
+  return d;
+}
+
+HsDatabase::~HsDatabase() {
+  if (db_ != nullptr) hs_free_database(static_cast<hs_database_t*>(db_));
+}
+
+std::unique_ptr<HsPrefilter> HsPrefilter::Create(std::shared_ptr<const HsDatabase> db) {
+  if (!db) return nullptr;
+  std::unique_ptr<HsPrefilter> p(new HsPrefilter());
+  hs_scratch_t* scratch = nullptr;
+  if (hs_alloc_scratch(static_cast<const hs_database_t*>(db->raw()), &scratch) != HS_SUCCESS) {
     return nullptr;
   }
+  p->db_ = std::move(db);
+  p->scratch_ = scratch;
   return p;
+}
+
+HsPrefilter::~HsPrefilter() {
+  if (scratch_ != nullptr) hs_free_scratch(static_cast<hs_scratch_t*>(scratch_));
 }
 
 namespace {
@@ -58,7 +66,7 @@ struct ScanContext {
   size_t n;
   size_t words;
   uint64_t* masks;
-  size_t last = 0;  // record of the previous report (reports come roughly in offset order)
+  size_t last = 0;  // record of the previous report (reports come in offset order)
 };
 
 int OnMatch(unsigned int id, unsigned long long, unsigned long long to, unsigned int, void* ctx) {
@@ -79,23 +87,26 @@ int OnMatch(unsigned int id, unsigned long long, unsigned long long to, unsigned
 
 bool HsPrefilter::Scan(std::string_view buf, const uint32_t* starts, size_t n, uint64_t* masks) {
   if (n == 0) return true;
-  ScanContext ctx{starts, n, words_, masks};
-  return hs_scan(impl_->db, buf.data(), static_cast<unsigned>(buf.size()), 0, impl_->scratch,
+  ScanContext ctx{starts, n, db_->words(), masks};
+  return hs_scan(static_cast<const hs_database_t*>(db_->raw()), buf.data(),
+                 static_cast<unsigned>(buf.size()), 0, static_cast<hs_scratch_t*>(scratch_),
                  OnMatch, &ctx) == HS_SUCCESS;
 }
 
 #else  // !QW_HAVE_HS
 
-struct HsPrefilter::Impl {};
-bool HsPrefilter::Available() { return false; }
-std::unique_ptr<HsPrefilter> HsPrefilter::Create(const PatternFile&, std::string* why) {
+bool HsDatabase::Available() { return false; }
+std::shared_ptr<const HsDatabase> HsDatabase::Compile(const PatternFile&, std::string* why) {
   *why = "built without Vectorscan";
   return nullptr;
 }
+HsDatabase::~HsDatabase() = default;
+std::unique_ptr<HsPrefilter> HsPrefilter::Create(std::shared_ptr<const HsDatabase>) {
+  return nullptr;
+}
+HsPrefilter::~HsPrefilter() = default;
 bool HsPrefilter::Scan(std::string_view, const uint32_t*, size_t, uint64_t*) { return false; }
 
 #endif
-
-HsPrefilter::~HsPrefilter() = default;
 
 }  // namespace qw::match

@@ -1,11 +1,11 @@
-// HsPrefilter: a Vectorscan (Hyperscan API) database compiled from a
-// family's rules in prefilter mode. It scans a whole buffer of
-// newline-separated records at once and reports, per record, the rules that
-// may match; RE2 confirms every candidate, so RE2 stays the single source of
-// truth and prefilter approximations never change a result.
+// Vectorscan (Hyperscan API) prefiltering of a family's rules.
 //
-// Threading: the database is immutable; the scratch space is per object, so
-// each matcher thread owns its own HsPrefilter.
+// HsDatabase: the rules compiled once, in prefilter mode; immutable and
+// shared by every thread. HsPrefilter: one thread's scanner over it (its own
+// scratch space). A scan covers a whole buffer of newline-separated records
+// and reports, per record, the rules that may match; RE2 confirms every
+// candidate, so RE2 stays the single source of truth and prefilter
+// approximations never change a result.
 #pragma once
 
 #include <cstdint>
@@ -18,28 +18,41 @@
 
 namespace qw::match {
 
-class HsPrefilter {
+class HsDatabase {
  public:
   // nullptr (with *why set) when Vectorscan is not built in or a rule does
   // not compile for it; callers then use RE2::Set.
-  static std::unique_ptr<HsPrefilter> Create(const PatternFile& pf, std::string* why);
-  ~HsPrefilter();
-
-  // Scans `buf`; for record i (starting at starts[i], records in increasing
-  // order, separated by '\n') sets bit r of masks[i * words() + r / 64] when
-  // rule r may match it. masks must be zeroed by the caller. false on a
-  // scan error (then the caller matches rule by rule).
-  bool Scan(std::string_view buf, const uint32_t* starts, size_t n, uint64_t* masks);
-  size_t words() const { return words_; }
+  static std::shared_ptr<const HsDatabase> Compile(const PatternFile& pf, std::string* why);
+  ~HsDatabase();
+  size_t words() const { return words_; }  // 64-bit mask words per record
+  void* raw() const { return db_; }
 
   // True when quorumwatch was built with Vectorscan.
   static bool Available();
 
  private:
-  HsPrefilter() = default;
-  struct Impl;
-  std::unique_ptr<Impl> impl_;
+  HsDatabase() = default;
+  void* db_ = nullptr;  // hs_database_t*
   size_t words_ = 1;
+};
+
+class HsPrefilter {
+ public:
+  // nullptr when scratch space cannot be allocated.
+  static std::unique_ptr<HsPrefilter> Create(std::shared_ptr<const HsDatabase> db);
+  ~HsPrefilter();
+
+  // Scans `buf`; for record i (starting at starts[i], starts not
+  // decreasing, records separated by '\n') sets bit r of
+  // masks[i * words() + r / 64] when rule r may match it. masks must be
+  // zeroed by the caller. false on a scan error.
+  bool Scan(std::string_view buf, const uint32_t* starts, size_t n, uint64_t* masks);
+  size_t words() const { return db_->words(); }
+
+ private:
+  HsPrefilter() = default;
+  std::shared_ptr<const HsDatabase> db_;
+  void* scratch_ = nullptr;  // hs_scratch_t*, owned
 };
 
 }  // namespace qw::match

@@ -117,7 +117,8 @@ bool FindKeyValue(std::string_view line, std::string_view key, std::string_view*
 FamilyMatcher::FamilyMatcher(const PatternFile& pf)
     : pf_(&pf), set_(RuleOptions(), RE2::UNANCHORED) {}
 
-Result<std::unique_ptr<FamilyMatcher>> FamilyMatcher::Create(const PatternFile& pf) {
+Result<std::unique_ptr<FamilyMatcher>> FamilyMatcher::Create(
+    const PatternFile& pf, std::shared_ptr<const HsDatabase> prefilter) {
   std::unique_ptr<FamilyMatcher> m(new FamilyMatcher(pf));
   int max_groups = 0;
   for (const Rule& r : pf.rules) {
@@ -149,11 +150,24 @@ Result<std::unique_ptr<FamilyMatcher>> FamilyMatcher::Create(const PatternFile& 
     max_groups = std::max(max_groups, ct.re->NumberOfCapturingGroups());
     m->timestamps_.push_back(std::move(ct));
   }
-  for (const std::string& c : pf.continuation) {
-    m->continuation_.push_back(std::make_unique<RE2>(c, RuleOptions()));
+  if (!pf.continuation.empty()) {
+    std::string any;
+    for (const std::string& c : pf.continuation) {
+      if (!any.empty()) any += "|";
+      any += "(?:" + c + ")";
+    }
+    m->continuation_ = std::make_unique<RE2>(any, RuleOptions());
+    if (!m->continuation_->ok()) {
+      return Fail(pf.path + ": continuation rules: " + m->continuation_->error());
+    }
   }
   m->hits_.reserve(pf.rules.size());
-  m->hs_ = HsPrefilter::Create(pf, &m->hs_note_);
+  if (prefilter) {
+    m->hs_ = HsPrefilter::Create(std::move(prefilter));
+    if (!m->hs_) m->hs_note_ = "Vectorscan: cannot allocate scratch space";
+  } else {
+    m->hs_note_ = "no Vectorscan database given";
+  }
   m->submatch_.resize(static_cast<size_t>(max_groups) + 1);
   return m;
 }
@@ -268,27 +282,31 @@ size_t FamilyMatcher::MatchRecords(std::string_view buf, const uint32_t* starts,
 }
 
 Nanos FamilyMatcher::MessageTime(std::string_view line, int32_t default_year,
-                                 int32_t offset_seconds) const {
+                                 int32_t offset_seconds, int* hint) const {
   re2::StringPiece text(line.data(), line.size());
   re2::StringPiece sub[8];
-  for (const CompiledTimestamp& t : timestamps_) {
-    int n = std::min(t.ts_group + 1, 8);
+  const int count = static_cast<int>(timestamps_.size());
+  const int first = hint != nullptr && *hint >= 0 && *hint < count ? *hint : 0;
+  for (int k = 0; k < count; ++k) {
+    const int idx = (first + k) % count;
+    const CompiledTimestamp& t = timestamps_[static_cast<size_t>(idx)];
     if (t.ts_group >= 8) continue;
-    if (!t.re->Match(text, 0, text.size(), RE2::UNANCHORED, sub, n)) continue;
+    if (!t.re->Match(text, 0, text.size(), RE2::UNANCHORED, sub, t.ts_group + 1)) continue;
     std::string_view ts(sub[t.ts_group].data(), sub[t.ts_group].size());
     Nanos v = t.layout == "rfc3339" ? ParseRfc3339(ts, nullptr, offset_seconds)
                                     : ParseLayout(ts, t.layout, default_year, offset_seconds);
-    if (v != kNoTime) return v;
+    if (v != kNoTime) {
+      if (hint != nullptr) *hint = idx;
+      return v;
+    }
   }
   return kNoTime;
 }
 
 bool FamilyMatcher::IsContinuation(std::string_view line) const {
+  if (!continuation_) return false;
   re2::StringPiece text(line.data(), line.size());
-  for (const auto& re : continuation_) {
-    if (RE2::PartialMatch(text, *re)) return true;
-  }
-  return false;
+  return continuation_->Match(text, 0, text.size(), RE2::UNANCHORED, nullptr, 0);
 }
 
 }  // namespace qw::match

@@ -19,7 +19,10 @@ namespace qw::match {
 
 class FamilyMatcher {
  public:
-  [[nodiscard]] static Result<std::unique_ptr<FamilyMatcher>> Create(const PatternFile& pf);
+  // `prefilter`: the family's Vectorscan database (shared between threads;
+  // see Registry::Prefilter), or nullptr to prefilter with RE2::Set.
+  [[nodiscard]] static Result<std::unique_ptr<FamilyMatcher>> Create(
+      const PatternFile& pf, std::shared_ptr<const HsDatabase> prefilter = nullptr);
 
   // Matches one record. On a hit fills *out (views into `line`) with the
   // first matching rule's signal and fields and returns true.
@@ -46,12 +49,15 @@ class FamilyMatcher {
   // without extracting fields. Used by auto-detection.
   int FirstRule(std::string_view line);
 
-  // The message's own timestamp, or kNoTime.
-  Nanos MessageTime(std::string_view line, int32_t default_year, int32_t offset_seconds) const;
+  // The message's own timestamp, or kNoTime. `hint` (optional, per
+  // stream) is the index of the layout that matched last; it is tried first
+  // and updated.
+  Nanos MessageTime(std::string_view line, int32_t default_year, int32_t offset_seconds,
+                    int* hint = nullptr) const;
 
   // True when the physical line continues the previous record.
   bool IsContinuation(std::string_view line) const;
-  bool HasContinuation() const { return !continuation_.empty(); }
+  bool HasContinuation() const { return continuation_ != nullptr; }
 
   // Times the prefilter failed: RE2::Set's DFA out of memory, or a
   // Vectorscan scan error. Each fell back to matching rule by rule, so no
@@ -83,7 +89,7 @@ class FamilyMatcher {
   RE2::Set set_;
   std::vector<CompiledRule> rules_;
   std::vector<CompiledTimestamp> timestamps_;
-  std::vector<std::unique_ptr<RE2>> continuation_;
+  std::unique_ptr<RE2> continuation_;  // the family's continuation rules as one alternation
   // Scratch reused across calls: no allocation per line once warmed up.
   std::vector<int> hits_;
   std::vector<re2::StringPiece> submatch_;

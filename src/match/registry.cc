@@ -59,6 +59,25 @@ Result<std::unique_ptr<Registry>> Registry::LoadFiles(const std::vector<std::str
   return reg;
 }
 
+std::shared_ptr<const HsDatabase> Registry::Prefilter(size_t i) const {
+  std::lock_guard<std::mutex> lock(prefilter_mu_);
+  if (prefilters_.size() < files_.size()) {
+    prefilters_.resize(files_.size());
+    prefilter_notes_.resize(files_.size());
+    prefilter_tried_.resize(files_.size());
+  }
+  if (!prefilter_tried_[i]) {
+    prefilter_tried_[i] = true;
+    prefilters_[i] = HsDatabase::Compile(*files_[i], &prefilter_notes_[i]);
+  }
+  return prefilters_[i];
+}
+
+std::string Registry::prefilter_note(size_t i) const {
+  std::lock_guard<std::mutex> lock(prefilter_mu_);
+  return i < prefilter_notes_.size() ? prefilter_notes_[i] : "";
+}
+
 int Registry::Find(std::string_view name) const {
   for (size_t i = 0; i < files_.size(); ++i) {
     const auto& f = *files_[i];

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -27,6 +28,12 @@ class Registry {
   size_t size() const { return files_.size(); }
   const PatternFile& file(size_t i) const { return *files_[i]; }
 
+  // The family's Vectorscan database, compiled on first use and shared by
+  // every thread; nullptr without Vectorscan or when a rule does not compile
+  // for it (prefilter_note says why). Thread-safe.
+  std::shared_ptr<const HsDatabase> Prefilter(size_t i) const;
+  std::string prefilter_note(size_t i) const;
+
   // Index of the family whose name or alias is `name`, or -1.
   int Find(std::string_view name) const;
 
@@ -43,6 +50,11 @@ class Registry {
   Result<void> Add(PatternFile pf);
   std::vector<std::unique_ptr<PatternFile>> files_;
   std::vector<std::unique_ptr<FamilyMatcher>> detectors_;
+  mutable std::mutex prefilter_mu_;
+  // Guarded by prefilter_mu_:
+  mutable std::vector<std::shared_ptr<const HsDatabase>> prefilters_;
+  mutable std::vector<std::string> prefilter_notes_;
+  mutable std::vector<bool> prefilter_tried_;
 };
 
 }  // namespace qw::match

@@ -19,8 +19,16 @@ void MatchLoop(const match::Registry& registry, const std::vector<int>& stream_f
                Queue* work, Queue* done, std::atomic<uint64_t>* matched,
                std::atomic<uint64_t>* dfa_oom) {
   std::vector<std::unique_ptr<match::FamilyMatcher>> matchers;
+  std::vector<bool> needed(registry.size(), false);
+  for (int f : stream_family) {
+    if (f >= 0) needed[static_cast<size_t>(f)] = true;
+  }
   for (size_t i = 0; i < registry.size(); ++i) {
-    auto m = match::FamilyMatcher::Create(registry.file(i));
+    if (!needed[i]) {
+      matchers.push_back(nullptr);
+      continue;
+    }
+    auto m = match::FamilyMatcher::Create(registry.file(i), registry.Prefilter(i));
     matchers.push_back(m ? std::move(*m) : nullptr);
   }
   moodycamel::ConsumerToken ctok(*work);

@@ -159,7 +159,8 @@ void StreamReader::ResolveTimes() {
   for (size_t i = 0; i < records_.size(); ++i) {
     Nanos t = runtime_times_[i];
     if (t == kNoTime && matcher_ != nullptr) {
-      t = matcher_->MessageTime(text(records_[i]), opt_.default_year, opt_.tz_offset_seconds);
+      t = matcher_->MessageTime(text(records_[i]), opt_.default_year, opt_.tz_offset_seconds,
+                                &time_hint_);
     }
     if (t == kNoTime) {
       t = last_time_;

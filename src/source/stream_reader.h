@@ -82,6 +82,7 @@ class StreamReader {
   bool have_held_ = false;
   bool done_ = false;
   Nanos last_time_ = kNoTime;
+  int time_hint_ = -1;  // the timestamp layout that matched last
   StreamStats stats_;
 };
 

@@ -143,14 +143,14 @@ TEST_CASE("matching a whole buffer gives what matching each record gives") {
       buf += lines[i];
       buf += '\n';
     }
-    auto with_prefilter = FamilyMatcher::Create(pf);
+    auto with_prefilter = FamilyMatcher::Create(pf, (*reg)->Prefilter(f));
     auto plain = FamilyMatcher::Create(pf);
     REQUIRE(with_prefilter);
     REQUIRE(plain);
     (*plain)->DisableVectorscan();
     INFO(pf.family, " prefilter: ", (*with_prefilter)->prefilter_name(), " ",
          (*with_prefilter)->prefilter_note());
-    if (HsPrefilter::Available()) CHECK(std::string((*with_prefilter)->prefilter_name()) == "vectorscan");
+    if (HsDatabase::Available()) CHECK(std::string((*with_prefilter)->prefilter_name()) == "vectorscan");
     std::vector<Signal> a(lines.size()), b(lines.size());
     size_t hits_a = (*with_prefilter)->MatchRecords(buf, starts.data(), lengths.data(),
                                                     active.data(), lines.size(), a.data());
