@@ -112,8 +112,9 @@ int RunReplay(const ReplayArgs& args) {
     Nanos mtime = static_cast<Nanos>(st.st_mtim.tv_sec) * kSecond + st.st_mtim.tv_nsec;
     opt.default_year = YearOf(mtime);
     opt.fallback_time = mtime;
-    // Bounded memory with many files: smaller buffers per stream.
-    size_t per = std::clamp<size_t>((48u << 20) / (args.files.size() * 2), 64u << 10, 1u << 20);
+    // Bounded memory with many files: the read buffers and record chunks of
+    // all streams share about 24 MiB (each between 32 KiB and 1 MiB).
+    size_t per = std::clamp<size_t>((24u << 20) / (args.files.size() * 2), 32u << 10, 1u << 20);
     opt.buffer_bytes = per;
     opt.chunk_bytes = std::min<size_t>(per, 256u << 10);
     p.reader = std::make_unique<source::StreamReader>(std::move(*src), opt);

@@ -119,7 +119,7 @@ Nanos ParseRfc3339(std::string_view s, size_t* consumed, int32_t default_offset_
 }
 
 Nanos ParseLayout(std::string_view s, std::string_view layout, int32_t default_year,
-                  int32_t default_offset_seconds) {
+                  int32_t default_offset_seconds, size_t* consumed) {
   int64_t y = default_year, mo = 1, d = 1, h = 0, mi = 0, sec = 0, frac = 0;
   int32_t offset = default_offset_seconds;
   size_t p = 0;
@@ -189,6 +189,7 @@ Nanos ParseLayout(std::string_view s, std::string_view layout, int32_t default_y
     }
   }
   if (!ValidDate(mo, d, h, mi, sec)) return kNoTime;
+  if (consumed != nullptr) *consumed = p;
   return Compose(y, mo, d, h, mi, sec, frac, offset);
 }
 

@@ -27,7 +27,7 @@ Nanos ParseRfc3339(std::string_view s, size_t* consumed = nullptr,
 // literal characters. Fields the layout lacks: year from `default_year`,
 // zone from `default_offset_seconds`. kNoTime on mismatch.
 Nanos ParseLayout(std::string_view s, std::string_view layout, int32_t default_year,
-                  int32_t default_offset_seconds);
+                  int32_t default_offset_seconds, size_t* consumed = nullptr);
 
 // "2021-05-05T12:03:00.156Z" (milliseconds, UTC).
 std::string FormatRfc3339Millis(Nanos t);

@@ -282,23 +282,39 @@ size_t FamilyMatcher::MatchRecords(std::string_view buf, const uint32_t* starts,
 }
 
 Nanos FamilyMatcher::MessageTime(std::string_view line, int32_t default_year,
-                                 int32_t offset_seconds, int* hint) const {
+                                 int32_t offset_seconds, TimeHint* hint) const {
+  auto parse = [&](const CompiledTimestamp& t, std::string_view ts, size_t* used) {
+    if (t.layout == "rfc3339") return ParseRfc3339(ts, used, offset_seconds);
+    return ParseLayout(ts, t.layout, default_year, offset_seconds, used);
+  };
+  if (hint != nullptr && hint->spec >= 0 && hint->spec < static_cast<int>(timestamps_.size()) &&
+      hint->offset + hint->length < line.size() && hint->offset > 0) {
+    const CompiledTimestamp& t = timestamps_[static_cast<size_t>(hint->spec)];
+    size_t used = 0;
+    if (line[hint->offset - 1] == hint->before && line[hint->offset + hint->length] == hint->after) {
+      Nanos v = parse(t, line.substr(hint->offset), &used);
+      if (v != kNoTime && used == hint->length) return v;
+    }
+  }
   re2::StringPiece text(line.data(), line.size());
   re2::StringPiece sub[8];
-  const int count = static_cast<int>(timestamps_.size());
-  const int first = hint != nullptr && *hint >= 0 && *hint < count ? *hint : 0;
-  for (int k = 0; k < count; ++k) {
-    const int idx = (first + k) % count;
-    const CompiledTimestamp& t = timestamps_[static_cast<size_t>(idx)];
+  for (size_t idx = 0; idx < timestamps_.size(); ++idx) {
+    const CompiledTimestamp& t = timestamps_[idx];
     if (t.ts_group >= 8) continue;
     if (!t.re->Match(text, 0, text.size(), RE2::UNANCHORED, sub, t.ts_group + 1)) continue;
     std::string_view ts(sub[t.ts_group].data(), sub[t.ts_group].size());
-    Nanos v = t.layout == "rfc3339" ? ParseRfc3339(ts, nullptr, offset_seconds)
-                                    : ParseLayout(ts, t.layout, default_year, offset_seconds);
-    if (v != kNoTime) {
-      if (hint != nullptr) *hint = idx;
-      return v;
+    size_t used = 0;
+    Nanos v = parse(t, ts, &used);
+    if (v == kNoTime) continue;
+    if (hint != nullptr) {
+      size_t off = static_cast<size_t>(ts.data() - line.data());
+      hint->spec = static_cast<int>(idx);
+      hint->offset = static_cast<uint32_t>(off);
+      hint->length = static_cast<uint32_t>(used);
+      hint->before = off > 0 ? line[off - 1] : 0;
+      hint->after = off + used < line.size() ? line[off + used] : 0;
     }
+    return v;
   }
   return kNoTime;
 }

@@ -217,34 +217,48 @@ PipelineStats RunReplay(const match::Registry& registry, std::vector<ReplayStrea
   while (!heads.empty()) {
     HeadEntry h = heads.top();
     heads.pop();
-    auto& reader = *streams[h.stream].reader;
-    const auto& recs = reader.records();
-    if (pos[h.stream] < recs.size()) {
-      const source::StreamRecord& sr = recs[pos[h.stream]];
-      std::string_view text = reader.text(sr);
-      Record r{static_cast<uint32_t>(h.stream), static_cast<uint32_t>(batch->arena.size()),
-               static_cast<uint32_t>(text.size()), RecordKind::kLine, sr.time};
-      batch->arena.append(text);
-      batch->arena.push_back('\n');  // records are newline-separated for the prefilter
-      batch->records.push_back(r);
-      last_time[h.stream] = sr.time;
-      ++pos[h.stream];
-      if (pos[h.stream] == recs.size()) {
-        pos[h.stream] = 0;
-        if (!reader.NextChunk()) {
-          pos[h.stream] = SIZE_MAX;
-        }
+    const size_t s = h.stream;
+    auto& reader = *streams[s].reader;
+    bool ended = reader.records().empty();
+    if (!ended) {
+      // Take the run of this stream's records that come before every other
+      // stream's head (all of them with a single stream), copied at once.
+      const auto& recs = reader.records();
+      const bool has_next = !heads.empty();
+      const HeadEntry next = has_next ? heads.top() : HeadEntry{0, 0};
+      const size_t p0 = pos[s];
+      size_t p1 = p0 + 1;
+      size_t room = opt.batch_records - std::min(opt.batch_records, batch->records.size());
+      uint32_t bytes = recs[p0].length + 1;
+      while (p1 < recs.size() && p1 - p0 < room && batch->arena.size() + bytes < opt.batch_bytes) {
+        const source::StreamRecord& r = recs[p1];
+        if (has_next && !(r.time < next.time || (r.time == next.time && s < next.stream))) break;
+        bytes += r.length + 1;
+        ++p1;
+      }
+      const uint32_t base = static_cast<uint32_t>(batch->arena.size());
+      const uint32_t first = recs[p0].offset;
+      batch->arena.append(reader.arena().substr(first, recs[p1 - 1].offset + recs[p1 - 1].length + 1 - first));
+      for (size_t i = p0; i < p1; ++i) {
+        batch->records.push_back(Record{static_cast<uint32_t>(s), base + (recs[i].offset - first),
+                                        recs[i].length, RecordKind::kLine, recs[i].time});
+      }
+      last_time[s] = recs[p1 - 1].time;
+      pos[s] = p1;
+      if (p1 == recs.size()) {
+        pos[s] = 0;
+        ended = !reader.NextChunk();
       }
     }
-    if (pos[h.stream] == SIZE_MAX || recs.empty()) {
-      Nanos t = last_time[h.stream] == kNoTime ? (batch->records.empty() ? 0 : batch->records.back().time)
-                                               : last_time[h.stream];
+    if (ended) {
+      Nanos t = last_time[s] == kNoTime ? (batch->records.empty() ? 0 : batch->records.back().time)
+                                        : last_time[s];
       // Offsets stay increasing (the prefilter maps matches to records by offset).
-      batch->records.push_back(Record{static_cast<uint32_t>(h.stream),
+      batch->records.push_back(Record{static_cast<uint32_t>(s),
                                       static_cast<uint32_t>(batch->arena.size()), 0,
                                       RecordKind::kStreamEnd, t});
     } else {
-      push_head(h.stream);
+      push_head(s);
     }
     if (batch->arena.size() >= opt.batch_bytes || batch->records.size() >= opt.batch_records) {
       dispatch();

@@ -41,12 +41,13 @@ void StreamReader::AddRecord(std::string_view msg, Nanos t) {
   bool continuation = matcher_ != nullptr && matcher_->HasContinuation() &&
                       matcher_->IsContinuation(msg);
   if (continuation && !records_.empty()) {
+    // The previous record's separator becomes the joining newline.
     StreamRecord& prev = records_.back();
     size_t room = opt_.max_line_bytes > prev.length ? opt_.max_line_bytes - prev.length : 0;
     if (room > 0) {
-      arena_.push_back('\n');
       size_t add = std::min(room - 1, msg.size());
       arena_.append(msg.substr(0, add));
+      arena_.push_back('\n');
       prev.length += static_cast<uint32_t>(add + 1);
     }
     return;
@@ -55,6 +56,7 @@ void StreamReader::AddRecord(std::string_view msg, Nanos t) {
                                   static_cast<uint32_t>(msg.size()), kNoTime});
   runtime_times_.push_back(t);
   arena_.append(msg);
+  arena_.push_back('\n');
   stats_.records++;
 }
 

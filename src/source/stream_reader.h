@@ -48,6 +48,9 @@ class StreamReader {
   // Reads the next chunk of records. false when the stream has no more.
   bool NextChunk();
   const std::vector<StreamRecord>& records() const { return records_; }
+  // The chunk's arena: each record followed by '\n', so a run of records
+  // can be copied at once.
+  std::string_view arena() const { return arena_; }
   std::string_view text(const StreamRecord& r) const {
     return std::string_view(arena_.data() + r.offset, r.length);
   }
@@ -82,7 +85,7 @@ class StreamReader {
   bool have_held_ = false;
   bool done_ = false;
   Nanos last_time_ = kNoTime;
-  int time_hint_ = -1;  // the timestamp layout that matched last
+  match::FamilyMatcher::TimeHint time_hint_;  // where this stream's stamps were last
   StreamStats stats_;
 };
 
