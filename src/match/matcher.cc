@@ -142,6 +142,15 @@ Result<std::unique_ptr<FamilyMatcher>> FamilyMatcher::Create(
     m->rules_.push_back(std::move(cr));
   }
   if (!m->set_.Compile()) return Fail(pf.path + ": the rules' set does not compile");
+  if (!pf.timestamps.empty()) {
+    m->timestamp_set_ = std::make_unique<RE2::Set>(RuleOptions(), RE2::UNANCHORED);
+    for (const TimestampSpec& t : pf.timestamps) {
+      if (m->timestamp_set_->Add(t.regex, nullptr) < 0) {
+        return Fail(pf.path + ":" + std::to_string(t.line) + ": timestamp regex does not compile");
+      }
+    }
+    if (!m->timestamp_set_->Compile()) return Fail(pf.path + ": timestamp regexes do not compile");
+  }
   for (const TimestampSpec& t : pf.timestamps) {
     CompiledTimestamp ct;
     ct.re = std::make_unique<RE2>(t.regex, RuleOptions());
@@ -297,6 +306,12 @@ Nanos FamilyMatcher::MessageTime(std::string_view line, int32_t default_year,
     }
   }
   re2::StringPiece text(line.data(), line.size());
+  // Most lines of a stream without stamps: one DFA pass says so.
+  if (!timestamp_set_) return kNoTime;
+  RE2::Set::ErrorInfo info{};
+  if (!timestamp_set_->Match(text, nullptr, &info) && info.kind != RE2::Set::kOutOfMemory) {
+    return kNoTime;
+  }
   re2::StringPiece sub[8];
   for (size_t idx = 0; idx < timestamps_.size(); ++idx) {
     const CompiledTimestamp& t = timestamps_[idx];

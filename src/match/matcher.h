@@ -96,6 +96,7 @@ class FamilyMatcher {
   RE2::Set set_;
   std::vector<CompiledRule> rules_;
   std::vector<CompiledTimestamp> timestamps_;
+  std::unique_ptr<RE2::Set> timestamp_set_;  // any stamp at all? (no captures, DFA only)
   std::unique_ptr<RE2> continuation_;  // the family's continuation rules as one alternation
   // Scratch reused across calls: no allocation per line once warmed up.
   std::vector<int> hits_;
