@@ -760,6 +760,32 @@ def check_patterns(t):
     t.check("patterns test: test line that does not match -> exit 1, file:line",
             broken("no-match", no_match, test_line))
 
+    def export_re2():
+        # One regex a line, named groups stripped, usable as rg -f: each
+        # pattern file rule's test line is matched by its exported regex.
+        r = run("patterns", "export", "--chain", "cosmoshub")
+        expect_eq(r.rc, 0, "exit status (%r)" % r)
+        regexes = r.stdout.splitlines()
+        expect_eq(len(regexes), 30, "exported regexes (rules in cometbft.yaml)")
+        expect(all("(?P<" not in x for x in regexes), "named groups left in the export")
+        import re as pyre
+        hit = [x for x in regexes if pyre.search(x, "I[2021-05-05|12:03:00.156] committed state "
+                                                   "module=state height=5 num_txs=0 app_hash=AB")]
+        expect(len(hit) >= 1, "no exported regex matches a commit line")
+    t.check("patterns export: re2 lines", export_re2)
+
+    def export_mtail():
+        r = run("patterns", "export", "--chain", "gaia", "--format", "mtail")
+        expect_eq(r.rc, 0, "exit status (%r)" % r)
+        expect("counter quorumwatch_lines_matched" in r.stdout, "no line counter")
+        expect_eq(r.stdout.count("\ncounter rule_"), 30, "one counter per rule")
+        expect_eq(r.stdout.count("++\n}"), 31, "one action per rule plus the line counter")
+        bad = run("patterns", "export", "--chain", "no-such-chain")
+        expect_eq(bad.rc, 1, "unknown chain exit status (%r)" % bad)
+        usage = run("patterns", "export", "--chain", "gaia", "--format", "pcre")
+        expect_eq(usage.rc, 2, "unknown format exit status (%r)" % usage)
+    t.check("patterns export: mtail program", export_mtail)
+
 
 # --------------------------------------------------------------------------
 # 8. Timestamps
