@@ -57,8 +57,37 @@ Detector::Detector(std::vector<ChainSpec> chains, EventOutput* out) : out_(out) 
   }
 }
 
+std::string Detector::NodeKey(const std::string& chain, const std::string& namespace_,
+                              const std::string& pod) {
+  return chain + "|" + (namespace_.empty() ? pod : namespace_ + "/" + pod);
+}
+
+void Detector::AddRestoredNode(std::string key, NodeState state) {
+  restored_[std::move(key)] = std::move(state);
+}
+
 int Detector::AddNode(NodeSpec spec) {
   NodeState n;
+  auto restored = restored_.find(
+      NodeKey(C(spec.chain).spec.name, spec.namespace_, spec.name));
+  if (restored != restored_.end()) {
+    // Saved state of this node (a restart): keep it, under the new spec.
+    n = std::move(restored->second);
+    restored_.erase(restored);
+    n.spec = std::move(spec);
+    n.open_streams = 0;
+    n.retired = false;
+    if (n.missed_ring.size() != static_cast<size_t>(std::max(1, n.spec.thresholds.missed_window))) {
+      n.missed_ring.assign(static_cast<size_t>(std::max(1, n.spec.thresholds.missed_window)), 0);
+      n.missed_ring_pos = 0;
+      n.missed_in_window = 0;
+    }
+    int index = static_cast<int>(nodes_.size());
+    C(n.spec.chain).nodes.push_back(index);
+    nodes_.push_back(std::move(n));
+    next_check_ = kNoTime;
+    return index;
+  }
   n.spec = std::move(spec);
   n.signer = n.spec.signer;
   n.validator = n.spec.validator_address;

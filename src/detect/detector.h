@@ -5,6 +5,8 @@
 // from it. Times passed in must not decrease (callers clamp to a watermark).
 #pragma once
 
+#include <map>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -57,6 +59,20 @@ class Detector {
   void Finish(Nanos end);
   std::vector<NodeSummary> Summary() const;
 
+  // State access for the codec (state_codec.h) and checkpoints.
+  // REQUIRES: the detector's thread.
+  NodeState& mutable_node(int i) { return nodes_[static_cast<size_t>(i)]; }
+  ChainState& mutable_chain(int i) { return chains_[static_cast<size_t>(i)]; }
+  size_t chain_count() const { return chains_.size(); }
+  // "chain|namespace/pod" (or "chain|pod"): a node's identity in saved state.
+  static std::string NodeKey(const std::string& chain, const std::string& namespace_,
+                             const std::string& pod);
+  // A restored node state whose node is not added yet: AddNode takes it
+  // (keeping the new spec) when a node with that key is added.
+  void AddRestoredNode(std::string key, NodeState state);
+  // After restoring state: timers are recomputed on the next tick.
+  void AfterRestore() { next_check_ = kNoTime; }
+
   size_t node_count() const { return nodes_.size(); }
   const NodeState& node(int i) const { return nodes_[static_cast<size_t>(i)]; }
   const ChainState& chain(int i) const { return chains_[static_cast<size_t>(i)]; }
@@ -97,6 +113,7 @@ class Detector {
 
   std::vector<ChainState> chains_;
   std::vector<NodeState> nodes_;
+  std::map<std::string, NodeState> restored_;  // by NodeKey, until AddNode
   EventOutput* out_;
   Nanos next_check_ = kNoTime;  // lower bound of the earliest pending timer
 };

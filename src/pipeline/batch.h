@@ -14,8 +14,11 @@
 namespace qw::pipeline {
 
 enum class RecordKind : uint8_t {
-  kLine,       // a log record to match
-  kStreamEnd,  // the stream ended (file finished or removed)
+  kLine,         // a log record to match
+  kStreamEnd,    // the stream ended (file finished or removed)
+  kStreamStart,  // live: a new stream; its text describes it (see live.h)
+  kPosition,     // live: the stream's safe resume offset so far (text: decimal)
+  kTick,         // live: wall-clock time passes (time is the tick)
 };
 
 struct Record {
@@ -23,6 +26,7 @@ struct Record {
   uint32_t offset;
   uint32_t length;
   RecordKind kind;
+  int16_t family;  // registry index for kLine records; -1: not matched
   Nanos time;
 };
 

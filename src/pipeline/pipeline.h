@@ -17,6 +17,40 @@
 
 namespace qw::pipeline {
 
+// The matching stage and the ordered consumer, shared by replay and live
+// mode: Dispatch() hands a filled batch to N matcher threads (any batch, any
+// thread); one consumer thread receives the batches in Dispatch order and
+// returns them to the pool. Memory is bounded by the pool.
+class Stages {
+ public:
+  using Consumer = std::function<void(Batch&)>;
+  Stages(const match::Registry& registry, int threads, size_t batch_bytes, size_t batch_records,
+         Consumer consume);
+  ~Stages();
+  Stages(const Stages&) = delete;
+  Stages& operator=(const Stages&) = delete;
+
+  // A cleared batch from the pool; blocks while every batch is in flight
+  // (back-pressure). REQUIRES: one producer thread.
+  Batch* Acquire();
+  // Hands a batch acquired before to the matchers.
+  void Dispatch(Batch* b);
+  // Returns an unused batch to the pool.
+  void Release(Batch* b);
+  // Waits until every dispatched batch was consumed, then stops the threads.
+  void Finish();
+
+  uint64_t matched() const;
+  uint64_t prefilter_failures() const;
+  uint64_t dispatched() const { return seq_; }
+  size_t in_flight() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  uint64_t seq_ = 0;
+};
+
 struct ReplayStream {
   std::unique_ptr<source::StreamReader> reader;  // positioned at its first chunk
   int node = -1;    // detector node index
