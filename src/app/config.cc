@@ -91,7 +91,7 @@ Result<void> LoadSources(const std::string& path, const YAML::Node& n, Config* c
   for (const auto& s : n) {
     QW_TRY(yamlutil::CheckKeys(path, s,
                                {"type", "include", "exclude", "format", "read_from",
-                                "max_line_bytes"}));
+                                "max_line_bytes", "poll_interval"}));
     SourceConfig sc;
     sc.line = static_cast<int>(s.Mark().line) + 1;
     QW_TRY(yamlutil::GetString(path, s, "type", &sc.type));
@@ -117,6 +117,7 @@ Result<void> LoadSources(const std::string& path, const YAML::Node& n, Config* c
                   sc.read_from + "'");
     }
     QW_TRY(yamlutil::GetInt(path, s, "max_line_bytes", 256, 64 << 20, &sc.max_line_bytes));
+    QW_TRY(yamlutil::GetDuration(path, s, "poll_interval", &sc.poll_interval));
     c->sources.push_back(std::move(sc));
   }
   return {};
@@ -350,7 +351,11 @@ Result<Config> ParseConfig(const std::string& path, const std::string& text) {
   Config c;
   c.path = path;
   if (y.IsNull()) return c;
-  QW_TRY(yamlutil::CheckKeys(path, y, {"sources", "streams", "chains", "nodes", "state_dir", "sinks"}));
+  QW_TRY(yamlutil::CheckKeys(path, y,
+                             {"sources", "streams", "chains", "nodes", "state_dir", "sinks",
+                              "checkpoint_interval", "input_outage_after"}));
+  QW_TRY(yamlutil::GetDuration(path, y, "checkpoint_interval", &c.checkpoint_interval));
+  QW_TRY(yamlutil::GetDuration(path, y, "input_outage_after", &c.input_outage_after));
   QW_TRY(LoadSources(path, y["sources"], &c));
   QW_TRY(LoadStreams(path, y["streams"], &c));
   QW_TRY(LoadChains(path, y["chains"], &c));

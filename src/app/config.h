@@ -31,6 +31,7 @@ struct SourceConfig {
   std::string format = "auto";
   std::string read_from = "end";
   int64_t max_line_bytes = 1 << 20;
+  Nanos poll_interval = 250 * kMillisecond;  // stat every file at least this often
   int line = 0;
 };
 
@@ -84,6 +85,9 @@ struct Config {
   std::vector<ChainConfig> chains;
   std::vector<NodeConfig> nodes;
   std::string state_dir = "/var/lib/quorumwatch";
+  Nanos checkpoint_interval = 5 * kSecond;
+  // No line from any stream for this long is an input outage, not stalls.
+  Nanos input_outage_after = 60 * kSecond;
   std::vector<SinkConfig> sinks;
 
   const ChainConfig* FindChain(const std::string& name) const;

@@ -6,6 +6,7 @@
 
 #include "app/patterns_cmd.h"
 #include "app/replay.h"
+#include "app/run.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"quorumwatch: consensus detector for proof-of-stake validator logs"};
@@ -29,6 +30,13 @@ int main(int argc, char** argv) {
   rc->add_option("--patterns", replay.patterns_dir, "pattern folder instead of the built-in one");
   rc->add_flag("--stats", replay.stats, "print pipeline figures (prefilter, records/s) on stderr");
   rc->add_option("files", replay.files, "log files")->required();
+
+  qw::app::RunArgs run;
+  auto* runc = app.add_subcommand("run", "tail container logs live (DaemonSet sidecar)");
+  runc->add_option("-c,--config", run.config_path, "configuration file")->required();
+  runc->add_option("--threads", run.threads, "matcher threads (default: one per core, max 4)")
+      ->check(CLI::Range(1, 64));
+  runc->add_option("--patterns", run.patterns_dir, "pattern folder instead of the built-in one");
 
   std::vector<std::string> pattern_files;
   std::string patterns_dir;
@@ -54,6 +62,7 @@ int main(int argc, char** argv) {
     return e.get_exit_code() == 0 ? rc_exit : 2;
   }
   if (rc->parsed()) return qw::app::RunReplay(replay);
+  if (runc->parsed()) return qw::app::RunLive(run);
   if (pt->parsed()) return qw::app::RunPatternsTest(pattern_files, patterns_dir);
   if (pe->parsed()) {
     return qw::app::RunPatternsExport(export_chain, export_format, patterns_dir, export_config);

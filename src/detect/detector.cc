@@ -57,6 +57,20 @@ Detector::Detector(std::vector<ChainSpec> chains, EventOutput* out) : out_(out) 
   }
 }
 
+int Detector::AddChain(ChainSpec spec) {
+  ChainState c;
+  c.spec = std::move(spec);
+  chains_.push_back(std::move(c));
+  return static_cast<int>(chains_.size()) - 1;
+}
+
+int Detector::FindChain(const std::string& name) const {
+  for (size_t i = 0; i < chains_.size(); ++i) {
+    if (chains_[i].spec.name == name) return static_cast<int>(i);
+  }
+  return -1;
+}
+
 std::string Detector::NodeKey(const std::string& chain, const std::string& namespace_,
                               const std::string& pod) {
   return chain + "|" + (namespace_.empty() ? pod : namespace_ + "/" + pod);

@@ -41,6 +41,11 @@ class Detector {
  public:
   Detector(std::vector<ChainSpec> chains, EventOutput* out);
 
+  // Adds a chain (live mode finds chains as streams appear); returns its index.
+  int AddChain(ChainSpec spec);
+  // Index of the chain named `name`, or -1.
+  int FindChain(const std::string& name) const;
+
   // Adds a node; returns its index. REQUIRES: spec.chain is a chain index.
   int AddNode(NodeSpec spec);
   void AttachStream(int node);

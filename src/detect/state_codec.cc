@@ -187,7 +187,9 @@ class Reader {
   const std::string& error() const { return error_; }
 
   bool Fail(const std::string& where, std::string_view what) {
-    if (error_.empty()) error_ = "state: " + where + ": " + std::string(what);
+    if (error_.empty()) {
+      error_ = "state: " + (where.empty() ? std::string(what) : where + ": " + std::string(what));
+    }
     return false;
   }
 
@@ -277,7 +279,7 @@ class Reader {
   }
 
   static std::string Path(const std::string& where, std::string_view key) {
-    return where + "." + std::string(key);
+    return where.empty() ? std::string(key) : where + "." + std::string(key);
   }
   static std::string Quoted(std::string_view s) { return JsonString(s); }
 
@@ -525,7 +527,7 @@ Result<void> DecodeState(const std::string& json, Detector* d) {
   // state leaves `d` as it was.
   Reader r;
   int64_t version = 0;
-  if (!r.Int(top, "state", "version", std::numeric_limits<int64_t>::min(),
+  if (!r.Int(top, "", "version", std::numeric_limits<int64_t>::min(),
              std::numeric_limits<int64_t>::max(), &version)) {
     return Fail(r.error());
   }
@@ -536,9 +538,9 @@ Result<void> DecodeState(const std::string& json, Detector* d) {
 
   std::vector<std::pair<std::string, NodeState>> nodes;
   object nodes_obj;
-  if (r.Object(top, "state", "nodes", &nodes_obj)) {
+  if (r.Object(top, "", "nodes", &nodes_obj)) {
     for (auto [key, value] : nodes_obj) {
-      std::string where = "state.nodes[" + Reader::Quoted(key) + "]";
+      std::string where = "nodes[" + Reader::Quoted(key) + "]";
       object o;
       if (value.get_object().get(o)) {
         r.Fail(where, "expected an object");
@@ -553,9 +555,9 @@ Result<void> DecodeState(const std::string& json, Detector* d) {
 
   std::vector<SavedChain> chains;
   object chains_obj;
-  if (r.Object(top, "state", "chains", &chains_obj)) {
+  if (r.Object(top, "", "chains", &chains_obj)) {
     for (auto [name, value] : chains_obj) {
-      std::string where = "state.chains[" + Reader::Quoted(name) + "]";
+      std::string where = "chains[" + Reader::Quoted(name) + "]";
       object o;
       if (value.get_object().get(o)) {
         r.Fail(where, "expected an object");

@@ -19,6 +19,8 @@ void EventOrderer::Release(Nanos watermark) {
     ++written_;
   }
   pending_.erase(pending_.begin(), ready);
+  // Live readers (and the Alertmanager later) see events as they are decided.
+  for (EventSink* s : sinks_) s->Flush();
 }
 
 void EventOrderer::ReleaseAll() {
