@@ -52,6 +52,13 @@ VoteType ParseVoteType(std::string_view s) {
   // CometBFT prints SIGNED_MSG_TYPE_PRECOMMIT(Precommit), Precommit, or the
   // numeric SignedMsgType (1 prevote, 2 precommit, 32 proposal); tmkms
   // prints PreCommit / Prevote.
+  // Tezos: (pre)attestation, formerly (pre)endorsement.
+  if (ContainsNoCase(s, "preattestation") || ContainsNoCase(s, "preendorsement")) {
+    return VoteType::kPrevote;
+  }
+  if (ContainsNoCase(s, "attestation") || ContainsNoCase(s, "endorsement")) {
+    return VoteType::kPrecommit;
+  }
   if (s == "2" || ContainsNoCase(s, "precommit")) return VoteType::kPrecommit;
   if (s == "1" || ContainsNoCase(s, "prevote")) return VoteType::kPrevote;
   if (s == "32" || ContainsNoCase(s, "proposal")) return VoteType::kProposal;

@@ -262,12 +262,18 @@ void Detector::OnSignal(int n, Nanos now, const Signal& s, std::string_view line
       OnVote(n, now, s);
       break;
     case SignalKind::kVoteMissed:
-    case SignalKind::kSlotSkipped:
+    case SignalKind::kSlotSkipped: {
+      // A miss naming another validator than ours is about someone else.
+      if (!s.validator.empty() && !node.validator.empty() &&
+          ValidatorKey(s.validator) != ValidatorKey(node.validator)) {
+        break;
+      }
       AddEvidence(n, now, line);
       if (!node.signer) node.signer = true;
-      RecordMissed(n, now, s.height >= 0 ? s.height : node.last_height + 1,
-                   s.kind == SignalKind::kSlotSkipped ? "skipped_slot" : "missed_vote");
+      int64_t h = s.height >= 0 ? s.height : (node.last_height >= 0 ? node.last_height + 1 : -1);
+      RecordMissed(n, now, h, s.kind == SignalKind::kSlotSkipped ? "skipped_slot" : "missed_vote");
       break;
+    }
     case SignalKind::kDoubleSignRisk: {
       AddEvidence(n, now, line);
       int64_t h = s.height >= 0 ? s.height : node.last_height + 1;
@@ -280,8 +286,13 @@ void Detector::OnSignal(int n, Nanos now, const Signal& s, std::string_view line
     case SignalKind::kOthersMisbehaviour: {
       Event e = MakeEvent(n, EventKind::kDoubleSignRisk, Severity::kInfo, now,
                           s.height >= 0 ? s.height : node.last_height, 0);
-      e.id = MakeEventId(e.chain, e.node, "double_sign_risk/others", e.height >= 0 ? e.height : Ms(now));
+      // Several validators can misbehave at one height: the id names which.
+      e.id = MakeEventId(e.chain, e.node,
+                         "double_sign_risk/others/" + std::string(s.validator) + "/" +
+                             std::string(s.reason),
+                         e.height >= 0 ? e.height : Ms(now));
       e.AddDetailString("reason", "others_misbehaviour");
+      if (!s.reason.empty()) e.AddDetailString("kind", s.reason);
       if (!s.validator.empty()) e.AddDetailString("validator", s.validator);
       e.AddDetailString("line", line.substr(0, 1024));
       Emit(std::move(e));
@@ -395,6 +406,14 @@ void Detector::OnAdvance(int n, Nanos now, int64_t height) {
       Emit(MakeEvent(n, EventKind::kNodeSynced, Severity::kInfo, now, height, Ms(node.sync_since)));
     }
   }
+  if (!node.spec.signer && node.first_vote_height < 0 && node.missed_total > 0) {
+    // No own votes to judge: explicit misses only; every commit moves the
+    // window on, so old misses age out.
+    uint8_t& slot = node.missed_ring[static_cast<size_t>(node.missed_ring_pos)];
+    node.missed_in_window -= static_cast<int>(slot);
+    slot = 0;
+    node.missed_ring_pos = (node.missed_ring_pos + 1) % static_cast<int>(node.missed_ring.size());
+  }
   if (prev >= 0) {
     // Heights passed over without a commit line were committed by the chain
     // too; a jump larger than kMaxJudgedGap is a sync or a gap in the log,
@@ -480,6 +499,10 @@ void Detector::RecordMissed(int n, Nanos now, int64_t h, std::string_view kind) 
   const Thresholds& t = node.spec.thresholds;
   Severity sev = node.missed_in_window > t.missed_max ? Severity::kWarning : Severity::kInfo;
   Event e = MakeEvent(n, EventKind::kMissedPrecommit, sev, now, h, h);
+  if (kind != "precommit") {
+    // Two duties can be missed at one height (a skipped slot and a vote).
+    e.id = MakeEventId(e.chain, e.node, "missed_precommit/" + std::string(kind), h);
+  }
   e.AddDetailString("kind", kind);
   e.AddDetailInt("missed_in_window", node.missed_in_window);
   e.AddDetailInt("window", t.missed_window);
@@ -603,7 +626,7 @@ void Detector::UpdateConsensus(int n, Nanos now, std::string_view) {
       reason = "stalled";
     } else if (node.lagging) {
       reason = "lagging";
-    } else if (node.syncing && node.was_in_consensus) {
+    } else if (node.syncing && node.was_in_consensus && !chain.halted) {
       reason = "syncing";
     }
   }

@@ -90,39 +90,42 @@ int Registry::Find(std::string_view name) const {
 }
 
 Registry::Detection Registry::Detect(const std::vector<std::string_view>& samples) {
-  std::vector<int> hits(files_.size(), 0);
+  // Rule hits decide; timestamp layouts only break ties (generic stamps such
+  // as RFC 3339 or syslog prefixes are shared by several families).
+  std::vector<int> rules(files_.size(), 0), stamps(files_.size(), 0);
   for (std::string_view s : samples) {
     for (size_t i = 0; i < detectors_.size(); ++i) {
-      if (detectors_[i]->FirstRule(s) >= 0 ||
-          detectors_[i]->MessageTime(s, 2000, 0) != kNoTime) {
-        ++hits[i];
-      }
+      if (detectors_[i]->FirstRule(s) >= 0) ++rules[i];
+      if (detectors_[i]->MessageTime(s, 2000, 0) != kNoTime) ++stamps[i];
     }
   }
+  auto score = [&](size_t i) { return std::make_pair(rules[i], stamps[i]); };
   Detection d;
-  int best = -1, best_hits = 0, ties = 0;
-  for (size_t i = 0; i < hits.size(); ++i) {
-    if (hits[i] > best_hits) {
-      best = static_cast<int>(i);
-      best_hits = hits[i];
-      ties = 0;
-    } else if (hits[i] == best_hits && best_hits > 0) {
-      ++ties;
-    }
+  int best = -1;
+  for (size_t i = 0; i < files_.size(); ++i) {
+    if (rules[i] == 0 && stamps[i] == 0) continue;
+    if (best < 0 || score(i) > score(static_cast<size_t>(best))) best = static_cast<int>(i);
   }
   if (best < 0) {
     d.reason = "no family's rules or timestamps match its first " +
                std::to_string(samples.size()) + " records";
-  } else if (ties > 0) {
-    std::string names;
-    for (size_t i = 0; i < hits.size(); ++i) {
-      if (hits[i] == best_hits) names += (names.empty() ? "" : ", ") + files_[i]->family;
-    }
-    d.reason = "ambiguous: " + names + " match equally (" + std::to_string(best_hits) + " of " +
-               std::to_string(samples.size()) + " records); name the chain";
-  } else {
-    d.family = best;
+    return d;
   }
+  std::string names;
+  int ties = 0;
+  for (size_t i = 0; i < files_.size(); ++i) {
+    if (score(i) == score(static_cast<size_t>(best))) {
+      ++ties;
+      names += (names.empty() ? "" : ", ") + files_[i]->family;
+    }
+  }
+  if (ties > 1) {
+    d.reason = "ambiguous: " + names + " match equally (" + std::to_string(rules[static_cast<size_t>(best)]) +
+               " rule hits, " + std::to_string(stamps[static_cast<size_t>(best)]) + " stamps in " +
+               std::to_string(samples.size()) + " records); name the chain";
+    return d;
+  }
+  d.family = best;
   return d;
 }
 

@@ -34,6 +34,23 @@ StreamReader::StreamReader(std::unique_ptr<ByteSource> src, StreamOptions opt)
 
 void StreamReader::SetMatcher(match::FamilyMatcher* m) {
   matcher_ = m;
+  if (matcher_ != nullptr && matcher_->HasContinuation() && !records_.empty()) {
+    // The chunk was read before the family was known: join its continuation
+    // lines now.
+    std::string old_arena = std::move(arena_);
+    std::vector<StreamRecord> old_records = std::move(records_);
+    std::vector<Nanos> old_times = std::move(runtime_times_);
+    arena_.clear();
+    records_.clear();
+    runtime_times_.clear();
+    arena_.reserve(old_arena.size() + 64);
+    const uint64_t counted = stats_.records;
+    for (size_t i = 0; i < old_records.size(); ++i) {
+      AddRecord(std::string_view(old_arena).substr(old_records[i].offset, old_records[i].length),
+                old_times[i]);
+    }
+    stats_.records = counted - old_records.size() + records_.size();
+  }
   ResolveTimes();
 }
 

@@ -1,0 +1,376 @@
+#!/usr/bin/env python3
+"""Writes examples/algorand/ (algod logs) and tests/golden/examples_algorand/.
+
+usage: make.py [--check]
+
+Deterministic (fixed seed, no clock). Two algod pods of one participation setup, 10 minutes
+of ~2.9 s rounds, logrus JSON lines as algod writes them (patterns/algorand.yaml):
+
+  algod-0 (region A, holds the online participation key): CRI lines (`algod -o`, stdout).
+      Its network is cut for ~2.5 minutes: the ledger stops at round R, the catchup service
+      logs "It's been too long since our ledger advanced; resyncing", fails to fetch blocks,
+      and once the network is back finishes catching up ("Catchup Service: finished catching
+      up, now at round X (previously R)") and agreement concludes rounds again.
+  algod-1 (region B, standby, no key online): node.log shipped raw (no CRI wrapper: the time
+      comes from the JSON "time" field).
+
+expected.jsonl is computed from the same timeline by `Sim` (docs/DETECTION.md), never from the
+program's output. --check regenerates into a temporary directory and compares.
+"""
+import datetime as dt
+import hashlib
+import json
+import os
+import random
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+
+MS = 1_000_000
+US = 1_000
+S = 1_000_000_000
+MIN = 60 * S
+
+CHAIN = 'algorand'
+NS = 'algorand'
+STALL_AFTER = 30 * S       # patterns/algorand.yaml defaults
+MAX_LAG = 10
+BAN_AFTER = 30 * MIN
+
+T0 = int(dt.datetime(2025, 3, 11, 12, 0, 0, tzinfo=dt.timezone.utc).timestamp()) * S
+R0 = 47120000
+N_ROUNDS = 205
+
+B32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567'
+
+
+def b32(seed, n):
+    out = []
+    h = hashlib.sha256(seed.encode()).digest()
+    while len(out) < n:
+        h = hashlib.sha256(h).digest()
+        out.extend(B32[b % 32] for b in h)
+    return ''.join(out[:n])
+
+
+def addr(seed):
+    return b32('addr|' + seed, 58)
+
+
+def digest(seed):
+    return b32('digest|' + seed, 52)
+
+
+OUR_PART = addr('our-participation-account')
+PROPOSERS = [addr('proposer-%d' % i) for i in range(40)]
+
+
+def utc(t):
+    return dt.datetime.fromtimestamp(t // S, tz=dt.timezone.utc)
+
+
+def cri_stamp(t):
+    frac = t % S
+    base = utc(t).strftime('%Y-%m-%dT%H:%M:%S')
+    return base + ('.' + ('%09d' % frac).rstrip('0') if frac else '') + 'Z'
+
+
+def logrus_time(t):
+    """logrus "2006-01-02T15:04:05.000000Z07:00" in UTC."""
+    return utc(t).strftime('%Y-%m-%dT%H:%M:%S') + '.%06dZ' % ((t % S) // US)
+
+
+def rfc3339ms(t):
+    return utc(t).strftime('%Y-%m-%dT%H:%M:%S') + '.%03dZ' % ((t % S) // MS)
+
+
+def agreement(t, typ, msg, file, function, line, level='info', **kw):
+    o = {'Context': 'Agreement', 'Hash': '', 'ObjectPeriod': 0, 'ObjectRound': 0, 'ObjectStep': 0,
+         'Period': 0, 'Round': 0, 'Sender': '', 'Step': 0, 'Type': typ, 'Weight': 0, 'WeightTotal': 0}
+    o.update(kw)
+    o.update({'file': file, 'function': function, 'level': level, 'line': line, 'msg': msg,
+              'time': logrus_time(t)})
+    return json.dumps(o, separators=(',', ':'), ensure_ascii=False)
+
+
+def plain(t, msg, file, function, line, level='info'):
+    o = {'file': file, 'function': function, 'level': level, 'line': line, 'msg': msg,
+         'time': logrus_time(t)}
+    return json.dumps(o, separators=(',', ':'), ensure_ascii=False)
+
+
+class File:
+    def __init__(self, pod, container, cri):
+        self.pod = pod
+        self.cri = cri
+        cid = hashlib.sha256(('%s|%s' % (pod, container)).encode()).hexdigest()
+        self.name = '%s_%s_%s-%s.log' % (pod, NS, container, cid)
+        self.lines = []
+
+    def add(self, t, text):
+        self.lines.append((t, len(self.lines), ('%s stdout F %s' % (cri_stamp(t + 37 * US), text)) if self.cri else text))
+
+    def render(self):
+        return ''.join(l + '\n' for _, _, l in sorted(self.lines))
+
+
+def concluded(t, rnd, proposer, dig, pre):
+    kind = 'pre-validated block' if pre else 'block'
+    return agreement(t, 'RoundConcluded',
+                     'committed round %d with %s {{} 0 %s %s %s}' % (rnd, kind, proposer, dig, b32('enc|' + dig, 52)),
+                     'actions.go', 'github.com/algorand/go-algorand/agreement.ensureAction.do', 247 if pre else 265,
+                     Hash=dig, Round=rnd, Sender=proposer)
+
+
+def build():
+    rng = random.Random('examples/algorand')
+    a0 = File('algod-0', 'algod', cri=True)
+    a1 = File('algod-1', 'algod', cri=False)
+    facts = []
+
+    # round times: ~2.9 s, one round needs period 1
+    T = {}
+    t = T0
+    slow = {R0 + 141}
+    for k in range(1, N_ROUNDS + 1):
+        r = R0 + k
+        t += rng.randint(2750, 3050) * MS + (9 * S if r in slow else 0)
+        T[r] = t
+
+    # startup
+    for f, d in ((a0, 0), (a1, 310 * MS)):
+        ts = T0 - 40 * S + d
+        f.add(ts, plain(ts, 'Telemetry Enabled: false', 'telemetry.go', 'github.com/algorand/go-algorand/logging.EnableTelemetryContext', 150))
+        f.add(ts + 3 * MS, plain(ts + 3 * MS, 'algod starting for network mainnet-v1.0', 'server.go', 'github.com/algorand/go-algorand/daemon/algod.(*Server).Initialize', 120))
+        f.add(ts + 31 * S, plain(ts + 31 * S, 'Catchup Service: finished catching up, now at round %d (previously %d). Total time catching up 30.91822041s.' % (R0, R0 - 11),
+                                 'service.go', 'github.com/algorand/go-algorand/catchup.(*Service).sync', 681))
+        facts.append((ts + 31 * S, f.pod, 'synced', None))
+
+    OUT_LAST = R0 + 70           # algod-0's last concluded round before its network is cut
+    t_cut = T[OUT_LAST] + 600 * MS
+    t_back = t_cut + 150 * S + 412 * MS
+    catch_to = None
+    for k in range(1, N_ROUNDS + 1):
+        r = R0 + k
+        tr = T[r]
+        prop = PROPOSERS[rng.randrange(len(PROPOSERS))]
+        dig = digest(str(r))
+        pre = rng.random() < 0.8
+        # algod-1 (raw node.log)
+        t1 = tr + rng.randint(20, 140) * MS
+        if r in slow:
+            tp = tr - 5 * S
+            a1.add(tp, agreement(tp, 'PeriodConcluded', 'entering non-zero period (0 - 1) with value {{} 0 %s %s %s}' % ('A' * 58, 'A' * 52, 'A' * 52),
+                                 'trace.go', 'github.com/algorand/go-algorand/agreement.(*tracer).logPeriodConcluded', 199,
+                                 ObjectPeriod=1, ObjectRound=r, Round=r))
+        a1.add(t1, concluded(t1, r, prop, dig, pre))
+        facts.append((t1, 'algod-1', 'adv', r))
+        # algod-0
+        online = r <= OUT_LAST or (catch_to is not None and r > catch_to)
+        if online:
+            t0 = tr + rng.randint(15, 120) * MS
+            # our account's votes for the next round, when sortition selected it
+            if rng.random() < 0.35:
+                tv = t0 + rng.randint(5, 40) * MS
+                step = rng.choice((1, 2))
+                a0.add(tv, agreement(tv, 'VoteBroadcast', 'vote created for broadcast (weight %d, total weight %d)' % (1, 1),
+                                     'pseudonode.go', 'github.com/algorand/go-algorand/agreement.pseudonodeVotesTask.execute', 434,
+                                     Hash=digest(str(r + 1)), ObjectRound=r + 1, ObjectStep=step, Round=r + 1, Step=step,
+                                     Sender=OUR_PART, Weight=1, WeightTotal=1))
+            a0.add(t0, concluded(t0, r, prop, dig, pre))
+            facts.append((t0, 'algod-0', 'adv', r))
+        if r == OUT_LAST:
+            ts = T[r] + 6 * S + 218 * MS
+            a0.add(ts, plain(ts, "It's been too long since our ledger advanced; resyncing", 'service.go',
+                             'github.com/algorand/go-algorand/catchup.(*Service).periodicSync', 585))
+            facts.append((ts, 'algod-0', 'syncing', None))
+            for i in range(9):
+                tf = ts + (i + 1) * 14 * S + rng.randint(0, 900) * MS
+                a0.add(tf, plain(tf, 'fetchRound could not acquire block, fetcher errored out: no connected peers', 'service.go',
+                                 'github.com/algorand/go-algorand/catchup.(*Service).fetchRound', 597, level='warning'))
+        if catch_to is None and r > OUT_LAST and T[r] > t_back + 2 * S:
+            # the network is back: catchup fetches the missing rounds and writes them
+            catch_to = r - 1
+            tdone = t_back + 1 * S + 905 * MS
+            a0.add(tdone, plain(tdone, 'Catchup Service: finished catching up, now at round %d (previously %d). Total time catching up 2m32.51092031s.'
+                                % (catch_to, OUT_LAST), 'service.go', 'github.com/algorand/go-algorand/catchup.(*Service).sync', 681))
+            facts.append((tdone, 'algod-0', 'synced', None))
+            assert tdone < T[r]
+            t0 = tr + rng.randint(15, 120) * MS
+            a0.add(t0, concluded(t0, r, prop, dig, pre))
+            facts.append((t0, 'algod-0', 'adv', r))
+    ends = {'algod-0': max(l[0] for l in a0.lines), 'algod-1': max(l[0] for l in a1.lines)}
+    return [a0, a1], facts, ends
+
+
+class SimNode:
+    def __init__(self, name):
+        self.name = name
+        self.height = -1
+        self.last_adv = None
+        self.stalled = False
+        self.syncing = False
+        self.lagging = False
+        self.ooc = False
+        self.was_in = False
+        self.period_start = None
+
+
+class Sim:
+    """docs/DETECTION.md for advances, stall, lag and syncing/synced (the signals algod gives)."""
+
+    def __init__(self, pods):
+        self.nodes = {p: SimNode(p) for p in pods}
+        self.events = []
+
+    def emit(self, t, kind, sev, n, height, detail=None):
+        e = {'time': t, 'event': kind, 'severity': sev, 'chain': CHAIN, 'node': n.name,
+             'namespace': NS, 'height': height}
+        if detail:
+            e['detail'] = detail
+        self.events.append(e)
+
+    def head(self):
+        return max(n.height for n in self.nodes.values())
+
+    def update(self, n, t):
+        reason = 'stalled' if n.stalled else 'lagging' if n.lagging else \
+            'syncing' if (n.syncing and n.was_in) else None
+        if reason and not n.ooc:
+            n.ooc = True
+            n.period_start = t
+            self.emit(t, 'out_of_consensus', 'warning', n, n.height, {'reason': reason})
+        elif not reason and n.ooc:
+            n.ooc = False
+            assert t - n.period_start < BAN_AFTER, 'a ban would be due: not modelled'
+            self.emit(t, 'back_in_consensus', 'info', n, n.height)
+        if not n.ooc and not n.syncing and n.height >= 0:
+            n.was_in = True
+
+    def check_lag(self, t):
+        h = self.head()
+        for m in self.nodes.values():
+            if m.height < 0:
+                continue
+            lag = h - m.height > MAX_LAG and not (m.syncing and not m.was_in)
+            if lag != m.lagging:
+                m.lagging = lag
+                self.update(m, t)
+
+    def advance(self, t, n, h):
+        if h <= n.height:
+            return
+        n.height = h
+        n.last_adv = t
+        if n.stalled:
+            n.stalled = False
+            self.emit(t, 'node_recovered', 'info', n, h)
+        if n.syncing:
+            others = any(m is not n and m.height >= 0 for m in self.nodes.values())
+            if others and self.head() - h <= MAX_LAG:
+                n.syncing = False
+                self.emit(t, 'node_synced', 'info', n, h)
+        self.check_lag(t)
+        self.update(n, t)
+
+    def fire_stalls(self, until):
+        while True:
+            due = [(m.last_adv + STALL_AFTER, m.name) for m in self.nodes.values()
+                   if m.last_adv is not None and not m.stalled and m.last_adv + STALL_AFTER < until]
+            if not due:
+                return
+            t, name = min(due)
+            n = self.nodes[name]
+            hs = [m.height for m in self.nodes.values() if m.height >= 0]
+            assert not (len(hs) >= 2 and max(hs) - min(hs) <= 1), 'chain halt: not modelled'
+            n.stalled = True
+            self.emit(t, 'node_stalled', 'warning', n, n.height)
+            self.update(n, t)
+
+    def run(self, facts):
+        for t, pod, kind, data in sorted(facts, key=lambda f: f[0]):
+            for m in self.nodes.values():
+                if m.last_adv is not None:
+                    assert m.last_adv + STALL_AFTER != t, 'a stall deadline falls on a line time'
+            self.fire_stalls(t)
+            n = self.nodes[pod]
+            if kind == 'adv':
+                self.advance(t, n, data)
+            elif kind == 'syncing':
+                if not n.syncing:
+                    n.syncing = True
+                    self.emit(t, 'node_syncing', 'warning', n, n.height)
+                    self.update(n, t)
+            elif kind == 'synced':
+                if n.syncing:
+                    n.syncing = False
+                    self.emit(t, 'node_synced', 'info', n, n.height)
+                    self.update(n, t)
+            else:
+                raise ValueError(kind)
+        self.events.sort(key=lambda e: (e['time'], e['chain'], e['node'], e['event']))
+        return self.events
+
+
+def event_json(e):
+    o = {'time': rfc3339ms(e['time']), 'event': e['event'], 'severity': e['severity'],
+         'chain': e['chain'], 'node': e['node'], 'namespace': e['namespace'], 'height': e['height']}
+    if 'detail' in e:
+        o['detail'] = e['detail']
+    return json.dumps(o, separators=(', ', ': '))
+
+
+def write(outroot):
+    files, facts, ends = build()
+    events = Sim(['algod-0', 'algod-1']).run(facts)
+    first_end = min(ends.values())
+    for e in events:
+        assert e['time'] < first_end - S, ('event in the ragged end', e)
+    kinds = [(e['node'], e['event'], e.get('detail', {}).get('reason')) for e in events]
+    assert kinds == [
+        ('algod-0', 'node_syncing', None),
+        ('algod-0', 'out_of_consensus', 'syncing'),
+        ('algod-0', 'node_stalled', None),
+        ('algod-0', 'node_synced', None),
+        ('algod-0', 'back_in_consensus', None),
+        ('algod-0', 'node_recovered', None),
+    ], kinds
+    ex = os.path.join(outroot, 'examples', 'algorand')
+    gold = os.path.join(outroot, 'tests', 'golden', 'examples_algorand')
+    os.makedirs(ex, exist_ok=True)
+    os.makedirs(gold, exist_ok=True)
+    for f in os.listdir(ex):
+        if f.endswith('.log'):
+            os.remove(os.path.join(ex, f))
+    for f in files:
+        with open(os.path.join(ex, f.name), 'w', encoding='utf-8') as out:
+            out.write(f.render())
+    names = sorted(f.name for f in files)
+    with open(os.path.join(gold, 'args'), 'w') as out:
+        # --chain algorand: auto-detection ties with cometbft on algod's "time" stamps (patterns/algorand.yaml header)
+        out.write('--chain algorand ' + ' '.join('../../../examples/algorand/' + n for n in names) + '\n')
+    with open(os.path.join(gold, 'expected.jsonl'), 'w') as out:
+        for e in events:
+            out.write(event_json(e) + '\n')
+    return [os.path.join('examples', 'algorand', n) for n in names] + [
+        os.path.join('tests', 'golden', 'examples_algorand', 'args'),
+        os.path.join('tests', 'golden', 'examples_algorand', 'expected.jsonl')]
+
+
+def main(argv):
+    if len(argv) > 1 and argv[1] == '--check':
+        with tempfile.TemporaryDirectory() as tmp:
+            rels = write(tmp)
+            bad = [r for r in rels if not os.path.exists(os.path.join(REPO, r)) or
+                   open(os.path.join(tmp, r), 'rb').read() != open(os.path.join(REPO, r), 'rb').read()]
+            for r in bad:
+                print('differs: ' + r)
+            return 1 if bad else 0
+    write(REPO)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv))

@@ -1,0 +1,489 @@
+#!/usr/bin/env python3
+"""Writes the Factom example logs and their golden replay expectations.
+
+    python3 examples/factom/make.py          # (re)write the files
+    python3 examples/factom/make.py --check  # compare with what is checked in
+
+Scenario (namespace `factom`, chain factom-prod in examples/factom/quorumwatch.yaml; the golden
+replay uses --chain auto, so there the chain is named `factom`): an operator runs two
+FEDERATED authority servers of Factom mainnet, both started with -loglvl=info (without it
+factomd prints no per-block line at all, see patterns/factom.yaml):
+  factomd-0   identity 888888d027c3...   region A
+  factomd-1   identity 88888826b1f4...   region B
+Both boot at 09:00 (fast-boot state, then the local database: node_syncing / node_synced) and
+sign every directory block at minute 0 ("Generate DBSig"). At 10:03 factomd-0 loses its network
+(it keeps logging p2p dial failures). It misses its DBSig for block 238419; the network faults
+it and elects an audit server in its place, which factomd-1 prints ("Swaping Fed: 3(d027c3)",
+"LeaderSwapState"). factomd-0 is stalled 20 min after its last DBSig (block 238418), out of
+consensus, and banned 30 min later (factomd-1 is healthy, so the safety rails allow it). When its
+network comes back at 10:58 it jumps to the network's height ("State move between non-sequential
+heights") but, demoted to audit server, signs no more blocks. factomd-1 goes on until 11:30.
+
+Expectations are computed from this timeline by `Sim`, a transcription of docs/DETECTION.md,
+never from the program's output. Every line's text follows a factomd format string cited in
+patterns/factom.yaml or below.
+"""
+import calendar
+import hashlib
+import heapq
+import json
+import os
+import random
+import sys
+import time as _t
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+GOLDEN = os.path.join(ROOT, 'tests', 'golden', 'examples_factom')
+
+US = 1000
+MS = 1000 * US
+S = 1000 * MS
+MIN = 60 * S
+H = 60 * MIN
+
+CHAIN = 'factom'            # --chain auto: the chain is named after the family
+NAMESPACE = 'factom'
+CONTAINER = 'factomd'
+
+# patterns/factom.yaml defaults + DESIGN.md defaults
+CFG = {
+    'stall_after': 20 * MIN,
+    'max_lag': 2,
+    'window': 144,
+    'max_missed': 2,
+    'ban_after': 30 * MIN,
+    'stable_after': 5 * MIN,
+    'unban_after': 10 * MIN,
+    'auto_unban': True,
+    'max_bans': 1,
+}
+
+
+def epoch_ns(y, mo, d, h=0, mi=0, s=0):
+    return calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0)) * S
+
+
+def rfc3339nano(t):
+    secs, frac = divmod(t, S)
+    return _t.strftime('%Y-%m-%dT%H:%M:%S', _t.gmtime(secs)) + '.%09dZ' % frac
+
+
+def rfc3339ms(t):
+    secs, frac = divmod(t, S)
+    return _t.strftime('%Y-%m-%dT%H:%M:%S', _t.gmtime(secs)) + '.%03dZ' % (frac // MS)
+
+
+def rfc3339s(t):
+    return _t.strftime('%Y-%m-%dT%H:%M:%SZ', _t.gmtime(t // S))
+
+
+def hexof(*parts, n=64):
+    return hashlib.sha256('/'.join(str(p) for p in parts).encode()).hexdigest()[:n]
+
+
+class Node:
+    def __init__(self, pod, identity, rng):
+        self.pod = pod
+        self.identity = identity
+        self.rng = rng
+        self.lines = []          # (t, stream, text)
+        self.facts = []          # (t, kind, data)
+        self.file = '%s_%s_%s-%s.log' % (pod, NAMESPACE, CONTAINER, hexof(pod, CONTAINER))
+
+    def t(self, t):
+        """A CRI time with a sub-millisecond part below 0.5 ms (rounding = truncation)."""
+        return t - t % MS + self.rng.randrange(0, 500) * US + self.rng.randrange(0, 1000)
+
+    def out(self, t, text, stream='stdout', fact=None):
+        t = self.t(t)
+        self.lines.append((t, stream, text))
+        if fact is not None:
+            self.facts.append((t, fact[0], fact[1]))
+        return t
+
+    def logrus(self, t, level, msg, fields, fact=None):
+        """logrus TextFormatter, stdout not a terminal: time, level, msg, then sorted keys."""
+        def val(v):
+            v = str(v)
+            return '"%s"' % v if (v == '' or any(c in v for c in ' ="')) else v
+        text = 'time="%s" level=%s msg=%s' % (rfc3339s(t), level, val(msg))
+        text += ''.join(' %s=%s' % (k, val(v)) for k, v in sorted(fields.items()))
+        return self.out(t, text, 'stdout', fact)
+
+
+BUILD = hexof('factomd v6.7.0 build', n=40)
+
+
+def boot(n, t0, fastboot_height, db_head):
+    """engine/factomd.go Factomd() banner (stdout), engine/NetStart.go parameter table (stderr,
+    "%20s %v"), state/loadDatabase.go LoadDatabase progress (stderr); order as in
+    https://github.com/FactomProject/factomd/issues/663."""
+    t = t0
+    n.out(t, 'Go compiler version: go1.13.15')
+    n.out(t + 1 * MS, 'Using build: %s' % BUILD)
+    n.out(t + 2 * MS, 'Version: 6.7.0')
+    start = t + 3 * MS
+    # Go time.Time String(): "2006-01-02 15:04:05.999999999 -0700 MST m=+0.002871012" (fraction trimmed)
+    frac = ('%09d' % (start % S)).rstrip('0')
+    n.out(start, 'Start time: %s%s +0000 UTC m=+0.00%07d' % (
+        _t.strftime('%Y-%m-%d %H:%M:%S', _t.gmtime(start // S)), '.' + frac if frac else '',
+        n.rng.randrange(10 ** 6, 10 ** 7)))
+    n.out(t + 5 * MS, 'factom config: /root/.factom/m2/factomd.conf')
+    # state restored from the fast-boot file, then MoveStateToHeight (stateConsensus.go)
+    n.out(t + 1412 * MS, 'State move between non-sequential heights from 0 to %d' % fastboot_height, 'stderr',
+          fact=('synced', None))
+    salt = hexof(n.pod, 'salt', n=16)
+    table = [('Build', BUILD), ('Node name', ''), ('balancehash', 'true'), ('FNode 0 Salt', salt),
+             ('enablenet', 'true'), ('waitentries', 'false'), ('node', '0'), ('prefix', ''),
+             ('node count', '1'), ('FastSaveRate', '1000'), ('net spec', '"tree"'), ('Msgs droped', '0'),
+             ('journal', '""'), ('database', '"LDB"'), ('database for clones', '""'), ('peers', '""'),
+             ('exclusive', '"false"'), ('exclusive_in', '"false"'), ('block time', '600'),
+             ('runtimeLog', 'false'), ('rotate', 'false'), ('timeOffset', '0'), ('keepMismatch', 'false'),
+             ('startDelay', '10'), ('Network', 'MAIN'), ('customnet', 'e3b0c442'), ('deadline (ms)', '1000'),
+             ('tls', 'false'), ('selfaddr', ''), ('rpcuser', '""'), ('rpcpass', 'is blank'),
+             ('TCP port', '"8108"'), ('pprof port', '"6060"'), ('Control Panel port', '"8090"')]
+    for i, (k, v) in enumerate(table):
+        n.out(t + 1420 * MS + i * MS, '%20s %s' % (k, v), 'stderr')
+    first = fastboot_height + 1
+    for i in range(first, db_head + 1):
+        if i > first + 500 and i % 1000 == 0:
+            n.out(t + 4 * S + 118 * MS, '%20s Loading Block %7d / %d. Blocks per second %8.2f average bps %8.2f '
+                  'Progress %s remaining %s Estimated Total Time: %s ' % (
+                      'FNode0', i, db_head, 412.77, 398.2, '0:02', '0:01', '0:03'), 'stderr',
+                  fact=('syncing', db_head))
+    n.out(t + 5 * S + 901 * MS, '%20s Loading complete %d.' % ('FNode0', db_head), 'stderr', fact=('synced', None))
+
+
+def dbsig(n, t, height, vm):
+    """state/stateConsensus.go SendDBSig -> logrus Info "Generate DBSig" with dbs.LogFields()."""
+    n.logrus(t, 'info', 'Generate DBSig', {
+        'category': 'message', 'messagetype': 'dbsig', 'dbheight': height, 'vm': vm,
+        'server': n.identity, 'prevkeymr': hexof('keymr', height - 1), 'hash': hexof(n.pod, 'dbsig', height),
+        'lheight': height, 'node-name': 'FNode0', 'func': 'SendDBSig', 'package': 'state',
+        'subpack': 'consensus'}, fact=('adv', height))
+
+
+# ------------------------------------------------------------------ the scenario
+B0 = 238413                                  # first block both servers sign
+T_B0 = epoch_ns(2025, 4, 7, 9, 10, 0)
+
+
+def block_start(b):
+    return T_B0 + (b - B0) * 10 * MIN
+
+
+LAST_F0 = 238418                             # factomd-0's last DBSig
+LAST_F1 = 238425
+T_SWAP = block_start(LAST_F0 + 1) + 1 * MIN + 7 * S + 412 * MS
+T_RECONNECT = epoch_ns(2025, 4, 7, 10, 58, 12) + 305 * MS
+
+
+def build():
+    rng = random.Random(238419)
+    f0 = Node('factomd-0', '888888d027c3' + hexof('f0 identity', n=52), random.Random(rng.random()))
+    f1 = Node('factomd-1', '88888826b1f4' + hexof('f1 identity', n=52), random.Random(rng.random()))
+    boot(f0, epoch_ns(2025, 4, 7, 9, 0, 0) + 512 * MS, 237000, 238411)
+    boot(f1, epoch_ns(2025, 4, 7, 9, 0, 41) + 77 * MS, 237000, 238411)
+
+    for b in range(B0, LAST_F0 + 1):
+        dbsig(f0, block_start(b) + 850 * MS + f0.rng.randrange(0, 40) * MS, b, (b + 3) % 5)
+    for b in range(B0, LAST_F1 + 1):
+        dbsig(f1, block_start(b) + 330 * MS + f1.rng.randrange(0, 40) * MS, b, (b + 1) % 5)
+
+    # factomd-0 loses its network: p2p/controller_connections.go Dial:
+    # c.logger.WithError(err).Infof("Failed to dial to %s", ep) (logger fields of the p2p package)
+    peers = ['52.17.183.121', '18.196.44.2', '34.240.12.198', '3.121.60.45', '54.93.211.17']
+    t = epoch_ns(2025, 4, 7, 10, 3, 10)
+    while t < T_RECONNECT - 30 * S:
+        ip = f0.rng.choice(peers)
+        f0.logrus(t + f0.rng.randrange(0, 999) * MS, 'info', 'Failed to dial to %s:8108' % ip,
+                  {'error': 'dial tcp %s:8108: i/o timeout' % ip, 'package': 'p2p'})
+        t += f0.rng.randrange(40, 90) * S
+    # the network faults factomd-0 at block 238419 and swaps in an audit server; every node that
+    # processes the election prints it (common/messages/electionMsgs/fedVoteLevelMsg.go)
+    f1.out(T_SWAP, '**** FedVoteLevelMsg %12s Swaping Fed: %d(%s) Audit: %d(%s)' % (
+        'FNode0', 3, f0.identity[6:12], 1, '5e0b7a'), fact=('others', (None, f0.identity[6:12])))
+    f1.out(T_SWAP + 2 * MS, 'LeaderSwapState FNode0 %d %d' % (LAST_F0 + 1, 0), fact=('round_timeout', None))
+    # factomd-0 back on the network: it catches up with DBStates and jumps to the current block
+    now_block = LAST_F0 + 1 + (T_RECONNECT - block_start(LAST_F0 + 1)) // (10 * MIN)
+    f0.out(T_RECONNECT, 'State move between non-sequential heights from %d to %d' % (LAST_F0 + 1, now_block),
+           'stderr', fact=('synced', None))
+    for n in (f0, f1):
+        n.lines.sort()
+        n.facts.sort()
+    return [f0, f1]
+
+
+# ------------------------------------------------------------------ DETECTION.md, literally
+class SimNode:
+    def __init__(self, node):
+        self.name = node.pod
+        self.node = node
+        self.visible = True
+        self.height = None
+        self.last_adv = None
+        self.stall_token = 0
+        self.stalled = False
+        self.failed = False
+        self.lagging = False
+        self.syncing = False
+        self.was_in = False
+        self.out = False
+        self.period_open = False
+        self.period_id = 0
+        self.period_end_token = 0
+        self.banned = False
+        self.unban_token = 0
+        self.missed = []
+
+
+class Sim:
+    def __init__(self, nodes, cfg):
+        self.cfg = cfg
+        self.nodes = {n.pod: SimNode(n) for n in nodes}
+        self.events = []
+        self.timers = []
+        self.seq = 0
+        self.facts = []
+        for idx, n in enumerate(sorted(nodes, key=lambda n: n.file)):
+            for t, kind, data in n.facts:
+                self.facts.append((t, idx, kind, n.pod, data))
+            self.facts.append((n.lines[-1][0], idx, 'end', n.pod, None))
+        self.facts.sort(key=lambda f: (f[0], f[1], f[2] == 'end'))
+
+    def emit(self, t, kind, severity, n, height=None, detail=None):
+        e = {'time': t, 'event': kind, 'severity': severity, 'chain': CHAIN, 'node': n.name,
+             'namespace': NAMESPACE}
+        if height is not None:
+            e['height'] = height
+        if detail:
+            e['detail'] = detail
+        self.events.append(e)
+
+    def timer(self, t, kind, n, token):
+        self.seq += 1
+        heapq.heappush(self.timers, (t, self.seq, kind, n, token))
+
+    def visible(self):
+        return [n for n in self.nodes.values() if n.visible]
+
+    def head(self):
+        hs = [n.height for n in self.visible() if n.height is not None]
+        return max(hs) if hs else None
+
+    def update_lag(self, t):
+        head = self.head()
+        for n in self.visible():
+            if n.height is None:
+                continue
+            lag = head - n.height > self.cfg['max_lag'] and not (n.syncing and not n.was_in)
+            if lag != n.lagging:
+                n.lagging = lag
+                self.update_out(n, t)
+
+    def update_out(self, n, t):
+        reason = None
+        if n.visible:
+            if n.failed:
+                reason = 'consensus_failure'
+            elif n.stalled:
+                reason = 'stalled'
+            elif n.lagging:
+                reason = 'lagging'
+            elif n.syncing and n.was_in:
+                reason = 'syncing'
+        if reason and not n.out:
+            n.out = True
+            self.emit(t, 'out_of_consensus', 'warning', n, n.height, {'reason': reason})
+            n.unban_token += 1
+            n.period_end_token += 1
+            if not n.period_open:
+                n.period_open = True
+                n.period_id += 1
+                self.timer(t + self.cfg['ban_after'], 'ban', n, n.period_id)
+        elif not reason and n.out:
+            n.out = False
+            self.emit(t, 'back_in_consensus', 'info', n, n.height)
+            n.period_end_token += 1
+            if not n.banned:
+                self.timer(t + self.cfg['stable_after'], 'period_end', n, n.period_end_token)
+            if n.banned and self.cfg['auto_unban']:
+                n.unban_token += 1
+                self.timer(t + self.cfg['unban_after'], 'unban', n, n.unban_token)
+        if not n.out and not n.syncing and n.height is not None and n.visible:
+            n.was_in = True
+
+    def on_adv(self, t, n, h):
+        if n.height is not None and h <= n.height:
+            return
+        if n.stalled:
+            self.emit(t, 'node_recovered', 'info', n, h)
+            n.stalled = False
+        n.failed = False
+        n.height = h
+        n.last_adv = t
+        n.stall_token += 1
+        self.timer(t + self.cfg['stall_after'], 'stall', n, n.stall_token)
+        if n.syncing:
+            others = any(m is not n and m.height is not None for m in self.visible())
+            if others and self.head() - h <= self.cfg['max_lag']:
+                n.syncing = False
+                self.emit(t, 'node_synced', 'info', n, h)
+        self.update_lag(t)
+        self.update_out(n, t)
+
+    def on_stall(self, t, n):
+        vis = [m for m in self.visible() if m.height is not None]
+        if len(vis) >= 2:
+            hs = [m.height for m in vis]
+            ts = [m.last_adv for m in vis]
+            assert not (max(hs) - min(hs) <= 1 and max(ts) - min(ts) <= self.cfg['stall_after']), \
+                'a chain-halt candidate: not covered by this scenario'
+        n.stalled = True
+        self.emit(t, 'node_stalled', 'warning', n, n.height)
+        self.update_out(n, t)
+
+    def on_ban(self, t, n, period_id):
+        if not (n.period_open and n.period_id == period_id) or n.banned:
+            return
+        assert sum(1 for m in self.nodes.values() if m.banned) < self.cfg['max_bans']
+        vis = [m for m in self.visible() if m.height is not None]   # "visible": has a height
+        if len(vis) >= 2:
+            assert any(m is not n and not m.out and not m.banned for m in vis), 'held ban: not covered'
+        n.banned = True
+        self.emit(t, 'ban', 'critical', n, n.height, {'reason': 'stalled'})
+
+    def run(self):
+        fi = 0
+        while fi < len(self.facts):
+            t, _, kind, pod, data = self.facts[fi]
+            if self.timers and self.timers[0][0] <= t:
+                tt, _, tkind, n, token = heapq.heappop(self.timers)
+                if not n.visible:
+                    continue
+                if tkind == 'stall' and token == n.stall_token and not n.stalled:
+                    self.on_stall(tt, n)
+                elif tkind == 'ban':
+                    self.on_ban(tt, n, token)
+                elif tkind == 'period_end' and token == n.period_end_token and not n.out:
+                    n.period_open = False
+                elif tkind == 'unban' and token == n.unban_token and n.banned and not n.out:
+                    n.banned = False
+                    n.period_open = False
+                    self.emit(tt, 'unban', 'info', n, n.height)
+                continue
+            fi += 1
+            n = self.nodes[pod]
+            if not n.visible:
+                continue
+            if kind == 'adv':
+                self.on_adv(t, n, data)
+            elif kind == 'missed':
+                n.missed.append(1)
+                in_window = sum(n.missed[-self.cfg['window']:])
+                sev = 'warning' if in_window > self.cfg['max_missed'] else 'info'
+                self.emit(t, 'missed_precommit', sev, n, data,
+                          {'kind': 'missed_vote', 'missed_in_window': in_window,
+                           'window': self.cfg['window'], 'max': self.cfg['max_missed']})
+            elif kind == 'syncing':
+                target = data
+                if not n.syncing and (target is None or n.height is None or target - n.height > self.cfg['max_lag']):
+                    n.syncing = True
+                    self.emit(t, 'node_syncing', 'warning', n, target if target is not None else n.height,
+                              {'target_height': target} if target is not None else None)
+                    self.update_out(n, t)
+            elif kind == 'synced':
+                if n.syncing:
+                    n.syncing = False
+                    self.emit(t, 'node_synced', 'info', n, n.height)
+                    self.update_out(n, t)
+            elif kind == 'others':
+                # others_misbehaviour: double_sign_risk info, height = the line's, else the node's last
+                h, validator = data
+                self.emit(t, 'double_sign_risk', 'info', n, h if h is not None else n.height,
+                          {'reason': 'others_misbehaviour', 'validator': validator})
+            elif kind == 'round_timeout':
+                pass            # recorded only
+            elif kind == 'end':
+                n.visible = False
+            else:
+                raise ValueError(kind)
+        return self.events
+
+
+def event_json(e):
+    out = {'time': rfc3339ms(e['time']), 'event': e['event'], 'severity': e['severity'],
+           'chain': e['chain'], 'node': e['node'], 'namespace': e['namespace']}
+    if 'height' in e:
+        out['height'] = e['height']
+    if 'detail' in e:
+        out['detail'] = e['detail']
+    return json.dumps(out)
+
+
+
+def event_json(e):
+    out = {'time': rfc3339ms(e['time']), 'event': e['event'], 'severity': e['severity'],
+           'chain': e['chain'], 'node': e['node'], 'namespace': e['namespace']}
+    if 'height' in e:
+        out['height'] = e['height']
+    if 'detail' in e:
+        out['detail'] = e['detail']
+    return json.dumps(out)
+
+
+def expected(nodes):
+    events = Sim(nodes, CFG).run()
+    events.sort(key=lambda e: (e['time'] // MS, e['chain'], e['node'], e['event']))
+    # The story this example tells.
+    kinds = [(e['node'], e['event']) for e in events]
+    assert [k for n, k in kinds if n == 'factomd-0'] == [
+        'node_syncing', 'node_synced', 'node_stalled', 'out_of_consensus', 'ban'], kinds
+    assert [k for n, k in kinds if n == 'factomd-1'] == ['node_syncing', 'node_synced', 'double_sign_risk']
+    stall = next(e for e in events if e['event'] == 'node_stalled')
+    assert stall['height'] == LAST_F0
+    last_line = min(n.lines[-1][0] for n in nodes)
+    assert all(e['time'] < last_line for e in events), 'an event in the ragged end'
+    return events
+
+
+def render(nodes):
+    files = {}
+    for n in nodes:
+        files[os.path.join(HERE, n.file)] = ''.join(
+            '%s %s F %s\n' % (rfc3339nano(t), stream, text) for t, stream, text in n.lines)
+    rel = os.path.relpath(HERE, GOLDEN)
+    args = '--chain auto ' + ' '.join(os.path.join(rel, n.file) for n in sorted(nodes, key=lambda n: n.file))
+    files[os.path.join(GOLDEN, 'args')] = args + '\n'
+    files[os.path.join(GOLDEN, 'expected.jsonl')] = ''.join(event_json(e) + '\n' for e in expected(nodes))
+    return files
+
+
+def main():
+    check = '--check' in sys.argv[1:]
+    files = render(build())
+    bad = 0
+    for path, text in sorted(files.items()):
+        if check:
+            try:
+                with open(path, encoding='utf-8') as f:
+                    same = f.read() == text
+            except FileNotFoundError:
+                same = False
+            if not same:
+                print('differs: %s' % os.path.relpath(path, ROOT))
+                bad += 1
+        else:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, 'w', encoding='utf-8') as f:
+                f.write(text)
+    if not check:
+        for name in os.listdir(HERE):
+            if name.endswith('.log') and os.path.join(HERE, name) not in files:
+                os.remove(os.path.join(HERE, name))
+    sys.exit(1 if bad else 0)
+
+
+if __name__ == '__main__':
+    main()
