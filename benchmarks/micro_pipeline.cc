@@ -56,7 +56,7 @@ void FillBatch(pipeline::Batch* b) {
   for (const auto& l : BatchLines()) {
     b->records.push_back(pipeline::Record{0, static_cast<uint32_t>(b->arena.size()),
                                           static_cast<uint32_t>(l.text.size()),
-                                          pipeline::RecordKind::kLine, l.time});
+                                          pipeline::RecordKind::kLine, -1, l.time});
     b->arena.append(l.text);
     b->arena.push_back('\n');
   }

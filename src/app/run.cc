@@ -121,42 +121,66 @@ class LiveConsumer {
     return out;
   }
 
+  // Time while catching up (history, a restart after downtime): files are
+  // read one after another, so a file's later lines must not fire another
+  // file's timers. Ticks follow the minimum latest time over the streams
+  // not yet read to their end, as replay's merge does; once every stream is
+  // at its end, the latest time (and the wall-clock ticks) lead.
   void Consume(pipeline::Batch& b) {
     for (size_t i = 0; i < b.records.size(); ++i) {
       const pipeline::Record& r = b.records[i];
       switch (r.kind) {
         case pipeline::RecordKind::kStreamStart:
-          StartStream(r.stream, b.text(r), r.time);
+          StartStream(r.stream, b.text(r));
           break;
         case pipeline::RecordKind::kPosition: {
           auto it = streams_.find(r.stream);
-          if (it != streams_.end()) it->second.offset = std::stoull(std::string(b.text(r)));
+          if (it == streams_.end()) break;
+          std::string text(b.text(r));
+          it->second.offset = std::stoull(text);
+          it->second.at_end = text.find(" end") != std::string::npos;
+          Tick();
           break;
         }
         case pipeline::RecordKind::kStreamEnd: {
           auto it = streams_.find(r.stream);
           if (it == streams_.end()) break;
-          Advance(r.time);
-          detector_.DetachStream(it->second.node, wm_);
+          const int node = it->second.node;
+          Nanos t = std::max(it->second.latest, tick_);
           streams_.erase(it);
+          Tick();
+          detector_.DetachStream(node, std::max(t, tick_));
           break;
         }
         case pipeline::RecordKind::kTick:
-          Advance(r.time);
+          if (r.time != kNoTime && (tick_ == kNoTime || r.time > tick_)) {
+            bool behind = false;
+            for (const auto& [id, st] : streams_) behind = behind || !st.at_end;
+            if (!behind) {
+              tick_ = r.time;
+              detector_.OnTick(tick_);
+            }
+          }
           break;
         case pipeline::RecordKind::kLine: {
           auto it = streams_.find(r.stream);
           if (it == streams_.end()) break;
-          Advance(r.time);
-          const int node = it->second.node;
+          Stream& st = it->second;
+          if (r.time != kNoTime && r.time > st.latest) st.latest = r.time;
+          st.at_end = false;
+          Tick();
+          const int node = st.node;
           const Signal& s = b.signals[i];
           detector_.CountLines(node, 1, s.kind != SignalKind::kNone ? 1 : 0, 0);
-          if (s.kind != SignalKind::kNone) detector_.OnSignal(node, wm_, s, b.text(r));
+          if (s.kind != SignalKind::kNone) {
+            Nanos at = r.time == kNoTime ? tick_ : std::max(r.time, tick_);
+            detector_.OnSignal(node, at, s, b.text(r));
+          }
           break;
         }
       }
     }
-    if (wm_ != kNoTime) orderer_.Release(wm_);
+    if (tick_ != kNoTime) orderer_.Release(tick_);
     Nanos now = WallNow();
     if (now - last_checkpoint_ >= config_.checkpoint_interval) WriteCheckpoint(now);
   }
@@ -174,12 +198,29 @@ class LiveConsumer {
     int node = -1;
     std::string path;
     uint64_t dev = 0, ino = 0, fp = 0, fp_len = 0, offset = 0;
+    Nanos latest = kNoTime;  // latest record time
+    bool at_end = false;     // read to the end of its file (caught up)
   };
 
-  void Advance(Nanos t) {
-    if (t == kNoTime) return;
-    if (wm_ == kNoTime || t > wm_) wm_ = t;
-    detector_.OnTick(wm_);
+  // Moves the detector's time to the watermark (never backwards).
+  void Tick() {
+    Nanos behind = kNoTime, latest = kNoTime;
+    bool any_behind = false;
+    for (const auto& [id, st] : streams_) {
+      // A stream still to be read whose time is unknown yet holds time back.
+      if (st.latest == kNoTime && !st.at_end) return;
+      if (st.latest == kNoTime) continue;
+      if (latest == kNoTime || st.latest > latest) latest = st.latest;
+      if (!st.at_end) {
+        any_behind = true;
+        if (behind == kNoTime || st.latest < behind) behind = st.latest;
+      }
+    }
+    Nanos wm = any_behind ? behind : latest;
+    if (wm != kNoTime && (tick_ == kNoTime || wm > tick_)) {
+      tick_ = wm;
+      detector_.OnTick(tick_);
+    }
   }
 
   int EnsureChain(const std::string& name, int family) {
@@ -207,7 +248,7 @@ class LiveConsumer {
 
   // text: path, namespace, pod, container, chain, family, signer, dev, ino,
   // fingerprint, fp_len, offset (tab-separated; see LiveSink::Start).
-  void StartStream(uint32_t id, std::string_view text, Nanos t) {
+  void StartStream(uint32_t id, std::string_view text) {
     Stream s;
     s.path = FieldAt(text, 0);
     std::string ns = FieldAt(text, 1), pod = FieldAt(text, 2), chain = FieldAt(text, 4);
@@ -248,7 +289,6 @@ class LiveConsumer {
     }
     s.node = node;
     detector_.AttachStream(node);
-    if (t != kNoTime) Advance(t);
     streams_[id] = s;
   }
 
@@ -312,7 +352,7 @@ class LiveConsumer {
   std::map<uint32_t, Stream> streams_;
   std::map<std::tuple<std::string, std::string, std::string>, int> nodes_;
   std::map<std::string, std::string> chain_family_;
-  Nanos wm_ = kNoTime;
+  Nanos tick_ = kNoTime;  // the detector's time
   Nanos last_checkpoint_ = 0;
 };
 
@@ -330,6 +370,7 @@ class LiveSink : public source::TailSink {
   void OnStart(const source::TailedFile& f) override {
     LiveStream& s = streams_[f.stream];
     s.file = f;
+    s.position = f.offset;  // a quiet file keeps the offset it was opened at
     s.name = NameFromPath(f.path);
     const StreamRule* rule = nullptr;
     for (const auto& r : config_.streams) {
@@ -367,11 +408,13 @@ class LiveSink : public source::TailSink {
     Append(id, s, msg, runtime_time);
   }
 
-  void OnPosition(uint32_t id, uint64_t offset) override {
+  void OnPosition(uint32_t id, uint64_t offset, bool at_end) override {
     LiveStream& s = streams_[id];
     s.position = offset;
+    s.at_end = at_end;
     if (!s.started) return;  // reported with the start
-    AppendMeta(id, pipeline::RecordKind::kPosition, std::to_string(offset), kNoTime);
+    AppendMeta(id, pipeline::RecordKind::kPosition,
+               std::to_string(offset) + (at_end ? " end" : ""), kNoTime);
   }
 
   void OnEnd(uint32_t id) override {
@@ -431,6 +474,7 @@ class LiveSink : public source::TailSink {
     int32_t tz = 0;
     std::vector<std::pair<std::string, Nanos>> held;
     uint64_t position = 0;
+    bool at_end = false;
     Nanos last_time = kNoTime;
     match::FamilyMatcher::TimeHint hint;
   };
@@ -473,6 +517,9 @@ class LiveSink : public source::TailSink {
                        "\t" + std::to_string(s.file.fp_len) + "\t" + std::to_string(s.position);
     AppendMeta(id, pipeline::RecordKind::kStreamStart, desc, kNoTime);
     s.started = true;
+    if (s.at_end) {
+      AppendMeta(id, pipeline::RecordKind::kPosition, std::to_string(s.position) + " end", kNoTime);
+    }
   }
 
   Nanos TimeOf(LiveStream& s, std::string_view msg, Nanos runtime_time) {

@@ -59,6 +59,7 @@ struct FileTailer::File {
   bool in_record = false;
   Nanos record_time = kNoTime;
   bool seen_eof = false;
+  bool reported_end = false;  // OnPosition told the sink this file was read to its end
   int watch = -1;
 };
 
@@ -213,7 +214,7 @@ void FileTailer::Close(File& f, TailSink* sink) {
     f.in_record = false;
     sink->OnRecord(f.info.stream, f.record, f.record_time);
   }
-  sink->OnPosition(f.info.stream, f.offset);
+  sink->OnPosition(f.info.stream, f.offset, true);
   if (f.watch >= 0 && inotify_fd_ >= 0) ::inotify_rm_watch(inotify_fd_, f.watch);
   ::close(f.fd);
   f.fd = -1;
@@ -287,6 +288,7 @@ size_t FileTailer::ReadFile(File& f, TailSink* sink) {
     }
     total += static_cast<size_t>(n);
     stats_.bytes_read += static_cast<uint64_t>(n);
+    f.reported_end = false;
     const char* p = buf_.data();
     const char* end = p + n;
     uint64_t pos = f.offset;
@@ -319,7 +321,10 @@ size_t FileTailer::ReadFile(File& f, TailSink* sink) {
       break;
     }
   }
-  if (f.safe_offset != before_safe) sink->OnPosition(f.info.stream, f.safe_offset);
+  if (f.safe_offset != before_safe || (f.seen_eof && !f.reported_end)) {
+    sink->OnPosition(f.info.stream, f.safe_offset, f.seen_eof);
+    f.reported_end = f.seen_eof;
+  }
   return total;
 }
 

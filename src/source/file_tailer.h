@@ -44,8 +44,9 @@ class TailSink {
   // runtime's timestamp (kNoTime for raw lines).
   virtual void OnRecord(uint32_t stream, std::string_view message, Nanos runtime_time) = 0;
   // Every record before this point was reported: resuming at `offset`
-  // loses and repeats nothing.
-  virtual void OnPosition(uint32_t stream, uint64_t offset) = 0;
+  // loses and repeats nothing. `at_end`: the file was read to its end (the
+  // stream has caught up for now).
+  virtual void OnPosition(uint32_t stream, uint64_t offset, bool at_end) = 0;
   virtual void OnEnd(uint32_t stream) = 0;
 };
 

@@ -1,0 +1,619 @@
+#!/usr/bin/env python3
+"""Generates examples/solana/ and tests/golden/examples_solana/.
+
+usage: make.py [--check]
+
+A small Solana (Agave) mainnet-beta setup in Kubernetes, namespace solana-mainnet:
+
+  validator-0  the active voting validator (staked identity), region A
+  validator-1  the hot spare (junk identity) in region B; its log starts with the
+               container's start-up (ledger replay) 40 s before the others
+  rpc-0        an RPC node behind a load balancer that probes /health every 5 s
+
+What happens (t = seconds after 2025-03-11T14:00:00Z; one slot = 400 ms):
+
+  t=-36..-22  validator-1 starts: "processing ledger" (syncing), "ledger processed" (synced)
+  t=40.0      validator-0: PARTITION DETECTED (its last vote is on a minority fork);
+              its roots pause until the partition resolves at t=47.2
+  t=70.0      failover automation runs `agave-validator set-identity` on validator-1 with
+              the STAKED identity while validator-0 is still running with it
+  t=76..77.6  our leader window: validator-0 produces the 4 blocks; validator-1 has not
+              landed a vote yet and logs "Haven't landed a vote, so skipping my leader slot"
+  t=81.3      validator-0's gossip sees the newer instance of its identity: "duplicate
+              running instances of the same validator node" and the process exits (its
+              log ends: the node retires)
+  t=100..175  rpc-0's replay is stuck (no new roots): lagging > 128 slots, health checks
+              "behind by N slots" (syncing), stalled 60 s after its last root; from t=175
+              it catches up at 4 roots per slot
+  t=215.0     rpc-0: the cluster duplicate-confirmed another version of a slot than the
+              one it replayed (that slot's leader produced two blocks)
+  t=240       the logs end
+
+The log lines are rendered from this timeline in Agave's env_logger format
+(shared/reference/LOG-FORMATS.md section 2, texts as cited in patterns/solana.yaml),
+inside CRI lines (`--log -` writes to stderr). expected.jsonl is computed from the same
+timeline by `Sim`, a literal transcription of docs/DETECTION.md for the signals this
+example uses, with the thresholds of patterns/solana.yaml -- never from the program's
+output. The story's events are asserted below, so a slip in Sim fails this script.
+
+--check regenerates into a temporary directory and compares with the checked-in files.
+"""
+import datetime as dt
+import filecmp
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+GOLDEN = os.path.join(REPO, 'tests', 'golden', 'examples_solana')
+
+US = 1_000
+MS = 1_000_000
+S = 1_000_000_000
+
+# Thresholds: patterns/solana.yaml defaults (the example uses no configuration).
+STALL_AFTER = 60 * S
+MAX_LAG = 128
+MISSED_MAX = 10
+BAN_AFTER = 30 * 60 * S          # DETECTION.md default; the example is shorter
+
+T0 = int(dt.datetime(2025, 3, 11, 14, 0, 0, tzinfo=dt.timezone.utc).timestamp()) * S
+SLOT_NS = 400 * MS
+SLOT0 = 326104500                # the tip slot at T0
+END = 240 * S                    # all logs end here (relative to T0)
+NAMESPACE = 'solana-mainnet'
+CONTAINER = 'agave-validator'
+VERSION = '2.1.14 (src:3ad46824; feat:3271415109, client:Agave)'
+
+# ----------------------------------------------------------------------------
+# helpers
+# ----------------------------------------------------------------------------
+
+B58 = '123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz'
+
+
+def b58(*parts):
+    """A 32-byte key or hash, base58 like Solana prints Pubkey/Hash."""
+    raw = hashlib.sha256('|'.join(str(p) for p in parts).encode()).digest()
+    n = int.from_bytes(raw, 'big')
+    out = ''
+    while n:
+        n, r = divmod(n, 58)
+        out = B58[r] + out
+    return out
+
+
+def h32(*parts):
+    return int.from_bytes(hashlib.sha256('|'.join(str(p) for p in parts).encode()).digest()[:4], 'big')
+
+
+def utc(t):
+    return dt.datetime.fromtimestamp(t // S, tz=dt.timezone.utc)
+
+
+def stamp_nanos(t):
+    """env_logger format_timestamp_nanos: RFC 3339, 9 fraction digits, Z."""
+    return utc(t).strftime('%Y-%m-%dT%H:%M:%S') + '.%09dZ' % (t % S)
+
+
+def cri_stamp(t):
+    """containerd's RFC3339Nano: trailing zeros trimmed."""
+    frac = t % S
+    base = utc(t).strftime('%Y-%m-%dT%H:%M:%S')
+    return base + 'Z' if frac == 0 else base + '.' + ('%09d' % frac).rstrip('0') + 'Z'
+
+
+def ms_stamp(t):
+    return utc(t).strftime('%Y-%m-%dT%H:%M:%S') + '.%03dZ' % ((t % S) // MS)
+
+
+def rel(sec):
+    return T0 + int(round(sec * 1000)) * MS
+
+
+def skipped(slot):
+    """Slots whose leader produced no block (about 6 %, normal on mainnet)."""
+    return slot % 17 == 5
+
+
+def tip_at(t):
+    return SLOT0 + (t - T0) // SLOT_NS
+
+
+def slot_time(slot):
+    return T0 + (slot - SLOT0) * SLOT_NS
+
+
+def rootable(tip):
+    """The root a healthy tower reaches with the tip at `tip`: 32 slots back, never a
+    skipped slot."""
+    r = tip - 32
+    while skipped(r):
+        r -= 1
+    return r
+
+
+def next_rooted(r):
+    r += 1
+    while skipped(r):
+        r += 1
+    return r
+
+
+STAKED = b58('identity', 'staked')
+JUNK = b58('identity', 'junk', 'validator-1')
+RPC_ID = b58('identity', 'rpc-0')
+VOTE_ACCOUNT = b58('vote-account')
+OTHER_LEADER = b58('identity', 'other-leader')
+
+# ----------------------------------------------------------------------------
+# rendering
+# ----------------------------------------------------------------------------
+
+
+class Pod:
+    def __init__(self, name, node_offset_us):
+        self.name = name
+        self.off = node_offset_us * US
+        self.records = []        # (runtime time, [physical message lines])
+        self.signals = []        # (runtime time, kind, data) for Sim
+
+    def log(self, t, level, module, msg, signal=None):
+        """One env_logger record written at `t` (log stamp); the runtime stamps it a
+        little later. Extra physical lines of the message follow within the same ms."""
+        first, *rest = msg.split('\n')
+        rt = t + 60 * US
+        t_log = t + h32('ns', self.name, t) % 1000      # the logger's own nanoseconds
+        lines = ['[%s %-5s %s] %s' % (stamp_nanos(t_log), level, module, first)] + rest
+        self.records.append((rt, lines))
+        if signal is not None:
+            self.signals.append((rt, signal[0], signal[1]))
+        return rt
+
+    def at(self, t, salt):
+        """A stamp near `t`: the node's offset plus a per-line jitter below 0.3 ms, so
+        truncating to milliseconds never depends on rounding."""
+        return t + self.off + (h32(self.name, salt) % 250) * US
+
+    def file_name(self):
+        cid = hashlib.sha256(('%s/%s/0' % (self.name, CONTAINER)).encode()).hexdigest()
+        return '%s_%s_%s-%s.log' % (self.name, NAMESPACE, CONTAINER, cid)
+
+    def sorted_records(self):
+        recs = sorted(self.records, key=lambda r: r[0])
+        times = [r[0] for r in recs]
+        assert len(times) == len(set(times)), 'two records of %s at one instant' % self.name
+        return recs
+
+    def last_time(self):
+        return self.sorted_records()[-1][0]
+
+    def render(self):
+        out = []
+        for t, lines in self.sorted_records():
+            for i, m in enumerate(lines):
+                out.append('%s stderr F %s\n' % (cri_stamp(t + i * 7 * US), m))
+        return ''.join(out)
+
+
+RS = 'solana_core::replay_stage'
+
+
+def new_fork(pod, t, slot, parent, root, leader=False):
+    pod.log(t, 'INFO', RS, 'new fork:%d parent:%d%s root:%d' %
+            (slot, parent, ' (leader)' if leader else '', root))
+
+
+def new_root(pod, t, root):
+    pod.log(t, 'INFO', RS, 'new root %d' % root, ('adv', root))
+
+
+def startup_validator_1(pod):
+    t = rel(-40.0)
+    pod.log(pod.at(t, 'v'), 'INFO', 'agave_validator', 'agave-validator ' + VERSION)
+    args = ['agave-validator', '--identity', '/keys/junk-identity.json',
+            '--vote-account', VOTE_ACCOUNT, '--authorized-voter', '/keys/staked-identity.json',
+            '--ledger', '/ledger', '--accounts', '/accounts', '--log', '-',
+            '--rpc-port', '8899', '--private-rpc', '--dynamic-port-range', '8000-8020',
+            '--entrypoint', 'entrypoint.mainnet-beta.solana.com:8001',
+            '--known-validator', '7Np41oeYqPefeNQEHSv1UDhYrehxin3NStELsSKCT4K2',
+            '--expected-genesis-hash', '5eykt4UsFv8P8NJdTREpY1vzqKqZKvdpKuc147dw2N9d',
+            '--wal-recovery-mode', 'skip_any_corrupted_record', '--limit-ledger-size']
+    dump = 'Starting validator with: ArgsOs {\n    inner: [\n' + ''.join(
+        '        "%s",\n' % a for a in args) + '    ],\n}'
+    pod.log(pod.at(t + 2 * MS, 'a'), 'INFO', 'agave_validator::commands::run::execute', dump)
+    # local ledger replay from the snapshot root, status every 2 s; the container was down
+    # for a while, so the ledger ends ~90 slots behind the cluster's tip
+    secs = list(range(-36, -23, 2))
+    last_slot = tip_at(rel(-22.0)) - 90
+    steps = [37 + (h32('pl', i) % 9) for i in range(len(secs))]
+    slot = last_slot - sum(steps)
+    for i, sec in enumerate(secs):
+        slot += steps[i]
+        pod.log(pod.at(rel(sec), ('pl', i)), 'INFO', 'solana_ledger::blockstore_processor',
+                'processing ledger: slot=%d, root_slot=%d slots=%d, slots/s=%.1f, txs/s=%.1f' %
+                (slot, slot - 32, steps[i], steps[i] / 2.0, 41000.5 + 313 * i),
+                ('syncing', None))
+    root = slot - 32
+    banks = [root] + [s for s in range(root + 1, slot + 1) if not skipped(s)]
+    pod.log(pod.at(rel(-22.0), 'lp'), 'INFO', 'solana_ledger::blockstore_processor',
+            'ledger processed in 18 seconds and 211 milliseconds. root slot is %d, %d banks: %s' %
+            (root, len(banks), ', '.join(str(b) for b in banks)), ('synced', None))
+    return root
+
+
+def build():
+    v0 = Pod('validator-0', 0)
+    v1 = Pod('validator-1', 9000)
+    rpc = Pod('rpc-0', 21000)
+    pods = [v0, v1, rpc]
+    story = {}
+
+    v1_root = startup_validator_1(v1)
+    roots = {'validator-0': rootable(SLOT0 - 1), 'validator-1': v1_root, 'rpc-0': rootable(SLOT0 - 1)}
+
+    # per-slot ticks from t=-20 s (validator-1 catching up) to the end
+    partition_from, partition_to = rel(40.0), rel(47.2)
+    failover_at = rel(70.0)
+    leader_first = tip_at(rel(76.0))
+    assert not any(skipped(s) for s in range(leader_first, leader_first + 4))
+    dup_exit = rel(81.3)
+    rpc_stop, rpc_resume = rel(100.0), rel(175.0)
+    dup_slot_at = rel(215.0)
+    v0_alive = True
+    v1_identity = JUNK
+    health_next = rel(105.0)
+    forked = {p.name: None for p in pods}
+
+    t = rel(-20.0)
+    while t < T0 + END:
+        tip = tip_at(t)
+        for pod in pods:
+            name = pod.name
+            if name != 'validator-1' and t < T0:
+                continue
+            if name == 'validator-0' and not v0_alive:
+                continue
+            stuck = name == 'rpc-0' and rpc_stop <= t < rpc_resume
+            # ---- replay: a new bank per slot that reached us, up to 4 per slot while
+            # catching up (validator-1 after its start, rpc-0 after its stall)
+            if not stuck:
+                if forked[name] is None:
+                    forked[name] = roots[name] + 32 if name == 'validator-1' else tip - 1
+                todo = [x for x in range(forked[name] + 1, tip + 1) if not skipped(x)][:4]
+                for i, slot in enumerate(todo):
+                    parent = slot - 1
+                    while skipped(parent):
+                        parent -= 1
+                    leader = name == 'validator-0' and leader_first <= slot < leader_first + 4
+                    if leader and slot == leader_first:
+                        pod.log(pod.at(t + 2 * MS, ('lc', slot)), 'INFO', RS,
+                                'LEADER CHANGE at slot: %d leader: %s. I am now the leader' %
+                                (slot, STAKED))
+                    new_fork(pod, pod.at(t + (5 + 30 * i) * MS, ('nf', slot)), slot, parent,
+                             roots[name], leader)
+                    if name == 'validator-0' and slot == leader_first + 4:
+                        pod.log(pod.at(t + 40 * MS, ('lc', slot)), 'INFO', RS,
+                                'LEADER CHANGE at slot: %d leader: %s. I am no longer the leader' %
+                                (slot, OTHER_LEADER))
+                if todo:
+                    forked[name] = max(forked[name], todo[-1]) if len(todo) == 4 else tip
+            # ---- voting / rooting, ~250-330 ms into the slot
+            vt = pod.at(t + 250 * MS, ('vt', tip))
+            target = rootable(tip)
+            if name == 'validator-0' and partition_from <= vt < partition_to:
+                pod.log(vt, 'INFO', RS,
+                        "Couldn't vote on heaviest fork: %d, heaviest_fork_failures: "
+                        '[LockedOut(%d), FailedSwitchThreshold(%d, 0, 398116225734012331)]' %
+                        (tip, tip, tip))
+                continue
+            if stuck:
+                continue
+            if name == 'rpc-0' and t >= rpc_resume and roots[name] < target:
+                r = roots[name]
+                for _ in range(4):
+                    if r < target:
+                        r = next_rooted(r)
+                target = r
+            elif name == 'validator-1' and t < T0 and roots[name] < target:
+                r = roots[name]
+                for _ in range(4):
+                    if r < target:
+                        r = next_rooted(r)
+                target = r
+            if target > roots[name]:
+                roots[name] = target
+                new_root(pod, vt, target)
+            if name == 'validator-1' and v1_identity == JUNK and t >= T0 - 10 * S:
+                pod.log(pod.at(vt + 3 * MS, ('hs', tip)), 'INFO', RS,
+                        'Vote account node_pubkey mismatch: %s (expected: %s).  Unable to vote' %
+                        (STAKED, JUNK))
+
+        # ---- the incidents, at their own times within this slot
+        nt = t + SLOT_NS
+        if t <= partition_from < nt:
+            heaviest = tip_at(partition_from)
+            story['partition_slot'] = heaviest
+            v0.log(partition_from + 330 * MS, 'WARN', RS,
+                   'PARTITION DETECTED waiting to join heaviest fork: %d last vote: Some(%d), '
+                   'reset slot: %d' % (heaviest, heaviest - 3, heaviest - 2),
+                   ('missed', heaviest))
+        if t <= partition_to < nt:
+            hv = tip_at(partition_to)
+            v0.log(partition_to + 330 * MS, 'WARN', RS,
+                   'PARTITION resolved heaviest fork: %d last vote: Some(%d), reset slot: %d' %
+                   (hv, hv - 1, hv))
+        if t <= failover_at < nt:
+            v1.log(failover_at + 340 * MS, 'WARN', RS,
+                   'Identity changed from %s to %s' % (JUNK, STAKED))
+            v1_identity = STAKED
+        if leader_first <= tip < leader_first + 4:
+            for j in range(2):
+                st = slot_time(tip) + 50 * MS + j * 200 * MS
+                v1.log(v1.at(st + 30 * MS, ('hl', tip, j)), 'INFO', RS,
+                       "Haven't landed a vote, so skipping my leader slot", ('skipped', None))
+        if v0_alive and t <= dup_exit < nt:
+            v0.log(dup_exit, 'ERROR', 'solana_gossip::cluster_info',
+                   'duplicate running instances of the same validator node: %s' % STAKED,
+                   ('double_sign', None))
+            v0_alive = False
+        if t <= health_next < nt and health_next < T0 + END:
+            me = roots['rpc-0'] + 31
+            cluster = tip_at(health_next) - 1
+            if cluster - me > 128:
+                rpc.log(rpc.at(health_next + 360 * MS, ('hc', health_next)), 'WARN',
+                        'solana_rpc::rpc_health',
+                        'health check: behind by %d slots: me=%d, latest cluster=%d' %
+                        (cluster - me, me, cluster), ('syncing', (me, cluster)))
+            health_next += 5 * S
+        if t <= dup_slot_at < nt:
+            x = tip - 6
+            while skipped(x):
+                x -= 1
+            story['dup_slot'] = x
+            bt = dup_slot_at + 370 * MS
+            rpc.log(bt, 'WARN', 'solana_core::repair::cluster_slot_state_verifier',
+                    'Cluster duplicate confirmed slot %d with hash %s, but our version has hash %s' %
+                    (x, b58('dup', x, 'cluster'), b58('dup', x, 'ours')), ('others', x))
+            rpc.log(bt + 900 * US, 'WARN', RS, 'purging duplicate slot: %d with slot_id %d' % (x, 4108873))
+            rpc.log(bt + 1200 * US, 'WARN', RS,
+                    'Notifying repair service to repair duplicate slot: %d, attempt 1' % x)
+        t = nt
+    story['leader_first'] = leader_first
+    story['dup_exit'] = dup_exit
+    return pods, story
+
+
+# ----------------------------------------------------------------------------
+# Sim: docs/DETECTION.md for the signals above
+# ----------------------------------------------------------------------------
+
+
+class Node:
+    def __init__(self, pod):
+        self.name = pod.name
+        self.visible = True
+        self.height = None
+        self.last_adv = None
+        self.stall_due = None
+        self.stalled = False
+        self.failed = False
+        self.lagging = False
+        self.syncing = False
+        self.was_in = False
+        self.out = False
+        self.out_reason = None
+        self.missed = 0          # own-miss messages (the window never drains here: < window)
+
+
+class Sim:
+    def __init__(self, pods):
+        self.nodes = {p.name: Node(p) for p in pods}
+        self.events = []
+        facts = []
+        for p in pods:
+            for t, kind, data in p.signals:
+                facts.append((t, kind, p.name, data))
+            facts.append((p.last_time(), 'end', p.name, None))
+        facts.sort(key=lambda f: (f[0], f[1] == 'end'))
+        times = [f[0] for f in facts if f[1] != 'end']
+        assert len(times) == len(set(times)), 'two signals at the same instant: not covered'
+        self.facts = facts
+
+    def emit(self, t, kind, sev, n, height=None, detail=None):
+        e = {'time': ms_stamp(t), 'event': kind, 'severity': sev, 'chain': 'solana',
+             'node': n.name, 'namespace': NAMESPACE}
+        if height is not None:
+            e['height'] = height
+        if detail:
+            e['detail'] = detail
+        self.events.append((t, kind, e))
+
+    def head(self):
+        hs = [n.height for n in self.nodes.values() if n.visible and n.height is not None]
+        return max(hs) if hs else None
+
+    def update(self, n, t):
+        reason = None
+        if n.visible:
+            if n.failed:
+                reason = 'consensus_failure'
+            elif n.stalled:
+                reason = 'stalled'
+            elif n.lagging:
+                reason = 'lagging'
+            elif n.syncing and n.was_in:
+                reason = 'syncing'
+        if reason and not n.out:
+            n.out, n.out_reason = True, reason
+            self.emit(t, 'out_of_consensus', 'warning', n, n.height, {'reason': reason})
+            assert t + BAN_AFTER > T0 + END, 'a ban would be due inside the example'
+        elif not reason and n.out:
+            n.out = False
+            self.emit(t, 'back_in_consensus', 'info', n, n.height, {'reason': n.out_reason})
+        if not n.out and not n.syncing and n.height is not None and n.visible:
+            n.was_in = True
+
+    def check_lag(self, t):
+        head = self.head()
+        for n in self.nodes.values():
+            if not n.visible or n.height is None:
+                continue
+            lag = head - n.height > MAX_LAG and not (n.syncing and not n.was_in)
+            if lag != n.lagging:
+                n.lagging = lag
+                self.update(n, t)
+
+    def on_adv(self, t, n, h):
+        if n.height is not None and h <= n.height:
+            return
+        if n.stalled:
+            n.stalled = False
+            self.emit(t, 'node_recovered', 'info', n, h)
+        n.height, n.last_adv, n.stall_due = h, t, t + STALL_AFTER
+        n.failed = False
+        if n.syncing:
+            others = any(m is not n and m.visible and m.height is not None for m in self.nodes.values())
+            if others and self.head() - h <= MAX_LAG:
+                n.syncing = False
+                self.emit(t, 'node_synced', 'info', n, h)
+        self.check_lag(t)
+        self.update(n, t)
+
+    def on_stall(self, t, n):
+        vis = [m for m in self.nodes.values() if m.visible and m.height is not None]
+        if len(vis) >= 2:
+            hs = [m.height for m in vis]
+            assert max(hs) - min(hs) > 1, 'chain halt candidates: not covered'
+        n.stalled = True
+        n.stall_due = None
+        self.emit(t, 'node_stalled', 'warning', n, n.height)
+        self.update(n, t)
+
+    def on_missed(self, t, n, h, kind):
+        n.missed += 1
+        assert n.missed <= 150, 'the missed window would wrap: not covered'
+        sev = 'warning' if n.missed > MISSED_MAX else 'info'
+        self.emit(t, 'missed_precommit', sev, n, h, {'kind': kind, 'missed_in_window': n.missed})
+
+    def run(self):
+        for t, kind, name, data in self.facts:
+            while True:
+                due = [(m.stall_due, m.name) for m in self.nodes.values()
+                       if m.visible and m.stall_due is not None and not m.stalled]
+                if not due or min(due)[0] > t:
+                    break
+                d, nm = min(due)
+                assert d != t, 'a stall deadline falls on a line time'
+                self.on_stall(d, self.nodes[nm])
+            n = self.nodes[name]
+            if not n.visible:
+                continue
+            if kind == 'adv':
+                self.on_adv(t, n, data)
+            elif kind == 'missed':
+                self.on_missed(t, n, data, 'missed_vote')
+            elif kind == 'skipped':
+                self.on_missed(t, n, n.height + 1, 'skipped_slot')
+            elif kind == 'double_sign':
+                self.emit(t, 'double_sign_risk', 'critical', n, n.height + 1,
+                          {'reason': 'duplicate_instance'})
+            elif kind == 'others':
+                self.emit(t, 'double_sign_risk', 'info', n, data, {'reason': 'others_misbehaviour'})
+            elif kind == 'syncing':
+                me, target = data if data else (None, None)
+                far = target is None or n.height is None or target - max(n.height, me) > MAX_LAG
+                if not n.syncing and far:
+                    n.syncing = True
+                    h = target if target is not None else n.height
+                    self.emit(t, 'node_syncing', 'warning', n, h,
+                              {'target_height': target} if target is not None else None)
+                    self.update(n, t)
+            elif kind == 'synced':
+                if n.syncing:
+                    n.syncing = False
+                    self.emit(t, 'node_synced', 'info', n, n.height)
+                    self.update(n, t)
+            elif kind == 'end':
+                n.visible = False
+                n.out = False
+                self.check_lag(t)
+        # replay ends at the last line: later deadlines do not fire
+        last = max(f[0] for f in self.facts)
+        assert all(m.stall_due is None or m.stall_due > last or m.stalled or not m.visible
+                   for m in self.nodes.values())
+        self.events.sort(key=lambda e: (e[0], e[2]['chain'], e[2]['node'], e[1]))
+        return [e for _, _, e in self.events]
+
+
+def check_story(events, story):
+    got = [(e['node'], e['event'], e['severity']) for e in events]
+    want = ([('validator-1', 'node_syncing', 'warning'), ('validator-1', 'node_synced', 'info'),
+             ('validator-0', 'missed_precommit', 'info')] +
+            [('validator-1', 'missed_precommit', 'info')] * 8 +
+            [('validator-0', 'double_sign_risk', 'critical'),
+             ('rpc-0', 'out_of_consensus', 'warning'), ('rpc-0', 'node_syncing', 'warning'),
+             ('rpc-0', 'node_stalled', 'warning'), ('rpc-0', 'node_recovered', 'info'),
+             ('rpc-0', 'back_in_consensus', 'info'), ('rpc-0', 'node_synced', 'info'),
+             ('rpc-0', 'double_sign_risk', 'info')])
+    assert got == want, '\n'.join(map(str, got))
+    assert events[2]['height'] == story['partition_slot']
+    assert events[11]['detail'] == {'reason': 'duplicate_instance'}
+    assert events[12]['detail'] == {'reason': 'lagging'}
+    assert events[-1]['height'] == story['dup_slot']
+
+
+def write(out_examples, out_golden):
+    pods, story = build()
+    events = Sim(pods).run()
+    check_story(events, story)
+    os.makedirs(out_examples, exist_ok=True)
+    os.makedirs(out_golden, exist_ok=True)
+    names = []
+    for p in pods:
+        with open(os.path.join(out_examples, p.file_name()), 'w', encoding='utf-8') as f:
+            f.write(p.render())
+        names.append(p.file_name())
+    with open(os.path.join(out_golden, 'args'), 'w', encoding='utf-8') as f:
+        f.write('--chain auto ' + ' '.join('../../../examples/solana/' + n for n in sorted(names)) + '\n')
+    with open(os.path.join(out_golden, 'expected.jsonl'), 'w', encoding='utf-8') as f:
+        for e in events:
+            f.write(json.dumps(e) + '\n')
+    return names
+
+
+def main(argv):
+    if argv[1:] == ['--check']:
+        with tempfile.TemporaryDirectory() as tmp:
+            ex, gd = os.path.join(tmp, 'ex'), os.path.join(tmp, 'gd')
+            names = write(ex, gd)
+            bad = []
+            for n in names:
+                if not filecmp.cmp(os.path.join(ex, n), os.path.join(HERE, n), shallow=False):
+                    bad.append(n)
+            for n in ('args', 'expected.jsonl'):
+                if not filecmp.cmp(os.path.join(gd, n), os.path.join(GOLDEN, n), shallow=False):
+                    bad.append(n)
+            if bad:
+                print('out of date: ' + ', '.join(bad))
+                return 1
+            print('examples/solana and tests/golden/examples_solana are up to date')
+            return 0
+    if argv[1:]:
+        print(__doc__.strip().splitlines()[2])
+        return 2
+    for old in os.listdir(HERE):
+        if old.endswith('.log'):
+            os.remove(os.path.join(HERE, old))
+    names = write(HERE, GOLDEN)
+    total = sum(os.path.getsize(os.path.join(HERE, n)) for n in names)
+    print('wrote %d logs (%d KB) and tests/golden/examples_solana' % (len(names), total // 1024))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv))
