@@ -683,6 +683,7 @@ Outcome RunWith(const RunArgs& args, Loaded& loaded, std::unique_ptr<Loaded>* ne
       config.state_dir + (had_checkpoint ? " (resumed from checkpoint)" : ""));
 
   Outcome outcome = Outcome::kStop;
+  Nanos last_lag_report = WallNow();
   while (true) {
     if (g_stop.load()) break;
     if (g_reload.exchange(0)) {
@@ -703,6 +704,24 @@ Outcome RunWith(const RunArgs& args, Loaded& loaded, std::unique_ptr<Loaded>* ne
       caught_up = caught_up && t->caught_up();
     }
     sink.EndOfPoll(caught_up);
+    Nanos now = WallNow();
+    if (now - last_lag_report >= 30 * kSecond) {
+      // Back-pressure shows as bytes behind: the batch pool is bounded, so
+      // a slow pipeline slows reading instead of growing memory.
+      last_lag_report = now;
+      uint64_t behind = 0;
+      size_t files_behind = 0;
+      for (auto& t : tailers) {
+        for (const auto& lag : t->Lag()) {
+          behind += lag.bytes_behind;
+          files_behind += lag.bytes_behind > 0 ? 1 : 0;
+        }
+      }
+      if (behind > (1u << 20)) {
+        Log("lag: " + std::to_string(behind) + " bytes behind in " + std::to_string(files_behind) +
+            " file(s)");
+      }
+    }
     if (bytes == 0) tailers.front()->Wait(poll_interval);
   }
   sink.Done();
