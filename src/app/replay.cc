@@ -37,6 +37,40 @@ void Error(const std::string& msg) { std::fprintf(stderr, "quorumwatch: %s\n", m
 
 }  // namespace
 
+detect::ChainSpec ChainSpecFor(const Config& config, const match::Registry& registry,
+                               const std::string& name, int family) {
+  detect::ChainSpec spec;
+  spec.name = name;
+  const ChainConfig* cc = config.FindChain(name);
+  if (cc != nullptr) family = registry.Find(cc->family);
+  spec.family = family >= 0 ? registry.file(static_cast<size_t>(family)).family : "unknown";
+  if (family >= 0) {
+    const auto& d = registry.file(static_cast<size_t>(family)).defaults;
+    spec.thresholds.stall_after = d.stall_after;
+    spec.thresholds.max_lag = d.max_lag;
+    spec.thresholds.missed_window = d.missed_window;
+    spec.thresholds.missed_max = d.missed_max;
+  }
+  if (cc != nullptr) {
+    cc->overrides.ApplyTo(&spec.thresholds);
+    spec.signer_groups = cc->signer_groups;
+  }
+  return spec;
+}
+
+std::string DefaultChain(const Config& config, const match::Registry& registry, int family,
+                         const std::string& fallback) {
+  const ChainConfig* only = nullptr;
+  int count = 0;
+  for (const auto& cc : config.chains) {
+    if (family >= 0 && registry.Find(cc.family) == family) {
+      only = &cc;
+      ++count;
+    }
+  }
+  return count == 1 ? only->name : fallback;
+}
+
 Result<std::unique_ptr<match::Registry>> LoadRegistry(const std::string& dir) {
   if (!dir.empty()) return match::Registry::LoadDir(dir);
   return match::Registry::LoadEmbedded();
@@ -169,17 +203,8 @@ int RunReplay(const ReplayArgs& args) {
     if (!forced_chain.empty()) {
       p.chain = forced_chain;
     } else if (p.chain.empty() && p.family >= 0) {
-      // The one configured chain of the detected family, if there is one.
-      const std::string& fam = registry.file(static_cast<size_t>(p.family)).family;
-      const ChainConfig* only = nullptr;
-      int count = 0;
-      for (const auto& cc : config.chains) {
-        if (registry.Find(cc.family) == p.family) {
-          only = &cc;
-          ++count;
-        }
-      }
-      p.chain = count == 1 ? only->name : fam;
+      p.chain = DefaultChain(config, registry, p.family,
+                             registry.file(static_cast<size_t>(p.family)).family);
     } else if (p.chain.empty()) {
       p.chain = p.family >= 0 ? registry.file(static_cast<size_t>(p.family)).family : "unknown";
     }
@@ -191,22 +216,7 @@ int RunReplay(const ReplayArgs& args) {
   auto chain_of = [&](const std::string& name, int family) {
     auto it = chain_index.find(name);
     if (it != chain_index.end()) return it->second;
-    detect::ChainSpec spec;
-    spec.name = name;
-    const ChainConfig* cc = config.FindChain(name);
-    int fam = cc != nullptr ? registry.Find(cc->family) : family;
-    spec.family = fam >= 0 ? registry.file(static_cast<size_t>(fam)).family : "unknown";
-    if (fam >= 0) {
-      const auto& d = registry.file(static_cast<size_t>(fam)).defaults;
-      spec.thresholds.stall_after = d.stall_after;
-      spec.thresholds.max_lag = d.max_lag;
-      spec.thresholds.missed_window = d.missed_window;
-      spec.thresholds.missed_max = d.missed_max;
-    }
-    if (cc != nullptr) {
-      cc->overrides.ApplyTo(&spec.thresholds);
-      spec.signer_groups = cc->signer_groups;
-    }
+    detect::ChainSpec spec = ChainSpecFor(config, registry, name, family);
     int index = static_cast<int>(chains.size());
     chains.push_back(std::move(spec));
     chain_index.emplace(name, index);

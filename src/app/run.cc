@@ -226,22 +226,7 @@ class LiveConsumer {
   int EnsureChain(const std::string& name, int family) {
     int c = detector_.FindChain(name);
     if (c >= 0) return c;
-    detect::ChainSpec spec;
-    spec.name = name;
-    const ChainConfig* cc = config_.FindChain(name);
-    if (cc != nullptr) family = registry_.Find(cc->family);
-    spec.family = family >= 0 ? registry_.file(static_cast<size_t>(family)).family : "unknown";
-    if (family >= 0) {
-      const auto& d = registry_.file(static_cast<size_t>(family)).defaults;
-      spec.thresholds.stall_after = d.stall_after;
-      spec.thresholds.max_lag = d.max_lag;
-      spec.thresholds.missed_window = d.missed_window;
-      spec.thresholds.missed_max = d.missed_max;
-    }
-    if (cc != nullptr) {
-      cc->overrides.ApplyTo(&spec.thresholds);
-      spec.signer_groups = cc->signer_groups;
-    }
+    detect::ChainSpec spec = ChainSpecFor(config_, registry_, name, family);
     chain_family_[name] = spec.family;
     return detector_.AddChain(std::move(spec));
   }
@@ -499,15 +484,8 @@ class LiveSink : public source::TailSink {
       std::string fam = s.family >= 0 ? registry_.file(static_cast<size_t>(s.family)).family : "unknown";
       // chain: auto forms <family>/<namespace>, so namespaces never merge;
       // the one configured chain of the family wins when there is one.
-      const ChainConfig* only = nullptr;
-      int count = 0;
-      for (const auto& cc : config_.chains) {
-        if (s.family >= 0 && registry_.Find(cc.family) == s.family) {
-          only = &cc;
-          ++count;
-        }
-      }
-      s.chain = count == 1 ? only->name : (s.name.namespace_.empty() ? fam : fam + "/" + s.name.namespace_);
+      s.chain = DefaultChain(config_, registry_, s.family,
+                             s.name.namespace_.empty() ? fam : fam + "/" + s.name.namespace_);
     }
     std::string desc = s.file.path + "\t" + s.name.namespace_ + "\t" + s.name.pod + "\t" +
                        s.name.container + "\t" + s.chain + "\t" +

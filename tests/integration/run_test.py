@@ -897,9 +897,11 @@ def check_restart_graceful(t):
                           what="consensus_failure for the line written while stopped "
                           "(height %d)" % fail2_h)
         expect(e2["id"] != e1["id"], "two failures at different heights share an id")
+        # Stop the writers first, then wait until the checkpoint has every
+        # line: a commit written after a wait could be missing from it.
+        cl.stop()
         p.wait_caught_up("val-a")
         p.wait_caught_up(HB)
-        cl.stop()
         # Counters: everything from the first line read, once.
         n = cl.nodes["val-a"]
         cp = p.checkpoint()
