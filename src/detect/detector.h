@@ -75,6 +75,8 @@ class Detector {
   // A restored node state whose node is not added yet: AddNode takes it
   // (keeping the new spec) when a node with that key is added.
   void AddRestoredNode(std::string key, NodeState state);
+  // Restored states still waiting for their node (kept in checkpoints).
+  const std::map<std::string, NodeState>& restored_nodes() const { return restored_; }
   // After restoring state: timers are recomputed on the next tick.
   void AfterRestore() { next_check_ = kNoTime; }
 

@@ -501,12 +501,18 @@ std::string EncodeState(const Detector& d) {
   }
   w.EndObject();
 
+  // Live nodes, and restored states whose node has not come back yet (a
+  // file that reappears later must still find its state after the next
+  // checkpoint), in key order.
+  std::map<std::string, const NodeState*> nodes;
+  for (const auto& [key, ni] : by_key) nodes.emplace(key, &d.node(ni));
+  for (const auto& [key, state] : d.restored_nodes()) nodes.emplace(key, &state);
   w.Key("nodes");
   w.BeginObject();
-  for (const auto& [key, ni] : by_key) {
+  for (const auto& [key, state] : nodes) {
     w.Key(key);
     Writer nw(&out);
-    EncodeNode(nw, d.node(ni));
+    EncodeNode(nw, *state);
   }
   w.EndObject();
   w.EndObject();

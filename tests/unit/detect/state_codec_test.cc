@@ -585,6 +585,21 @@ TEST_CASE("state: a node added after the decode takes its saved state") {
   CHECK(bans[0].time == S(1860) + 30 * 60 * kSecond);
 }
 
+TEST_CASE("state: a node not back yet keeps its saved state through the next checkpoint") {
+  const Snapshot& snap = TheSnapshot();
+  World fresh(Without(AllNodes(), "node-e"));
+  REQUIRE(DecodeState(snap.json, fresh.det.get()).has_value());
+  // A checkpoint written before node-e's file reappears still holds it...
+  std::string again = EncodeState(*fresh.det);
+  CHECK(again.find("node-e\":{") != std::string::npos);
+  World later(Without(AllNodes(), "node-e"));
+  REQUIRE(DecodeState(again, later.det.get()).has_value());
+  // ...so when it does come back after a second restart, its period goes on.
+  int e = later.Add(Def("node-e"));
+  CHECK(later.det->node(e).period_open);
+  CHECK(later.det->node(e).period_start == S(1860));
+}
+
 TEST_CASE("state: votes of a node missing at decode time are dropped") {
   const Snapshot& snap = TheSnapshot();
   World fresh(Without(AllNodes(), "sentry-b"));
