@@ -231,6 +231,7 @@ void Detector::Fire(int n, Timer which, Nanos at) {
       node.period_open = false;
       node.period_start = kNoTime;
       node.ban_held = false;
+      node.ban_held_rail.clear();
       node.back_since = kNoTime;
       break;
     case Timer::kBan:
@@ -304,6 +305,7 @@ void Detector::OnSignal(int n, Nanos now, const Signal& s, std::string_view line
       if (!node.failed || node.failed_height != h) {
         node.failed = true;
         node.failed_height = h;
+        node.failed_at = now;
         Event e = MakeEvent(n, EventKind::kConsensusFailure, Severity::kCritical, now, h,
                             h >= 0 ? h : Ms(now));
         e.AddDetailString("reason", s.reason.empty() ? "consensus_failure" : s.reason);
@@ -644,6 +646,7 @@ void Detector::UpdateConsensus(int n, Nanos now, std::string_view) {
       node.period_start = now;
       node.period_reason = std::string(reason);
       node.ban_held = false;
+      node.ban_held_rail.clear();
     }
     node.back_since = kNoTime;
     next_check_ = kNoTime;
@@ -687,6 +690,9 @@ void Detector::DoubleSign(int n, Nanos now, int64_t height, Severity sev, std::s
   Event e = MakeEvent(n, EventKind::kDoubleSignRisk, sev, now, height, height);
   e.id = MakeEventId(e.chain, e.node, "double_sign_risk/" + std::string(reason), height);
   e.AddDetailString("reason", reason);
+  node.double_sign_at = now;
+  node.double_sign_critical = sev == Severity::kCritical;
+  node.double_sign_reason = std::string(reason);
   for (auto& kv : extra) e.AddDetail(std::move(kv.first), std::move(kv.second));
   if (!node.validator.empty() && std::none_of(e.detail.begin(), e.detail.end(), [](const auto& kv) {
         return kv.first == "validator";
@@ -730,12 +736,15 @@ void Detector::DecideBan(int n, Nanos at, std::string_view reason) {
     if (v != n && !o.retired && !o.ooc && !o.banned && o.last_height >= 0) healthy_peer = true;
   }
   std::string_view rail;
-  if (banned >= t.max_bans) {
+  if (OnHold(n)) {
+    rail = "operator_hold";
+  } else if (banned >= t.max_bans) {
     rail = "max_bans";
   } else if (RequireHealthyPeer(n) && !healthy_peer) {
     rail = "require_healthy_peer";
   }
   if (!rail.empty()) {
+    node.ban_held_rail = std::string(rail);
     if (!node.ban_held) {
       node.ban_held = true;
       Event e = MakeEvent(n, EventKind::kBan, Severity::kCritical, at, node.last_height, 0);
@@ -750,6 +759,7 @@ void Detector::DecideBan(int n, Nanos at, std::string_view reason) {
   }
   node.banned = true;
   node.ban_held = false;
+  node.ban_held_rail.clear();
   node.banned_at = at;
   node.bans++;
   Event e = MakeEvent(n, EventKind::kBan, Severity::kCritical, at, node.last_height,
@@ -768,24 +778,82 @@ void Detector::DecideBan(int n, Nanos at, std::string_view reason) {
   Emit(std::move(e));
 }
 
-void Detector::Unban(int n, Nanos at) {
+void Detector::Unban(int n, Nanos at, bool by_operator) {
   NodeState& node = N(n);
   node.banned = false;
   Event e = MakeEvent(n, EventKind::kUnban, Severity::kInfo, at, node.last_height,
                       Ms(node.period_start));
   e.AddDetail("since", JsonString(FormatRfc3339Millis(node.period_start)));
   e.AddDetail("banned_at", JsonString(FormatRfc3339Millis(node.banned_at)));
+  if (by_operator) {
+    e.AddDetail("operator", "true");
+    if (!node.validator.empty()) e.AddDetailString("validator", node.validator);
+  }
   Emit(std::move(e));
   node.period_open = false;
   node.period_start = kNoTime;
   node.ban_held = false;
+  node.ban_held_rail.clear();
   node.back_since = kNoTime;
+  if (by_operator && node.ooc) {
+    // Still out of consensus: the ban timer starts again from now.
+    node.period_open = true;
+    node.period_start = at;
+    node.period_reason = node.ooc_reason;
+  }
   const ChainState& chain = C(node.spec.chain);
   for (int v : chain.nodes) {
     NodeState& o = N(v);
     if (v != n && o.ban_held && !o.banned && o.period_open) DecideBan(v, at, o.period_reason);
   }
   next_check_ = kNoTime;
+}
+
+bool Detector::NodeMatches(int n, const std::string& ref) const {
+  const NodeState& node = nodes_[static_cast<size_t>(n)];
+  if (ref == node.spec.name) return true;
+  if (!node.spec.namespace_.empty() && ref == node.spec.namespace_ + "/" + node.spec.name) {
+    return true;
+  }
+  return ref == NodeKey(chains_[static_cast<size_t>(node.spec.chain)].spec.name,
+                        node.spec.namespace_, node.spec.name);
+}
+
+bool Detector::OnHold(int n) const {
+  for (const auto& ref : holds_) {
+    if (NodeMatches(n, ref)) return true;
+  }
+  return false;
+}
+
+void Detector::SetHold(const std::string& ref, bool hold, Nanos now) {
+  if (hold) {
+    holds_.insert(ref);
+    return;
+  }
+  if (holds_.erase(ref) == 0) return;
+  // Released: a ban held back for this node is decided again now.
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    int n = static_cast<int>(i);
+    NodeState& node = N(n);
+    if (!NodeMatches(n, ref) || node.retired || OnHold(n)) continue;
+    if (node.ban_held && !node.banned && node.period_open && node.ooc) {
+      // Still held (by a rail) keeps its one held report.
+      DecideBan(n, now, node.period_reason);
+    }
+  }
+  next_check_ = kNoTime;
+}
+
+int Detector::OperatorUnban(const std::string& ref, Nanos now) {
+  int count = 0;
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    int n = static_cast<int>(i);
+    if (!NodeMatches(n, ref) || !N(n).banned) continue;
+    Unban(n, now, true);
+    ++count;
+  }
+  return count;
 }
 
 void Detector::AddEvidence(int n, Nanos now, std::string_view line) {

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <map>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -60,6 +61,20 @@ class Detector {
 
   void CountLines(int node, uint64_t read, uint64_t matched, uint64_t rejected);
 
+  // Operator control (`quorumwatch bans ...`). A node reference is a pod
+  // name, "namespace/pod", or a node key "chain|namespace/pod".
+  // Hold: no ban for matching nodes until released (a due ban is reported
+  // held, rail operator_hold). Holds persist in the state, also for nodes
+  // not seen yet. Release re-decides a ban held for the node.
+  void SetHold(const std::string& ref, bool hold, Nanos now);
+  const std::set<std::string>& holds() const { return holds_; }
+  // Unbans every banned node matching `ref` now (an `unban` decision with
+  // detail.operator). A node still out of consensus starts a new ban
+  // period. Returns the number of nodes unbanned.
+  int OperatorUnban(const std::string& ref, Nanos now);
+  // True when node `n` matches `ref`.
+  bool NodeMatches(int n, const std::string& ref) const;
+
   // Closes open durations at `end` (for the summary).
   void Finish(Nanos end);
   std::vector<NodeSummary> Summary() const;
@@ -111,7 +126,8 @@ class Detector {
   void DoubleSign(int n, Nanos now, int64_t height, Severity sev, std::string_view reason,
                   std::vector<std::pair<std::string, std::string>> extra);
   void DecideBan(int n, Nanos at, std::string_view reason);
-  void Unban(int n, Nanos at);
+  void Unban(int n, Nanos at, bool by_operator = false);
+  bool OnHold(int n) const;
   void AddEvidence(int n, Nanos now, std::string_view line);
   std::vector<std::string> Evidence(int n) const;
   bool RequireHealthyPeer(int n) const;
@@ -121,6 +137,7 @@ class Detector {
   std::vector<ChainState> chains_;
   std::vector<NodeState> nodes_;
   std::map<std::string, NodeState> restored_;  // by NodeKey, until AddNode
+  std::set<std::string> holds_;                // operator holds (node references)
   EventOutput* out_;
   Nanos next_check_ = kNoTime;  // lower bound of the earliest pending timer
 };

@@ -37,6 +37,7 @@ struct NodeState {
   bool stall_pending = false;  // at its deadline, waiting on a chain-halt decision
   bool failed = false;         // consensus failure until the next advance
   int64_t failed_height = -1;
+  Nanos failed_at = kNoTime;
   bool syncing = false;
   Nanos sync_since = kNoTime;
   bool lagging = false;
@@ -54,6 +55,7 @@ struct NodeState {
   Nanos back_since = kNoTime;  // back in consensus since (while the period is open)
   bool banned = false;
   bool ban_held = false;
+  std::string ban_held_rail;   // max_bans | require_healthy_peer | operator_hold
   Nanos banned_at = kNoTime;
   int bans = 0;
 
@@ -68,6 +70,10 @@ struct NodeState {
   int missed_in_window = 0;
   int64_t missed_total = 0;
   int64_t last_double_sign_height = -1;
+  // The latest double-sign risk about this node (critical or warning).
+  Nanos double_sign_at = kNoTime;
+  bool double_sign_critical = false;
+  std::string double_sign_reason;
 
   // Last significant lines, for ban evidence.
   std::array<std::string, kEvidenceLines> evidence;

@@ -21,6 +21,7 @@
 //              "votes_pruned_at":H,
 //              "votes":[{"validator":S,"height":H,"round":R,"type":N,
 //                        "node":"<node key>","block_id":S},...]},...},
+//    "holds":["<node reference>",...],
 //    "nodes":{"<node key>":{<every NodeState field but spec, open_streams and
 //              retired>},...}}
 //
@@ -99,6 +100,7 @@ void EncodeNode(Writer& w, const NodeState& n) {
   w.Bool("stall_pending", n.stall_pending);
   w.Bool("failed", n.failed);
   w.Int("failed_height", n.failed_height);
+  w.Time("failed_at", n.failed_at);
   w.Bool("syncing", n.syncing);
   w.Time("sync_since", n.sync_since);
   w.Bool("lagging", n.lagging);
@@ -115,6 +117,7 @@ void EncodeNode(Writer& w, const NodeState& n) {
   w.Time("back_since", n.back_since);
   w.Bool("banned", n.banned);
   w.Bool("ban_held", n.ban_held);
+  w.Str("ban_held_rail", n.ban_held_rail);
   w.Time("banned_at", n.banned_at);
   w.Int("bans", n.bans);
   // Votes.
@@ -149,6 +152,9 @@ void EncodeNode(Writer& w, const NodeState& n) {
   w.Int("missed_in_window", n.missed_in_window);
   w.Int("missed_total", n.missed_total);
   w.Int("last_double_sign_height", n.last_double_sign_height);
+  w.Time("double_sign_at", n.double_sign_at);
+  w.Bool("double_sign_critical", n.double_sign_critical);
+  w.Str("double_sign_reason", n.double_sign_reason);
   // Evidence.
   w.Key("evidence");
   {
@@ -193,6 +199,11 @@ class Reader {
     return false;
   }
 
+  // For keys added after version 1 was first written: absent keeps defaults.
+  static bool Has(object o, std::string_view key) {
+    element e;
+    return !o.at_key(key).get(e);
+  }
   bool Get(object o, const std::string& where, std::string_view key, element* out) {
     if (!ok()) return false;
     if (o.at_key(key).get(*out)) return Fail(where, "missing \"" + std::string(key) + "\"");
@@ -315,6 +326,7 @@ bool DecodeNode(Reader& r, object o, const std::string& where, NodeState* n) {
   r.Bool(o, where, "stall_pending", &n->stall_pending);
   r.Bool(o, where, "failed", &n->failed);
   r.Height(o, where, "failed_height", &n->failed_height);
+  if (r.Has(o, "failed_at")) r.Time(o, where, "failed_at", &n->failed_at);
   r.Bool(o, where, "syncing", &n->syncing);
   r.Time(o, where, "sync_since", &n->sync_since);
   r.Bool(o, where, "lagging", &n->lagging);
@@ -331,6 +343,7 @@ bool DecodeNode(Reader& r, object o, const std::string& where, NodeState* n) {
   r.Time(o, where, "back_since", &n->back_since);
   r.Bool(o, where, "banned", &n->banned);
   r.Bool(o, where, "ban_held", &n->ban_held);
+  if (r.Has(o, "ban_held_rail")) r.Str(o, where, "ban_held_rail", &n->ban_held_rail);
   r.Time(o, where, "banned_at", &n->banned_at);
   r.Int32(o, where, "bans", 0, std::numeric_limits<int>::max(), &n->bans);
 
@@ -379,6 +392,11 @@ bool DecodeNode(Reader& r, object o, const std::string& where, NodeState* n) {
   }
   r.Count(o, where, "missed_total", &n->missed_total);
   r.Height(o, where, "last_double_sign_height", &n->last_double_sign_height);
+  if (r.Has(o, "double_sign_at")) {
+    r.Time(o, where, "double_sign_at", &n->double_sign_at);
+    r.Bool(o, where, "double_sign_critical", &n->double_sign_critical);
+    r.Str(o, where, "double_sign_reason", &n->double_sign_reason);
+  }
 
   array evidence;
   if (r.Array(o, where, "evidence", &evidence)) {
@@ -507,6 +525,18 @@ std::string EncodeState(const Detector& d) {
   std::map<std::string, const NodeState*> nodes;
   for (const auto& [key, ni] : by_key) nodes.emplace(key, &d.node(ni));
   for (const auto& [key, state] : d.restored_nodes()) nodes.emplace(key, &state);
+  w.Key("holds");
+  {
+    std::string& o = w.raw();
+    o.push_back('[');
+    bool first = true;
+    for (const auto& ref : d.holds()) {
+      if (!first) o.push_back(',');
+      first = false;
+      AppendJsonString(o, ref);
+    }
+    o.push_back(']');
+  }
   w.Key("nodes");
   w.BeginObject();
   for (const auto& [key, state] : nodes) {
@@ -577,6 +607,19 @@ Result<void> DecodeState(const std::string& json, Detector* d) {
   }
   if (!r.ok()) return Fail(r.error());
 
+  std::vector<std::string> holds;
+  if (Reader::Has(top, "holds")) {
+    array holds_arr;
+    if (r.Array(top, "", "holds", &holds_arr)) {
+      for (element h : holds_arr) {
+        std::string ref;
+        if (!r.StrValue(h, "holds", &ref)) break;
+        holds.push_back(std::move(ref));
+      }
+    }
+  }
+  if (!r.ok()) return Fail(r.error());
+
   // Apply. Nodes are matched by key; the first saved entry of a key wins.
   std::map<std::string, int> index;
   for (size_t i = 0; i < d->node_count(); ++i) index.emplace(KeyOf(*d, static_cast<int>(i)), static_cast<int>(i));
@@ -624,6 +667,7 @@ Result<void> DecodeState(const std::string& json, Detector* d) {
       c.votes.emplace(std::move(v.key), VoteSeen{ni->second, std::move(v.block_id)});
     }
   }
+  for (const auto& ref : holds) d->SetHold(ref, true, kNoTime);
   d->AfterRestore();
   return {};
 }

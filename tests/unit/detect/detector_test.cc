@@ -1361,3 +1361,75 @@ TEST_CASE("retirement: a node whose last stream ended is not judged any more") {
     CHECK(h.height == 120);
   }
 }
+
+// ===========================================================================
+// Operator control (`quorumwatch bans hold|release|unban`)
+
+TEST_CASE("operator hold: a due ban is held with rail operator_hold, release decides it") {
+  BanFx fx;
+  fx.det->SetHold("cosmos/a", true, fx.clock);
+  fx.Advance(kBanDue + kMinute, {fx.b, fx.c});
+  INFO(fx.Dump());
+  Event held = One(fx, EventKind::kBan, "a");
+  CHECK(held.time == kBanDue);
+  CHECK(Detail(held, "held") == "true");
+  CHECK(DetailStr(held, "rail") == "operator_hold");
+  CHECK(fx.det->node(fx.a).ban_held_rail == "operator_hold");
+  CHECK_FALSE(fx.det->node(fx.a).banned);
+
+  // Releasing another name changes nothing; releasing the hold bans now.
+  fx.det->SetHold("b", false, fx.clock);
+  CHECK(fx.Count(EventKind::kBan, "a") == 1u);
+  const Nanos release = kBanDue + 2 * kMinute;
+  fx.Advance(release, {fx.b, fx.c});
+  fx.det->SetHold("cosmos/a", false, release);
+  auto bans = fx.Of(EventKind::kBan, "a");
+  REQUIRE(bans.size() == 2u);
+  std::sort(bans.begin(), bans.end(), EventLess);
+  CHECK(bans[1].time == release);
+  CHECK(Detail(bans[1], "held") == "<absent>");
+  CHECK(DetailStr(bans[1], "since") == FormatRfc3339Millis(kPeriodStart));
+  CHECK(bans[1].id == MakeEventId(kChain, "a", EventKind::kBan, Ms(kPeriodStart)));
+  CHECK(fx.det->node(fx.a).banned);
+  CHECK(fx.det->holds().empty());
+}
+
+TEST_CASE("operator hold: matches pod, namespace/pod and node key, not other nodes") {
+  BanFx fx;
+  CHECK(fx.det->NodeMatches(fx.a, "a"));
+  CHECK(fx.det->NodeMatches(fx.a, "cosmos/a"));
+  CHECK(fx.det->NodeMatches(fx.a, "cosmoshub|cosmos/a"));
+  CHECK_FALSE(fx.det->NodeMatches(fx.a, "other/a"));
+  CHECK_FALSE(fx.det->NodeMatches(fx.b, "a"));
+  // A hold on b does not keep a from being banned.
+  fx.det->SetHold("b", true, fx.clock);
+  fx.Advance(kBanDue + kMinute, {fx.b, fx.c});
+  Event ban = One(fx, EventKind::kBan, "a");
+  CHECK(Detail(ban, "held") == "<absent>");
+}
+
+TEST_CASE("operator unban: unbans at once with detail.operator; still out restarts the timer") {
+  BanFx fx;
+  fx.Advance(kBanDue + kMinute, {fx.b, fx.c});
+  REQUIRE(fx.det->node(fx.a).banned);
+  CHECK(fx.det->OperatorUnban("b", fx.clock) == 0);  // b is not banned
+  const Nanos at = kBanDue + 2 * kMinute;
+  fx.Advance(at, {fx.b, fx.c});
+  CHECK(fx.det->OperatorUnban("a", at) == 1);
+  INFO(fx.Dump());
+  Event unban = One(fx, EventKind::kUnban, "a");
+  CHECK(unban.time == at);
+  CHECK(Detail(unban, "operator") == "true");
+  CHECK(DetailStr(unban, "since") == FormatRfc3339Millis(kPeriodStart));
+  CHECK(unban.id == MakeEventId(kChain, "a", EventKind::kUnban, Ms(kPeriodStart)));
+  // a is still stalled: a new period starts at the unban, and a second ban
+  // follows ban_after later with its own id.
+  CHECK(fx.det->node(fx.a).period_open);
+  CHECK(fx.det->node(fx.a).period_start == at);
+  fx.Advance(at + 30 * kMinute + kMinute, {fx.b, fx.c});
+  auto bans = fx.Of(EventKind::kBan, "a");
+  REQUIRE(bans.size() == 2u);
+  std::sort(bans.begin(), bans.end(), EventLess);
+  CHECK(bans[1].time == at + 30 * kMinute);
+  CHECK(bans[1].id == MakeEventId(kChain, "a", EventKind::kBan, Ms(at)));
+}

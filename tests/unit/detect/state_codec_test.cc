@@ -11,6 +11,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <string>
@@ -811,4 +812,46 @@ TEST_CASE("state: damaged bytes never crash the decoder or the detector") {
   }
   CHECK(failed > 0);
   CHECK(decoded > 0);
+}
+
+TEST_CASE("state: operator holds and the delivery fields survive the round trip") {
+  World w(AllNodes());
+  Before(w);
+  w.det->SetHold("cosmos/val-a", true, kNoTime);
+  w.det->SetHold("node-e", true, kNoTime);
+  std::string json = EncodeState(*w.det);
+  CHECK(json.find("\"holds\":[\"cosmos/val-a\",\"node-e\"]") != std::string::npos);
+  CHECK(json.find("\"ban_held_rail\":\"") != std::string::npos);
+  CHECK(json.find("\"failed_at\":") != std::string::npos);
+  World fresh(AllNodes());
+  auto r = DecodeState(json, fresh.det.get());
+  REQUIRE_MESSAGE(r.has_value(), r.error().message);
+  CHECK(fresh.det->holds() == w.det->holds());
+  CHECK(fresh.Node("node-d").ban_held_rail == w.Node("node-d").ban_held_rail);
+  CHECK(fresh.Node("node-d").failed_at == w.Node("node-d").failed_at);
+  CHECK(fresh.Node("node-d").failed_at != kNoTime);
+  CHECK(EncodeState(*fresh.det) == json);
+}
+
+TEST_CASE("state: a checkpoint written before the delivery fields existed still decodes") {
+  const Snapshot& snap = TheSnapshot();
+  std::string old = snap.json;
+  for (const char* key : {"\"failed_at\":", "\"ban_held_rail\":", "\"double_sign_at\":",
+                          "\"double_sign_critical\":", "\"double_sign_reason\":"}) {
+    // Drop every ,"key":value (values here are null, numbers, booleans or
+    // plain strings without commas).
+    for (size_t p = old.find(key); p != std::string::npos; p = old.find(key)) {
+      size_t start = p - 1;  // the comma before
+      size_t end = old.find_first_of(",}", p + std::strlen(key) + 1);
+      if (old[p + std::strlen(key)] == '"') end = old.find('"', p + std::strlen(key) + 1) + 1;
+      old.erase(start, end - start);
+    }
+  }
+  old = ReplaceFirst(old, ",\"holds\":[]", "");
+  CHECK(old.find("failed_at") == std::string::npos);
+  World fresh(AllNodes());
+  auto r = DecodeState(old, fresh.det.get());
+  REQUIRE_MESSAGE(r.has_value(), r.error().message);
+  CHECK(fresh.Node("node-c").banned);
+  CHECK(fresh.det->holds().empty());
 }
