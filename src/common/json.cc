@@ -1,13 +1,13 @@
 #include "common/json.h"
 
 namespace qw {
-namespace {
-
-// Length of the valid UTF-8 sequence starting at s[i], or 0 if invalid.
-size_t Utf8SeqLen(std::string_view s, size_t i) {
+size_t Utf8SeqLen(std::string_view s, size_t i, uint32_t* code_point) {
   auto b = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
   unsigned char c = b(i);
-  if (c < 0x80) return 1;
+  if (c < 0x80) {
+    if (code_point != nullptr) *code_point = c;
+    return 1;
+  }
   size_t n;
   uint32_t cp;
   if ((c & 0xE0) == 0xC0) {
@@ -31,10 +31,9 @@ size_t Utf8SeqLen(std::string_view s, size_t i) {
       cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
     return 0;
   }
+  if (code_point != nullptr) *code_point = cp;
   return n;
 }
-
-}  // namespace
 
 bool IsValidUtf8(std::string_view s) {
   for (size_t i = 0; i < s.size();) {

@@ -13,6 +13,10 @@ namespace qw {
 void AppendJsonString(std::string& out, std::string_view s);
 std::string JsonString(std::string_view s);
 
+// Length of the well-formed UTF-8 sequence at s[i] (1-4), or 0 when there
+// is none; `code_point` (optional) receives its value. REQUIRES: i < size.
+size_t Utf8SeqLen(std::string_view s, size_t i, uint32_t* code_point = nullptr);
+
 // True when `s` is well-formed UTF-8.
 bool IsValidUtf8(std::string_view s);
 

@@ -37,7 +37,12 @@ void JsonlSink::Write(const Event& e) {
   buf_.clear();
   AppendEventJson(buf_, e);
   buf_.push_back('\n');
-  std::fwrite(buf_.data(), 1, buf_.size(), f_);
+  counters_.received->fetch_add(1, std::memory_order_relaxed);
+  if (std::fwrite(buf_.data(), 1, buf_.size(), f_) == buf_.size()) {
+    counters_.processed->fetch_add(1, std::memory_order_relaxed);
+  } else {
+    counters_.errors->fetch_add(1, std::memory_order_relaxed);
+  }
 }
 
 void TextSink::Write(const Event& e) {

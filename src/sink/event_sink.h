@@ -7,16 +7,27 @@
 #include <vector>
 
 #include "common/event.h"
+#include "common/metrics.h"
 #include "detect/detector.h"
+#include "sink/status.h"
 
 namespace qw::sink {
 
 class EventSink {
  public:
   virtual ~EventSink() = default;
-  // Called in output order from the detector's thread.
+  // Called in output order from the detector's thread. Must not block on
+  // the network or a slow disk: delivering sinks queue and return.
   virtual void Write(const Event& e) = 0;
+  // After a group of writes (detector's thread).
   virtual void Flush() {}
+  // A state snapshot, about once a second and after batches with events
+  // (detector's thread). Level-triggered sinks work from these.
+  virtual void OnStatus(const Status& status) { (void)status; }
+  // Shutdown: finish what can be finished quickly, keep the rest for the
+  // next start. Called once, after the last Write, from the thread that
+  // created the sink.
+  virtual void Close() {}
 };
 
 // Buffers events and releases them ordered by (time, chain, node, kind)
@@ -39,14 +50,17 @@ class EventOrderer : public detect::EventOutput {
 };
 
 // One JSON object per line (the events contract). Does not own `f`.
+// Counts events received and written (processed) or failed (errors).
 class JsonlSink : public EventSink {
  public:
-  explicit JsonlSink(std::FILE* f) : f_(f) {}
+  explicit JsonlSink(std::FILE* f, ComponentCounters counters = ComponentCounters::Detached())
+      : f_(f), counters_(counters) {}
   void Write(const Event& e) override;
   void Flush() override { std::fflush(f_); }
 
  private:
   std::FILE* f_;
+  ComponentCounters counters_;
   std::string buf_;
 };
 

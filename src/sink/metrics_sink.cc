@@ -1,0 +1,381 @@
+#include "sink/metrics_sink.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <httplib.h>
+#include <netdb.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace qw::sink {
+namespace {
+
+// /healthz turns 503 when no status snapshot arrived for this long: the
+// detector thread delivers one about every second, so a gap this long means
+// the pipeline is stuck.
+constexpr Nanos kStatusStaleAfter = 30 * kSecond;
+// How long Create waits for the server thread to enter its accept loop.
+constexpr auto kStartDeadline = std::chrono::seconds(5);
+// Scrapes and probes are short; a few workers keep a slow or idle keep-alive
+// client from starving the kubelet's probes. An idle keep-alive connection
+// holds a worker (and Close) for up to kKeepAliveSeconds, a client that
+// sends its request slowly for up to kReadTimeoutSeconds: scrapers come
+// back every 10 s or more, so keeping connections longer gains nothing.
+constexpr size_t kServerThreads = 4;
+constexpr time_t kKeepAliveSeconds = 1;
+constexpr time_t kReadTimeoutSeconds = 3;
+constexpr size_t kMaxRequestBody = 64 * 1024;
+
+constexpr std::string_view kMetricsContentType = "text/plain; version=0.0.4; charset=utf-8";
+
+struct ListenAddress {
+  std::string host;  // without IPv6 brackets
+  int port = 0;
+};
+
+// "host:port", "[v6]:port" or ":port" (all addresses). False when malformed.
+bool ParseListen(std::string_view s, ListenAddress* out) {
+  size_t colon = s.rfind(':');
+  if (colon == std::string_view::npos) return false;
+  std::string_view host = s.substr(0, colon);
+  std::string_view port = s.substr(colon + 1);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  } else if (host.find(':') != std::string_view::npos) {
+    return false;  // an IPv6 address needs brackets
+  }
+  if (port.empty() || port.size() > 5) return false;
+  int p = 0;
+  for (char c : port) {
+    if (c < '0' || c > '9') return false;
+    p = p * 10 + (c - '0');
+  }
+  if (p > 65535) return false;
+  out->host = host.empty() ? "0.0.0.0" : std::string(host);
+  out->port = p;
+  return true;
+}
+
+// Why binding `host` failed, for the operator. `bind_errno` is errno as the
+// failed bind left it (0 when nothing set it).
+std::string BindFailureReason(const std::string& host, int bind_errno) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* result = nullptr;
+  int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &result);
+  if (rc != 0) return "cannot resolve '" + host + "': " + ::gai_strerror(rc);
+  ::freeaddrinfo(result);
+  if (bind_errno != 0) return std::strerror(bind_errno);
+  return "bind or listen failed";
+}
+
+double Bool(bool b) { return b ? 1 : 0; }
+
+}  // namespace
+
+struct MetricsSink::Impl {
+  // Set in Create, then read-only (any thread).
+  std::string listen;  // as configured, for messages
+  Metrics* metrics = nullptr;
+  const Clock* clock = nullptr;
+  std::function<void(const std::string&)> log;
+  ComponentCounters counters;
+  int port = 0;
+
+  // Used when the context has no registry (tests of other parts, replay).
+  Metrics own_metrics;
+
+  // The server: routes are set up in Create; then its own thread runs the
+  // accept loop and its pool (kServerThreads) runs the handlers, which only
+  // read the atomics below and render the registry. stop() may come from any
+  // thread. httplib writes to sockets without MSG_NOSIGNAL: the process must
+  // ignore SIGPIPE (app/run.cc does), or a scraper that hangs up mid-answer
+  // kills it.
+  httplib::Server server;
+  std::thread thread;                      // owned by the creating thread
+  std::atomic<bool> loop_returned{false};  // set by `thread` when the loop ends
+  std::atomic<bool> closing{false};        // Close has begun
+  bool closed = false;                     // creating thread only
+
+  // Written by the detector thread (OnStatus), read by the handlers. Plain
+  // atomics: a handler never waits for the detector, nor the reverse.
+  std::atomic<Nanos> last_status_at{kNoTime};  // ctx.clock time of the last OnStatus
+  std::atomic<Nanos> started_at{0};            // ctx.clock time of Create
+  std::atomic<bool> caught_up{false};          // sticky once a caught-up status came
+
+  // Detector thread only (Write): the events_total cell of each
+  // (event, severity, chain), so registration takes the registry's lock once
+  // per label set, not once per event.
+  std::map<std::string, std::atomic<uint64_t>*, std::less<>> event_cells;
+  std::string event_key;  // scratch for the lookup
+
+  void Serve();
+  void Stop();
+  void PublishStatus(const Status& status);
+  void HandleMetrics(httplib::Response& res);
+  void HandleHealthz(httplib::Response& res) const;
+  void HandleReadyz(httplib::Response& res) const;
+};
+
+Result<std::unique_ptr<MetricsSink>> MetricsSink::Create(const SinkConfig& config,
+                                                         const SinkContext& ctx) {
+  auto impl = std::make_unique<Impl>();
+  const std::string where = config.file + ":" + std::to_string(config.line);
+  impl->listen = config.listen;
+  impl->metrics = ctx.metrics != nullptr ? ctx.metrics : &impl->own_metrics;
+  impl->clock = ctx.clock != nullptr ? ctx.clock : SystemClock::Get();
+  impl->log = ctx.log;
+  impl->counters = ComponentCounters::For(impl->metrics, "sink", "metrics");
+  impl->started_at.store(impl->clock->Now());
+
+  ListenAddress addr;
+  if (!ParseListen(config.listen, &addr)) {
+    return Fail(where + ": cannot listen on " + config.listen +
+                ": expected host:port (port 0-65535)");
+  }
+
+  Impl* p = impl.get();
+  httplib::Server& s = impl->server;
+  s.new_task_queue = [] { return new httplib::ThreadPool(kServerThreads); };
+  // SO_REUSEADDR only: a restart may bind over TIME_WAIT connections, but a
+  // port someone listens on is refused (httplib's default SO_REUSEPORT would
+  // let a second instance share it silently). Close-on-exec, so programs
+  // the ban sink runs never inherit the listening socket.
+  s.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    ::fcntl(sock, F_SETFD, ::fcntl(sock, F_GETFD) | FD_CLOEXEC);
+  });
+  s.set_keep_alive_timeout(kKeepAliveSeconds);
+  s.set_read_timeout(kReadTimeoutSeconds);
+  s.set_payload_max_length(kMaxRequestBody);
+  s.Get("/metrics",
+        [p](const httplib::Request&, httplib::Response& res) { p->HandleMetrics(res); });
+  s.Get("/healthz",
+        [p](const httplib::Request&, httplib::Response& res) { p->HandleHealthz(res); });
+  s.Get("/readyz", [p](const httplib::Request&, httplib::Response& res) { p->HandleReadyz(res); });
+  s.set_exception_handler([p](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
+    p->counters.errors->fetch_add(1, std::memory_order_relaxed);
+    res.status = 500;
+    res.set_content("internal error\n", "text/plain; charset=utf-8");
+  });
+
+  // Bind (and listen) here, synchronously, so a bad or used address fails
+  // the start instead of a thread later.
+  errno = 0;
+  bool bound;
+  if (addr.port == 0) {
+    int port = s.bind_to_any_port(addr.host);
+    bound = port > 0;
+    impl->port = port;
+  } else {
+    bound = s.bind_to_port(addr.host, addr.port);
+    impl->port = addr.port;
+  }
+  if (!bound) {
+    int bind_errno = errno;
+    return Fail(where + ": cannot listen on " + config.listen + ": " +
+                BindFailureReason(addr.host, bind_errno));
+  }
+
+  impl->thread = std::thread([p] { p->Serve(); });
+  // stop() is a no-op until the accept loop runs: wait for it, so Close
+  // never races the thread's start.
+  auto deadline = std::chrono::steady_clock::now() + kStartDeadline;
+  while (!s.is_running() && !impl->loop_returned.load()) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      impl->Stop();
+      return Fail(where + ": cannot listen on " + config.listen +
+                  ": the server thread did not start");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  if (impl->loop_returned.load()) {
+    impl->Stop();
+    return Fail(where + ": cannot listen on " + config.listen + ": the server stopped at once");
+  }
+  if (impl->log) {
+    bool v6 = addr.host.find(':') != std::string::npos;
+    impl->log(fmt::format("metrics: listening on {}{}{}:{}", v6 ? "[" : "", addr.host,
+                          v6 ? "]" : "", impl->port));
+  }
+  return std::unique_ptr<MetricsSink>(new MetricsSink(std::move(impl)));
+}
+
+MetricsSink::MetricsSink(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+MetricsSink::~MetricsSink() { Close(); }
+
+int MetricsSink::port() const { return impl_->port; }
+
+void MetricsSink::Write(const Event& e) {
+  Impl& m = *impl_;
+  m.counters.received->fetch_add(1, std::memory_order_relaxed);
+  std::string_view kind = EventKindName(e.kind);
+  std::string_view severity = SeverityName(e.severity);
+  // Kind and severity names hold no '\x1f'; the chain comes last.
+  m.event_key.clear();
+  m.event_key.append(kind).push_back('\x1f');
+  m.event_key.append(severity).push_back('\x1f');
+  m.event_key.append(e.chain);
+  auto it = m.event_cells.find(m.event_key);
+  if (it == m.event_cells.end()) {
+    std::atomic<uint64_t>* cell = m.metrics->Counter(
+        "quorumwatch_events_total",
+        {{"event", std::string(kind)}, {"severity", std::string(severity)}, {"chain", e.chain}},
+        "Events decided, by kind, severity and chain.");
+    it = m.event_cells.emplace(m.event_key, cell).first;
+  }
+  it->second->fetch_add(1, std::memory_order_relaxed);
+}
+
+void MetricsSink::OnStatus(const Status& status) { impl_->PublishStatus(status); }
+
+void MetricsSink::Impl::PublishStatus(const Status& status) {
+  last_status_at.store(clock->Now(), std::memory_order_relaxed);
+  if (status.health.caught_up) caught_up.store(true, std::memory_order_relaxed);
+
+  using Series = std::vector<std::pair<MetricLabels, double>>;
+  Series height, in_consensus, since_commit, missed, ooc, stalled, banned, ban_held;
+  for (const NodeStatus& n : status.nodes) {
+    if (n.retired) continue;  // a removed file's node: its series go away
+    MetricLabels l = {{"chain", n.chain}, {"namespace", n.namespace_}, {"node", n.node}};
+    if (n.height >= 0) height.emplace_back(l, static_cast<double>(n.height));
+    in_consensus.emplace_back(l, Bool(n.in_consensus));
+    if (n.last_advance != kNoTime) {
+      // A log stamp ahead of this host's clock is not a negative age.
+      Nanos age = std::max<Nanos>(0, status.now - n.last_advance);
+      since_commit.emplace_back(l, static_cast<double>(age) / kSecond);
+    }
+    if (n.signer) missed.emplace_back(l, static_cast<double>(n.missed_total));
+    ooc.emplace_back(l, Bool(n.out_of_consensus));
+    stalled.emplace_back(l, Bool(n.stalled));
+    banned.emplace_back(l, Bool(n.banned));
+    ban_held.emplace_back(std::move(l), Bool(n.ban_held));
+  }
+  Series head, halted;
+  for (const ChainStatus& c : status.chains) {
+    MetricLabels l = {{"chain", c.name}};
+    if (c.head >= 0) head.emplace_back(l, static_cast<double>(c.head));
+    halted.emplace_back(std::move(l), Bool(c.halted));
+  }
+  const HealthStatus& h = status.health;
+  auto one = [](double v) { return Series{{MetricLabels{}, v}}; };
+
+  Metrics& r = *metrics;
+  r.SetFamily("quorumwatch_node_height", "gauge", "Last committed height of the node.",
+              std::move(height));
+  r.SetFamily("quorumwatch_node_in_consensus", "gauge",
+              "1 when the node has a height and is neither out of consensus, syncing nor retired.",
+              std::move(in_consensus));
+  r.SetFamily("quorumwatch_node_seconds_since_commit", "gauge",
+              "Seconds from the node's last height advance to the latest status snapshot.",
+              std::move(since_commit));
+  r.SetFamily("quorumwatch_missed_precommits_total", "counter",
+              "Precommits the node missed since it was first seen (signers only).",
+              std::move(missed));
+  r.SetFamily("quorumwatch_node_out_of_consensus", "gauge", "1 while the node is out of consensus.",
+              std::move(ooc));
+  r.SetFamily("quorumwatch_node_stalled", "gauge",
+              "1 while the node's height has not advanced for stall_after.", std::move(stalled));
+  r.SetFamily("quorumwatch_node_banned", "gauge", "1 while the node is banned.", std::move(banned));
+  r.SetFamily("quorumwatch_node_ban_held", "gauge",
+              "1 while a ban that is due is held back by a safety rail or an operator hold.",
+              std::move(ban_held));
+  r.SetFamily("quorumwatch_chain_head_height", "gauge",
+              "Highest height committed by any node of the chain that this instance reads.",
+              std::move(head));
+  r.SetFamily("quorumwatch_chain_halted", "gauge", "1 while the chain is halted.",
+              std::move(halted));
+  r.SetFamily("quorumwatch_bytes_behind", "gauge", "Bytes not yet read over all input files.",
+              one(static_cast<double>(h.bytes_behind)));
+  r.SetFamily("quorumwatch_files_behind", "gauge", "Input files not yet read to their end.",
+              one(static_cast<double>(h.files_behind)));
+  r.SetFamily("quorumwatch_input_outage", "gauge",
+              "1 while no stream has produced a line for input_outage_after.",
+              one(Bool(h.input_outage)));
+  r.SetFamily("quorumwatch_ban_outbox_pending", "gauge",
+              "Ban decisions written to the outbox and not yet acknowledged.",
+              one(static_cast<double>(h.ban_outbox_pending)));
+  r.SetFamily("quorumwatch_caught_up", "gauge",
+              "1 once every input file was read to its end since start.", one(Bool(h.caught_up)));
+}
+
+void MetricsSink::Impl::HandleMetrics(httplib::Response& res) {
+  // Render holds the registry's lock only while it formats; the detector
+  // thread's SetFamily calls wait at most that long.
+  res.set_content(metrics->Render(), std::string(kMetricsContentType));
+  counters.processed->fetch_add(1, std::memory_order_relaxed);
+}
+
+void MetricsSink::Impl::HandleHealthz(httplib::Response& res) const {
+  Nanos now = clock->Now();
+  Nanos last = last_status_at.load(std::memory_order_relaxed);
+  Nanos since = last != kNoTime ? last : started_at.load(std::memory_order_relaxed);
+  Nanos age = now - since;
+  if (age <= kStatusStaleAfter) {
+    res.set_content("ok\n", "text/plain; charset=utf-8");
+    return;
+  }
+  res.status = 503;
+  std::string reason =
+      last != kNoTime
+          ? fmt::format("no status snapshot for {}s: the pipeline is stuck\n", age / kSecond)
+          : fmt::format("no status snapshot since start {}s ago: the pipeline is stuck\n",
+                        age / kSecond);
+  res.set_content(reason, "text/plain; charset=utf-8");
+}
+
+void MetricsSink::Impl::HandleReadyz(httplib::Response& res) const {
+  if (caught_up.load(std::memory_order_relaxed)) {
+    res.set_content("ok\n", "text/plain; charset=utf-8");
+    return;
+  }
+  res.status = 503;
+  res.set_content("catching up\n", "text/plain; charset=utf-8");
+}
+
+void MetricsSink::Impl::Serve() {
+  bool ok = server.listen_after_bind();
+  loop_returned.store(true);
+  if (!closing.load()) {
+    // The accept loop ended by itself: scrapes stop being answered.
+    counters.errors->fetch_add(1, std::memory_order_relaxed);
+    if (log) log("metrics: server on " + listen + " stopped" + (ok ? "" : " on an error"));
+  }
+}
+
+void MetricsSink::Impl::Stop() {
+  closing.store(true);
+  if (!thread.joinable()) return;
+  // stop() only acts on a running loop; the loop may still be starting.
+  while (!loop_returned.load()) {
+    if (server.is_running()) {
+      server.stop();
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  thread.join();
+}
+
+void MetricsSink::Close() {
+  if (impl_->closed) return;
+  impl_->closed = true;
+  impl_->Stop();
+}
+
+}  // namespace qw::sink
