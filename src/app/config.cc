@@ -227,6 +227,7 @@ Result<void> LoadSinks(const std::string& path, const YAML::Node& n, Config* c) 
   for (const auto& s : n) {
     SinkConfig sc;
     sc.line = static_cast<int>(s.Mark().line) + 1;
+    sc.file = path;
     if (!s.IsMap() || !s["type"]) return Fail(Where(path, s) + "a sink needs a 'type'");
     sc.type = s["type"].as<std::string>();
     if (sc.type == "jsonl") {
@@ -234,12 +235,24 @@ Result<void> LoadSinks(const std::string& path, const YAML::Node& n, Config* c) 
       sc.path = "/dev/stdout";
       QW_TRY(yamlutil::GetString(path, s, "path", &sc.path));
     } else if (sc.type == "alertmanager") {
-      QW_TRY(yamlutil::CheckKeys(path, s, {"type", "urls", "resend_interval", "labels"}));
+      QW_TRY(yamlutil::CheckKeys(
+          path, s, {"type", "urls", "resend_interval", "labels", "timeout", "generator_url"}));
       auto urls = StringList(path, s, "urls");
       if (!urls) return tl::unexpected(urls.error());
       sc.urls = *urls;
       if (sc.urls.empty()) return Fail(Where(path, s) + "an alertmanager sink needs 'urls'");
       QW_TRY(yamlutil::GetDuration(path, s, "resend_interval", &sc.resend_interval));
+      QW_TRY(yamlutil::GetDuration(path, s, "timeout", &sc.timeout));
+      QW_TRY(yamlutil::GetString(path, s, "generator_url", &sc.generator_url));
+      for (const auto& u : sc.urls) {
+        if (u.rfind("http://", 0) != 0 && u.rfind("https://", 0) != 0) {
+          return Fail(Where(path, s["urls"]) + "alertmanager url '" + u +
+                      "' must start with http:// or https://");
+        }
+      }
+      if (sc.resend_interval < kSecond) {
+        return Fail(Where(path, s["resend_interval"]) + "'resend_interval' must be at least 1s");
+      }
       if (const auto& l = s["labels"]) {
         if (!l.IsMap()) return Fail(Where(path, l) + "'labels' must be a map");
         for (const auto& kv : l) sc.labels[kv.first.as<std::string>()] = kv.second.as<std::string>();
@@ -265,10 +278,24 @@ Result<void> LoadSinks(const std::string& path, const YAML::Node& n, Config* c) 
       if (sc.action == "exec" && sc.command.empty()) {
         return Fail(Where(path, s) + "an exec ban sink needs 'command'");
       }
+      if (!sc.secret_file.empty() && !sc.secret_env.empty()) {
+        return Fail(Where(path, s) + "give 'secret_file' or 'secret_env', not both");
+      }
+      if (!sc.url.empty() && sc.url.rfind("http://", 0) != 0 && sc.url.rfind("https://", 0) != 0) {
+        return Fail(Where(path, s["url"]) + "ban url '" + sc.url +
+                    "' must start with http:// or https://");
+      }
     } else if (sc.type == "metrics") {
       QW_TRY(yamlutil::CheckKeys(path, s, {"type", "listen"}));
       sc.listen = "0.0.0.0:9464";
       QW_TRY(yamlutil::GetString(path, s, "listen", &sc.listen));
+      size_t colon = sc.listen.rfind(':');
+      std::string port = colon == std::string::npos ? "" : sc.listen.substr(colon + 1);
+      if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
+          std::stoi(port) > 65535) {
+        return Fail(Where(path, s["listen"]) + "'listen' must be host:port (port 0-65535), not '" +
+                    sc.listen + "'");
+      }
     } else {
       return Fail(Where(path, s["type"]) + "unknown sink type '" + sc.type +
                   "' (known: jsonl, alertmanager, ban, metrics)");

@@ -14,6 +14,7 @@
 #include "common/result.h"
 #include "common/time.h"
 #include "detect/thresholds.h"
+#include "sink/sink_config.h"
 
 namespace qw::app {
 
@@ -62,21 +63,7 @@ struct NodeConfig {
   int line = 0;
 };
 
-struct SinkConfig {
-  std::string type;  // jsonl | alertmanager | ban | metrics
-  std::string path;  // jsonl
-  std::vector<std::string> urls;
-  Nanos resend_interval = 60 * kSecond;
-  std::map<std::string, std::string> labels;
-  std::string action;  // ban: webhook | exec
-  std::string url;
-  std::string secret_file, secret_env;
-  bool dry_run = false;
-  std::vector<std::string> command;
-  Nanos timeout = 30 * kSecond;
-  std::string listen;
-  int line = 0;
-};
+using sink::SinkConfig;
 
 struct Config {
   std::string path;

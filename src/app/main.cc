@@ -4,6 +4,7 @@
 
 #include <cstdio>
 
+#include "app/bans_cmd.h"
 #include "app/patterns_cmd.h"
 #include "app/replay.h"
 #include "app/run.h"
@@ -55,6 +56,30 @@ int main(int argc, char** argv) {
   pe->add_option("-c,--config", export_config, "configuration naming the chain's family");
   pe->add_option("--patterns", patterns_dir, "pattern folder instead of the built-in one");
 
+  qw::app::BansArgs bans;
+  auto* bc = app.add_subcommand("bans", "list bans, hold, release or unban a node (state directory)");
+  bc->require_subcommand(1);
+  std::vector<CLI::App*> bans_cmds;
+  for (const char* op : {"list", "hold", "release", "unban"}) {
+    const char* help = std::string(op) == "list"      ? "bans, held bans and undelivered decisions"
+                       : std::string(op) == "hold"    ? "no ban for NODE until released"
+                       : std::string(op) == "release" ? "undo a hold (a due ban is decided again)"
+                                                      : "unban NODE now (an unban decision)";
+    auto* sc = bc->add_subcommand(op, help);
+    sc->add_option("-c,--config", bans.config_path, "configuration file (its state_dir)");
+    sc->add_option("--state-dir", bans.state_dir, "state directory instead of -c");
+    if (std::string(op) == "list") {
+      sc->add_option("--format", bans.format, "text or json")
+          ->check(CLI::IsMember({"text", "json"}))
+          ->default_val("text");
+    } else {
+      sc->add_option("node", bans.node, "pod, namespace/pod or chain|namespace/pod")->required();
+      sc->add_option("--wait", bans.wait_seconds, "seconds to wait for the running instance")
+          ->default_val(10);
+    }
+    bans_cmds.push_back(sc);
+  }
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -63,6 +88,12 @@ int main(int argc, char** argv) {
   }
   if (rc->parsed()) return qw::app::RunReplay(replay);
   if (runc->parsed()) return qw::app::RunLive(run);
+  for (auto* sc : bans_cmds) {
+    if (sc->parsed()) {
+      bans.op = sc->get_name();
+      return qw::app::RunBans(bans);
+    }
+  }
   if (pt->parsed()) return qw::app::RunPatternsTest(pattern_files, patterns_dir);
   if (pe->parsed()) {
     return qw::app::RunPatternsExport(export_chain, export_format, patterns_dir, export_config);

@@ -13,19 +13,27 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <mutex>
+#include <set>
 #include <memory>
 #include <simdjson.h>
 #include <sstream>
 #include <thread>
 
 #include "app/config.h"
+#include "app/control.h"
 #include "app/names.h"
 #include "app/replay.h"
+#include "common/clock.h"
 #include "common/json.h"
+#include "common/metrics.h"
 #include "detect/detector.h"
 #include "detect/state_codec.h"
 #include "pipeline/pipeline.h"
+#include "sink/alertmanager_sink.h"
+#include "sink/ban_sink.h"
 #include "sink/event_sink.h"
+#include "sink/metrics_sink.h"
 #include "source/file_tailer.h"
 
 namespace qw::app {
@@ -69,15 +77,33 @@ std::string FieldAt(std::string_view text, int index) {
                                                                        : end - start));
 }
 
+// What the reading side (main thread) tells the detector side, and the
+// counters both update. Lives for one configuration life.
+struct RunShared {
+  // Health, written by the main thread, read by the consumer thread.
+  std::atomic<bool> caught_up{false};  // sticky once every file was read to its end
+  std::atomic<bool> input_outage{false};
+  std::atomic<Nanos> last_input{kNoTime};
+  std::atomic<uint64_t> bytes_behind{0}, files_behind{0}, lines_cut{0}, lines_rejected{0};
+  // Operator requests, handed from the main thread to the consumer thread.
+  std::mutex mu;
+  std::vector<ControlRequest> requests;  // guarded by mu
+  // Telemetry (the registry outlives reloads).
+  Metrics* metrics = nullptr;
+  ComponentCounters source, match, detect;
+  std::atomic<int64_t>* queue_depth = nullptr;
+};
+
 // ---------------------------------------------------------------------------
 // Detector side (the pipeline's consumer thread).
 
 class LiveConsumer {
  public:
   LiveConsumer(const Config& config, const match::Registry& registry,
-               std::vector<sink::EventSink*> sinks)
-      : config_(config), registry_(registry), orderer_(std::move(sinks)),
-        detector_({}, &orderer_) {}
+               std::vector<sink::EventSink*> sinks, std::vector<sink::BanSink*> ban_sinks,
+               RunShared* shared)
+      : config_(config), registry_(registry), sinks_(sinks), ban_sinks_(std::move(ban_sinks)),
+        shared_(shared), orderer_(std::move(sinks)), detector_({}, &orderer_) {}
 
   // Checkpoint restore: chains first, then the detector's state (nodes wait
   // until their streams start), then the file positions for the tailers.
@@ -127,6 +153,7 @@ class LiveConsumer {
   // not yet read to their end, as replay's merge does; once every stream is
   // at its end, the latest time (and the wall-clock ticks) lead.
   void Consume(pipeline::Batch& b) {
+    uint64_t lines = 0, signals = 0;
     for (size_t i = 0; i < b.records.size(); ++i) {
       const pipeline::Record& r = b.records[i];
       switch (r.kind) {
@@ -171,8 +198,10 @@ class LiveConsumer {
           Tick();
           const int node = st.node;
           const Signal& s = b.signals[i];
+          ++lines;
           detector_.CountLines(node, 1, s.kind != SignalKind::kNone ? 1 : 0, 0);
           if (s.kind != SignalKind::kNone) {
+            ++signals;
             Nanos at = r.time == kNoTime ? tick_ : std::max(r.time, tick_);
             detector_.OnSignal(node, at, s, b.text(r));
           }
@@ -180,14 +209,26 @@ class LiveConsumer {
         }
       }
     }
+    shared_->match.processed->fetch_add(lines, std::memory_order_relaxed);
+    shared_->detect.received->fetch_add(signals, std::memory_order_relaxed);
+    shared_->detect.processed->fetch_add(signals, std::memory_order_relaxed);
+    bool operator_changes = ApplyRequests();
+    uint64_t before = orderer_.written();
     if (tick_ != kNoTime) orderer_.Release(tick_);
     Nanos now = WallNow();
-    if (now - last_checkpoint_ >= config_.checkpoint_interval) WriteCheckpoint(now);
+    // Level-triggered sinks hear about changes at once, else once a second.
+    if (orderer_.written() != before || operator_changes || now - last_status_ >= kSecond) {
+      SendStatus(now);
+    }
+    if (operator_changes || now - last_checkpoint_ >= config_.checkpoint_interval) {
+      WriteCheckpoint(now);
+    }
   }
 
   // At shutdown, on the consumer's thread after the last batch (Finish).
   void Close() {
     orderer_.ReleaseAll();
+    SendStatus(WallNow());
     WriteCheckpoint(WallNow());
   }
 
@@ -201,6 +242,122 @@ class LiveConsumer {
     Nanos latest = kNoTime;  // latest record time
     bool at_end = false;     // read to the end of its file (caught up)
   };
+
+  // Operator requests (`quorumwatch bans`), at the detector's time. Returns
+  // true when one changed anything.
+  bool ApplyRequests() {
+    std::vector<ControlRequest> requests;
+    {
+      std::lock_guard<std::mutex> lock(shared_->mu);
+      requests.swap(shared_->requests);
+    }
+    bool changed = false;
+    for (const auto& r : requests) {
+      Nanos now = tick_ != kNoTime ? tick_ : WallNow();
+      int known = 0;
+      for (size_t i = 0; i < detector_.node_count(); ++i) {
+        known += detector_.NodeMatches(static_cast<int>(i), r.node) ? 1 : 0;
+      }
+      std::string outcome;
+      if (r.op == "hold") {
+        detector_.SetHold(r.node, true, now);
+        outcome = "held: no ban for " + r.node + " until released" +
+                  (known == 0 ? " (no such node seen yet)" : "");
+      } else if (r.op == "release") {
+        bool was = detector_.holds().count(r.node) > 0;
+        detector_.SetHold(r.node, false, now);
+        outcome = was ? "released: " + r.node + " can be banned again"
+                      : "error: " + r.node + " was not held";
+      } else {
+        int n = detector_.OperatorUnban(r.node, now);
+        outcome = n > 0 ? "unbanned: " + r.node + " (an unban decision goes to the ban sinks)"
+                        : (known == 0 ? "error: no node " + r.node
+                                      : "error: " + r.node + " is not banned");
+      }
+      Log("operator request " + r.op + " " + r.node + ": " + outcome);
+      CompleteRequest(config_.state_dir, r, outcome);
+      changed = true;
+    }
+    return changed;
+  }
+
+  void SendStatus(Nanos now) {
+    last_status_ = now;
+    sink::Status st;
+    st.now = now;
+    st.detector_time = tick_;
+    for (size_t c = 0; c < detector_.chain_count(); ++c) {
+      const detect::ChainState& ch = detector_.chain(static_cast<int>(c));
+      sink::ChainStatus cs;
+      cs.name = ch.spec.name;
+      cs.family = ch.spec.family;
+      cs.head = ch.head;
+      cs.halted = ch.halted;
+      cs.halt_height = ch.halt_height;
+      cs.halted_at = ch.halted_at;
+      st.chains.push_back(std::move(cs));
+    }
+    for (size_t i = 0; i < detector_.node_count(); ++i) {
+      const detect::NodeState& n = detector_.node(static_cast<int>(i));
+      const detect::ChainState& ch = detector_.chain(n.spec.chain);
+      sink::NodeStatus ns;
+      ns.chain = ch.spec.name;
+      ns.family = ch.spec.family;
+      ns.namespace_ = n.spec.namespace_;
+      ns.node = n.spec.name;
+      ns.signer = n.signer || n.spec.signer;
+      ns.retired = n.retired;
+      ns.height = n.last_height;
+      ns.last_advance = n.last_advance;
+      ns.syncing = n.syncing;
+      ns.in_consensus = !n.retired && !n.ooc && !n.syncing && n.last_height >= 0;
+      ns.stalled = n.stalled && !ch.halted;
+      if (ns.stalled && n.stall_base != kNoTime) {
+        ns.stalled_since = n.stall_base + n.spec.thresholds.stall_after;
+      }
+      ns.out_of_consensus = n.ooc;
+      ns.out_of_consensus_since = n.ooc_since;
+      ns.out_of_consensus_reason = n.ooc_reason;
+      ns.consensus_failure = n.failed;
+      ns.consensus_failure_at = n.failed_at;
+      ns.consensus_failure_height = n.failed_height;
+      ns.missed_in_window = n.missed_in_window;
+      ns.missed_window = n.spec.thresholds.missed_window;
+      ns.missed_max = n.spec.thresholds.missed_max;
+      ns.missed_total = n.missed_total;
+      ns.double_sign_at = n.double_sign_at;
+      ns.double_sign = n.double_sign_at != kNoTime;
+      ns.double_sign_critical = n.double_sign_critical;
+      ns.double_sign_reason = n.double_sign_reason;
+      ns.double_sign_height = n.last_double_sign_height;
+      ns.banned = n.banned;
+      ns.banned_at = n.banned_at;
+      ns.ban_held = n.ban_held && !n.banned && n.period_open;
+      ns.ban_held_rail = n.ban_held_rail;
+      ns.period_start = n.period_open ? n.period_start : kNoTime;
+      ns.validator = n.validator.empty() ? n.spec.validator_address : n.validator;
+      for (const auto& ref : detector_.holds()) {
+        ns.operator_hold = ns.operator_hold || detector_.NodeMatches(static_cast<int>(i), ref);
+      }
+      st.nodes.push_back(std::move(ns));
+    }
+    sink::HealthStatus& h = st.health;
+    h.caught_up = shared_->caught_up.load();
+    h.input_outage = shared_->input_outage.load();
+    h.last_input = shared_->last_input.load();
+    h.bytes_behind = shared_->bytes_behind.load();
+    h.files_behind = shared_->files_behind.load();
+    h.lines_cut = shared_->lines_cut.load();
+    h.lines_rejected = shared_->lines_rejected.load();
+    for (const sink::BanSink* b : ban_sinks_) {
+      h.ban_outbox_pending += b->pending();
+      Nanos oldest = b->oldest_pending();
+      if (oldest != kNoTime && (h.ban_outbox_oldest == kNoTime || oldest < h.ban_outbox_oldest)) {
+        h.ban_outbox_oldest = oldest;
+      }
+    }
+    for (sink::EventSink* s : sinks_) s->OnStatus(st);
+  }
 
   // Moves the detector's time to the watermark (never backwards).
   void Tick() {
@@ -332,8 +489,12 @@ class LiveConsumer {
 
   const Config& config_;
   const match::Registry& registry_;
+  std::vector<sink::EventSink*> sinks_;
+  std::vector<sink::BanSink*> ban_sinks_;
+  RunShared* shared_;
   sink::EventOrderer orderer_;
   detect::Detector detector_;
+  Nanos last_status_ = 0;
   std::map<uint32_t, Stream> streams_;
   std::map<std::tuple<std::string, std::string, std::string>, int> nodes_;
   std::map<std::string, std::string> chain_family_;
@@ -347,8 +508,10 @@ class LiveConsumer {
 class LiveSink : public source::TailSink {
  public:
   // `registry`: detection (Registry::Detect) happens on this thread only.
-  LiveSink(const Config& config, match::Registry& registry, pipeline::Stages* stages)
-      : config_(config), registry_(registry), stages_(stages), matchers_(registry.size()) {
+  LiveSink(const Config& config, match::Registry& registry, pipeline::Stages* stages,
+           RunShared* shared)
+      : config_(config), registry_(registry), stages_(stages), shared_(shared),
+        matchers_(registry.size()) {
     batch_ = stages_->Acquire();
   }
 
@@ -383,6 +546,8 @@ class LiveSink : public source::TailSink {
 
   void OnRecord(uint32_t id, std::string_view msg, Nanos runtime_time) override {
     last_input_ = WallNow();
+    shared_->last_input.store(last_input_, std::memory_order_relaxed);
+    shared_->source.received->fetch_add(1, std::memory_order_relaxed);
     LiveStream& s = streams_[id];
     if (s.detecting) {
       s.held.emplace_back(std::string(msg), runtime_time);
@@ -426,8 +591,10 @@ class LiveSink : public source::TailSink {
                           "; node stalls are not judged until lines arrive again");
         outage_ = true;
       } else {
+        if (outage_) Log("input resumed");
         outage_ = false;
       }
+      shared_->input_outage.store(outage_);
       AppendMeta(0, pipeline::RecordKind::kTick, "", tick);
     }
     Flush();
@@ -435,6 +602,9 @@ class LiveSink : public source::TailSink {
 
   void Flush() {
     if (batch_->records.empty()) return;
+    shared_->source.processed->fetch_add(lines_in_batch_, std::memory_order_relaxed);
+    shared_->match.received->fetch_add(lines_in_batch_, std::memory_order_relaxed);
+    lines_in_batch_ = 0;
     stages_->Dispatch(batch_);
     batch_ = stages_->Acquire();
   }
@@ -523,6 +693,7 @@ class LiveSink : public source::TailSink {
     batch_->arena.append(msg);
     batch_->arena.push_back('\n');
     batch_->records.push_back(r);
+    ++lines_in_batch_;
     if (batch_->arena.size() >= kBatchBytes || batch_->records.size() >= kBatchRecords) Flush();
   }
 
@@ -543,7 +714,9 @@ class LiveSink : public source::TailSink {
   const Config& config_;
   match::Registry& registry_;
   pipeline::Stages* stages_;
+  RunShared* shared_;
   pipeline::Batch* batch_ = nullptr;
+  uint64_t lines_in_batch_ = 0;
   std::map<uint32_t, LiveStream> streams_;
   std::vector<std::unique_ptr<match::FamilyMatcher>> matchers_;
   Nanos started_ = WallNow();
@@ -588,37 +761,77 @@ Result<Loaded> Load(const RunArgs& args) {
 enum class Outcome { kStop, kReload, kError };
 
 // One life of the pipeline with one configuration.
-Outcome RunWith(const RunArgs& args, Loaded& loaded, std::unique_ptr<Loaded>* next) {
+Outcome RunWith(const RunArgs& args, Loaded& loaded, std::unique_ptr<Loaded>* next,
+                Metrics* metrics) {
   const Config& config = loaded.config;
   if (::mkdir(config.state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
     Log("cannot create state_dir " + config.state_dir + ": " + std::strerror(errno));
     return Outcome::kError;
   }
+  auto lock = StateLock::Acquire(config.state_dir);
+  if (!lock) {
+    Log(lock.error().message);
+    return Outcome::kError;
+  }
+  RunShared shared;
+  shared.metrics = metrics;
+  shared.source = ComponentCounters::For(metrics, "source", "file");
+  shared.match = ComponentCounters::For(metrics, "stage", "match");
+  shared.detect = ComponentCounters::For(metrics, "stage", "detect");
+  shared.queue_depth = metrics->Gauge("quorumwatch_queue_depth", {{"queue", "batches"}},
+                                      "Line batches between the reader and the detector.");
+
   // Sinks.
+  sink::SinkContext ctx;
+  ctx.state_dir = config.state_dir;
+  ctx.metrics = metrics;
+  ctx.clock = SystemClock::Get();
+  ctx.log = [](const std::string& msg) { Log(msg); };
   std::vector<std::unique_ptr<std::FILE, int (*)(std::FILE*)>> files;
   std::vector<std::unique_ptr<sink::EventSink>> owned;
   std::vector<sink::EventSink*> sinks;
+  std::vector<sink::BanSink*> ban_sinks;
+  auto close_sinks = [&owned]() {
+    for (auto& o : owned) o->Close();
+  };
   for (const auto& s : config.sinks) {
-    if (s.type != "jsonl") {
-      Log(config.path + ":" + std::to_string(s.line) + ": sink type '" + s.type +
-          "' is not delivered yet (coming with the delivery work); ignored");
-      continue;
+    Result<std::unique_ptr<sink::EventSink>> made = Fail("");
+    if (s.type == "jsonl") {
+      std::FILE* f = s.path == "/dev/stdout" || s.path == "-" ? stdout : std::fopen(s.path.c_str(), "a");
+      if (f == nullptr) {
+        made = Fail(s.path + ": cannot open for appending: " + std::strerror(errno));
+      } else {
+        if (f != stdout) files.emplace_back(f, &std::fclose);
+        made = std::unique_ptr<sink::EventSink>(std::make_unique<sink::JsonlSink>(
+            f, ComponentCounters::For(metrics, "sink", "jsonl")));
+      }
+    } else if (s.type == "alertmanager") {
+      made = sink::AlertmanagerSink::Create(s, ctx);
+    } else if (s.type == "ban") {
+      auto b = sink::BanSink::Create(s, ctx);
+      if (b) ban_sinks.push_back(b->get());
+      made = b ? Result<std::unique_ptr<sink::EventSink>>(std::move(*b))
+               : tl::unexpected(b.error());
+    } else if (s.type == "metrics") {
+      made = sink::MetricsSink::Create(s, ctx);
     }
-    std::FILE* f = s.path == "/dev/stdout" || s.path == "-" ? stdout : std::fopen(s.path.c_str(), "a");
-    if (f == nullptr) {
-      Log(s.path + ": cannot open for appending: " + std::strerror(errno));
+    if (!made) {
+      Log(made.error().message);
+      close_sinks();
       return Outcome::kError;
     }
-    if (f != stdout) files.emplace_back(f, &std::fclose);
-    owned.push_back(std::make_unique<sink::JsonlSink>(f));
+    owned.push_back(std::move(*made));
     sinks.push_back(owned.back().get());
   }
-  if (sinks.empty()) {
-    owned.push_back(std::make_unique<sink::JsonlSink>(stdout));
+  bool has_jsonl = false;
+  for (const auto& s : config.sinks) has_jsonl = has_jsonl || s.type == "jsonl";
+  if (!has_jsonl) {
+    owned.push_back(std::make_unique<sink::JsonlSink>(
+        stdout, ComponentCounters::For(metrics, "sink", "jsonl")));
     sinks.push_back(owned.back().get());
   }
 
-  LiveConsumer consumer(config, *loaded.registry, sinks);
+  LiveConsumer consumer(config, *loaded.registry, sinks, ban_sinks, &shared);
   bool had_checkpoint = false;
   std::string cp = ReadFileText(config.state_dir + "/checkpoint.json", &had_checkpoint);
   std::vector<source::SavedPosition> saved;
@@ -656,14 +869,31 @@ Outcome RunWith(const RunArgs& args, Loaded& loaded, std::unique_ptr<Loaded>* ne
                     : static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 4u));
   pipeline::Stages stages(*loaded.registry, threads, LiveSink::kBatchBytes, LiveSink::kBatchRecords,
                           [&consumer](pipeline::Batch& b) { consumer.Consume(b); });
-  LiveSink sink(config, *loaded.registry, &stages);
+  LiveSink sink(config, *loaded.registry, &stages, &shared);
   Log("running: " + std::to_string(config.sources.size()) + " source(s), state in " +
       config.state_dir + (had_checkpoint ? " (resumed from checkpoint)" : ""));
 
   Outcome outcome = Outcome::kStop;
   Nanos last_lag_report = WallNow();
+  Nanos last_control = 0, last_health = 0;
+  std::set<std::string> taken;  // requests handed to the detector thread
+  source::TailStats published;  // tail counters already added to the metrics
   while (true) {
     if (g_stop.load()) break;
+    Nanos loop_now = WallNow();
+    if (loop_now - last_control >= 200 * kMillisecond) {
+      // Operator requests go to the detector thread with the next batch.
+      last_control = loop_now;
+      std::vector<std::string> bad;
+      auto requests = PendingRequests(config.state_dir, &bad);
+      for (const auto& b : bad) Log(b);
+      if (!requests.empty()) {
+        std::lock_guard<std::mutex> guard(shared.mu);
+        for (auto& r : requests) {
+          if (taken.insert(r.name).second) shared.requests.push_back(std::move(r));
+        }
+      }
+    }
     if (g_reload.exchange(0)) {
       auto fresh = Load(args);
       if (!fresh) {
@@ -683,21 +913,37 @@ Outcome RunWith(const RunArgs& args, Loaded& loaded, std::unique_ptr<Loaded>* ne
     }
     sink.EndOfPoll(caught_up);
     Nanos now = WallNow();
-    if (now - last_lag_report >= 30 * kSecond) {
-      // Back-pressure shows as bytes behind: the batch pool is bounded, so
-      // a slow pipeline slows reading instead of growing memory.
-      last_lag_report = now;
-      uint64_t behind = 0;
-      size_t files_behind = 0;
+    if (now - last_health >= 500 * kMillisecond) {
+      // Health and telemetry for the sinks. Back-pressure shows as bytes
+      // behind: the batch pool is bounded, so a slow pipeline slows reading
+      // instead of growing memory.
+      last_health = now;
+      uint64_t behind = 0, files_behind = 0;
+      source::TailStats total;
       for (auto& t : tailers) {
         for (const auto& lag : t->Lag()) {
           behind += lag.bytes_behind;
           files_behind += lag.bytes_behind > 0 ? 1 : 0;
         }
+        total.lines_read += t->stats().lines_read;
+        total.lines_rejected += t->stats().lines_rejected;
+        total.lines_cut += t->stats().lines_cut;
       }
-      if (behind > (1u << 20)) {
-        Log("lag: " + std::to_string(behind) + " bytes behind in " + std::to_string(files_behind) +
-            " file(s)");
+      shared.bytes_behind.store(behind);
+      shared.files_behind.store(files_behind);
+      shared.lines_cut.store(total.lines_cut);
+      shared.lines_rejected.store(total.lines_rejected);
+      if (caught_up) shared.caught_up.store(true);
+      // Rejected lines never reach the sink: received counts them here.
+      shared.source.received->fetch_add(total.lines_rejected - published.lines_rejected);
+      shared.source.dropped->fetch_add(total.lines_rejected - published.lines_rejected);
+      shared.source.errors->fetch_add(total.lines_cut - published.lines_cut);
+      published = total;
+      shared.queue_depth->store(static_cast<int64_t>(stages.in_flight()));
+      if (now - last_lag_report >= 30 * kSecond && behind > (1u << 20)) {
+        last_lag_report = now;
+        Log("lag: " + std::to_string(behind) + " bytes behind in " +
+            std::to_string(files_behind) + " file(s)");
       }
     }
     if (bytes == 0) tailers.front()->Wait(poll_interval);
@@ -705,6 +951,7 @@ Outcome RunWith(const RunArgs& args, Loaded& loaded, std::unique_ptr<Loaded>* ne
   sink.Done();
   stages.Finish();
   consumer.Close();  // the consumer thread has ended: safe here
+  close_sinks();
   g_wake_fd.store(-1);
   Log("stopped: " + std::to_string(consumer.events()) + " event(s) written");
   return outcome;
@@ -726,9 +973,10 @@ int RunLive(const RunArgs& args) {
   ::sigaction(SIGHUP, &sa, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
   auto current = std::make_unique<Loaded>(std::move(*loaded));
+  Metrics metrics;  // telemetry keeps counting across reloads
   while (true) {
     std::unique_ptr<Loaded> next;
-    Outcome o = RunWith(args, *current, &next);
+    Outcome o = RunWith(args, *current, &next, &metrics);
     if (o == Outcome::kError) return 1;
     if (o == Outcome::kStop) return 0;
     current = std::move(next);
