@@ -516,6 +516,25 @@ struct AlertmanagerSink::Impl {
     return "alertmanager: status snapshots again: firing alerts are re-sent";
   }
 
+  // While history is read (status not caught up) the detector's state is a
+  // past one: nothing is fired or resolved from it. Alerts firing before a
+  // restart keep being re-sent as they were, and the Watchdog goes on.
+  // Returns a line to log ("" for none). REQUIRES: mu held.
+  std::string KeepFiring(Nanos now) {
+    if (!evaluated && !restored.empty()) {
+      for (const auto& [key, a] : restored) {
+        firing.emplace(key, a);
+        QueueAll(a, kNoTime);
+      }
+      restored.clear();
+    }
+    last_status = now;
+    if (!stale) return "";
+    stale = false;
+    for (const auto& [key, a] : firing) QueueAll(a, kNoTime);
+    return "alertmanager: status snapshots again: firing alerts are re-sent";
+  }
+
   // --- delivery (a target's thread)
 
   void Deliver(Target& t) {
@@ -852,9 +871,13 @@ void AlertmanagerSink::Write(const Event& e) {
 void AlertmanagerSink::OnStatus(const Status& status) {
   Impl& m = *impl_;
   Nanos now = m.clock->Now();
-  std::vector<Alert> desired = m.Evaluate(status, now);
   std::string msg;
-  {
+  if (!status.health.caught_up) {
+    std::lock_guard<std::mutex> lock(m.mu);
+    if (m.closing) return;
+    msg = m.KeepFiring(now);
+  } else {
+    std::vector<Alert> desired = m.Evaluate(status, now);
     std::lock_guard<std::mutex> lock(m.mu);
     if (m.closing) return;
     msg = m.Apply(std::move(desired), now);

@@ -32,6 +32,10 @@
 // startsAt is the state's own time (stalled_since, out_of_consensus_since,
 // banned_at, ...) when it has one, else when the sink first saw the alert.
 //
+// While history is read (health.caught_up false: after a start, a restart
+// after downtime) the state is a past one: nothing fires or resolves from
+// it; alerts firing before a restart go on being re-sent as they were.
+//
 // Firing alerts are re-sent every resend_interval with endsAt = now +
 // 4 x resend_interval; a new alert is sent at once, and an alert that stops
 // firing is sent once more at once with endsAt = now (resolved), then

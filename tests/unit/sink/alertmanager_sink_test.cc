@@ -946,5 +946,30 @@ TEST_CASE("no status snapshots for long: nothing is re-sent, so the Watchdog run
   sink->Close();
 }
 
+TEST_CASE("while history is read (not caught up) nothing fires or resolves from the state") {
+  Fixture f;
+  auto sink = f.Make(f.Config());
+  NodeStatus a = Node("val-a");
+  Stall(a, kT0 - 5 * kSecond);
+  Status catching_up = f.Snap({a});
+  catching_up.health.caught_up = false;
+  sink->OnStatus(catching_up);
+  // The Watchdog goes out; the past stall does not.
+  REQUIRE(f.Wait([](const auto& r) { return Has(r, "am-1", "Watchdog", "", kT0 + kHold); }));
+  f.clock.Advance(kResend + kSecond);
+  sink->OnStatus(catching_up);
+  Nanos resend_at = f.clock.Now();
+  REQUIRE(f.Wait([&](const auto& r) {
+    return Has(r, "am-1", "Watchdog", "", resend_at + kHold);
+  }));
+  CHECK(Delivered(f.net.CopyRequests(), "am-1", "NodeStalled", "val-a").empty());
+  // Caught up, the same state fires.
+  f.clock.Advance(kSecond);
+  Nanos now = f.clock.Now();
+  sink->OnStatus(f.Snap({a}));
+  REQUIRE(f.Wait([&](const auto& r) { return Has(r, "am-1", "NodeStalled", "val-a", now + kHold); }));
+  sink->Close();
+}
+
 }  // namespace
 }  // namespace qw::sink
