@@ -973,12 +973,23 @@ int RunLive(const RunArgs& args) {
   ::sigaction(SIGHUP, &sa, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
   auto current = std::make_unique<Loaded>(std::move(*loaded));
+  std::unique_ptr<Loaded> last_good;  // the configuration before a reload
   Metrics metrics;  // telemetry keeps counting across reloads
   while (true) {
     std::unique_ptr<Loaded> next;
     Outcome o = RunWith(args, *current, &next, &metrics);
-    if (o == Outcome::kError) return 1;
+    if (o == Outcome::kError) {
+      // A reloaded configuration that cannot start (a sink's port taken, a
+      // secret missing) must not take the instance down: the one that ran
+      // before goes on. At the first start there is none: exit.
+      if (!last_good) return 1;
+      Log("reload refused, the new configuration could not start; running the previous one "
+          "again");
+      current = std::move(last_good);
+      continue;
+    }
     if (o == Outcome::kStop) return 0;
+    last_good = std::move(current);
     current = std::move(next);
   }
 }

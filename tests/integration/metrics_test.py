@@ -29,6 +29,7 @@ when anything failed. Python 3 standard library only.
 import math
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -351,6 +352,35 @@ def run_checks(t):
             status, _, _ = proc.get("/healthz")
             expect_eq(status, 200, "/healthz of the first instance afterwards")
         t.check("a used port is refused at start: exit 1, file:line and reason", used_port)
+
+        def reload_to_used_port():
+            # SIGHUP to a configuration whose metrics port is taken: the new
+            # one cannot start, the running one goes on serving.
+            busy = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                busy.bind(("127.0.0.1", 0))
+                busy.listen(1)
+                busy_port = busy.getsockname()[1]
+                n_err = len(proc.err_lines)
+                proc.write_config(stall="%ds" % STALL_S, checkpoint="1s",
+                                  extra='  - {type: metrics, listen: "127.0.0.1:%d"}\n'
+                                  % busy_port)
+                proc.signal(signal.SIGHUP)
+                proc.wait(lambda: any("running the previous one again" in l
+                                      for l in proc.err_lines[n_err:]),
+                          "the reload is refused and the previous configuration runs again")
+                expect(any("cannot listen on 127.0.0.1:%d" % busy_port in l
+                           for l in proc.err_lines[n_err:]),
+                       "the reason is logged: %r" % proc.err_lines[n_err:])
+                proc.wait(lambda: proc.get("/healthz")[0] == 200,
+                          "/healthz on the original port after the refused reload")
+                expect(proc.alive(), "the instance still runs")
+            finally:
+                busy.close()
+                proc.write_config(stall="%ds" % STALL_S, checkpoint="1s",
+                                  extra='  - {type: metrics, listen: "127.0.0.1:%d"}\n' % port)
+        t.check("a reload whose new sink cannot start keeps the previous configuration",
+                reload_to_used_port)
 
         def stall():
             last = cluster.pause(STALLER)
