@@ -856,6 +856,7 @@ Outcome RunWith(const RunArgs& args, Loaded& loaded, std::unique_ptr<Loaded>* ne
     source::ParseLogFormat(sc.format, &o.format);
     o.read_from_end = sc.read_from == "end";
     o.max_line_bytes = static_cast<size_t>(sc.max_line_bytes);
+    o.rescan_interval = sc.poll_interval;
     poll_interval = std::min(poll_interval, sc.poll_interval);
     auto t = std::make_unique<source::FileTailer>(o);
     t->set_stream_base(static_cast<uint32_t>(i) << 24);

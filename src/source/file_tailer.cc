@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 #include <algorithm>
+#include <chrono>
 #include <set>
 
 #include "common/json.h"
@@ -83,8 +84,9 @@ void FileTailer::WatchDirs() {
     std::string dir = pattern.substr(0, pattern.find_last_of('/') + 1);
     if (dir.empty()) dir = ".";
     if (dir.find_first_of("*?[") != std::string::npos) continue;  // polled only
-    ::inotify_add_watch(inotify_fd_, dir.c_str(),
-                        IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_ATTRIB);
+    int wd = ::inotify_add_watch(inotify_fd_, dir.c_str(),
+                                 IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_ATTRIB);
+    if (wd >= 0) dir_watches_.insert(wd);
   }
 }
 
@@ -329,23 +331,50 @@ size_t FileTailer::ReadFile(File& f, TailSink* sink) {
 }
 
 size_t FileTailer::Poll(TailSink* sink) {
-  Discover(sink);
+  Drain();
+  // Expanding the globs stats every candidate file: done when something
+  // other than appended data changed, or every rescan_interval, not on
+  // every write.
+  const Nanos now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                        std::chrono::steady_clock::now().time_since_epoch())
+                        .count();
+  if (rescan_ || !first_poll_done_ || inotify_fd_ < 0 ||
+      now - last_discover_ >= opt_.rescan_interval) {
+    rescan_ = false;
+    last_discover_ = now;
+    Discover(sink);
+  }
   first_poll_done_ = true;
   size_t total = 0;
   for (auto& [key, f] : files_) total += ReadFile(*f, sink);
   return total;
 }
 
+void FileTailer::Drain() {
+  // Appends (IN_MODIFY) need no more than the next
+  // Poll's reads; anything else about a folder or a file's identity
+  // (created, moved, removed, links changed, queue overflow) expands the
+  // globs again.
+  alignas(inotify_event) char events[4096];
+  if (inotify_fd_ >= 0) {
+    ssize_t n;
+    while ((n = ::read(inotify_fd_, events, sizeof events)) > 0) {
+      for (ssize_t at = 0; at < n;) {
+        const auto* ev = reinterpret_cast<const inotify_event*>(events + at);
+        if (dir_watches_.count(ev->wd) > 0 || (ev->mask & ~static_cast<uint32_t>(IN_MODIFY)) != 0) {
+          rescan_ = true;
+        }
+        at += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
+      }
+    }
+  }
+}
+
 void FileTailer::Wait(Nanos timeout) {
   struct pollfd fds[2] = {{inotify_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
   int ms = static_cast<int>(std::max<Nanos>(0, timeout / kMillisecond));
   ::poll(fds, 2, ms);
-  // Drain what woke us: the next Poll looks at everything anyway.
-  char events[4096];
-  if (inotify_fd_ >= 0) {
-    while (::read(inotify_fd_, events, sizeof events) > 0) {
-    }
-  }
+  Drain();
   uint64_t v;
   if (wake_fd_ >= 0) {
     while (::read(wake_fd_, &v, sizeof v) > 0) {

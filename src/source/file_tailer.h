@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -75,6 +76,10 @@ class FileTailer {
     bool read_from_end = true;  // files present at the first start
     size_t max_line_bytes = 1 << 20;
     size_t max_bytes_per_poll = 4 << 20;  // per file, for fairness
+    // The globs are expanded again (new, renamed and removed files) when
+    // inotify reports a change of a watched folder or of a file's identity,
+    // and at least this often (file systems where inotify is silent).
+    Nanos rescan_interval = 250 * kMillisecond;
   };
   explicit FileTailer(Options opt);
   ~FileTailer();
@@ -93,6 +98,8 @@ class FileTailer {
   // Wake() is called.
   void Wait(Nanos timeout);
   void Wake();
+  // Reads pending inotify events without blocking (Poll and Wait call it).
+  void Drain();
   // The descriptor Wake() writes to (a signal handler may write 8 bytes to it).
   int wake_fd() const { return wake_fd_; }
   // Stream ids start at `base` (several tailers feed one pipeline).
@@ -118,6 +125,9 @@ class FileTailer {
   std::vector<SavedPosition> saved_;
   bool restored_ = false;
   bool first_poll_done_ = false;
+  bool rescan_ = true;            // a folder or file identity changed: expand the globs
+  Nanos last_discover_ = 0;       // steady clock of the last expansion
+  std::set<int> dir_watches_;     // inotify watches of include folders
   uint32_t next_stream_ = 0;
   int inotify_fd_ = -1;
   int wake_fd_ = -1;

@@ -883,6 +883,10 @@ def check_restart_graceful(t):
         # (read_from: end must not skip these lines: the checkpoint rules).
         with cl.lock:
             down_ns = ns_of(datetime.datetime.now(UTC))
+            # A commit first: the writer thread may not have committed since
+            # the first failure, and a failure at the same height is the
+            # same situation (no new event).
+            cl.commit("val-a")
             fail2_h = cl.nodes["val-a"].last_height + 1
             fail2_t = cl.failure("val-a")
         target = cl.hb_height() + int((STALL_S + 1) / WRITE_PERIOD) + 1
