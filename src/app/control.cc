@@ -11,46 +11,17 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <fstream>
 #include <simdjson.h>
-#include <sstream>
 #include <thread>
 
 #include "common/clock.h"
+#include "common/file_util.h"
 #include "common/json.h"
 
 namespace qw::app {
 namespace {
 
 std::string ControlDir(const std::string& state_dir) { return state_dir + "/control"; }
-
-bool WriteAtomically(const std::string& path, const std::string& text) {
-  std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return false;
-  size_t done = 0;
-  while (done < text.size()) {
-    ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    done += static_cast<size_t>(n);
-  }
-  bool ok = done == text.size() && ::fsync(fd) == 0;
-  ::close(fd);
-  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    return false;
-  }
-  return true;
-}
-
-std::string ReadAll(const std::string& path, bool* ok) {
-  std::ifstream in(path, std::ios::binary);
-  *ok = static_cast<bool>(in);
-  std::stringstream ss;
-  if (in) ss << in.rdbuf();
-  return ss.str();
-}
 
 }  // namespace
 
@@ -67,7 +38,7 @@ Result<std::string> SubmitRequest(const std::string& state_dir, const std::strin
                 seq.fetch_add(1));
   std::string text = "{\"op\":" + JsonString(op) + ",\"node\":" + JsonString(node) + "}\n";
   std::string path = dir + "/" + name + ".json";
-  if (!WriteAtomically(path, text)) return Fail(path + ": cannot write: " + std::strerror(errno));
+  if (auto w = WriteFileAtomic(path, text); !w) return Fail("cannot write " + w.error().message);
   return std::string(name);
 }
 
@@ -86,13 +57,12 @@ std::vector<ControlRequest> PendingRequests(const std::string& state_dir,
   std::sort(names.begin(), names.end());
   simdjson::dom::parser parser;
   for (const auto& name : names) {
-    bool ok = false;
-    std::string text = ReadAll(dir + "/" + name + ".json", &ok);
+    auto text = ReadWholeFile(dir + "/" + name + ".json");
     ControlRequest r;
     r.name = name;
     simdjson::dom::element doc;
     std::string_view op, node;
-    if (!ok || parser.parse(text).get(doc) || doc["op"].get(op) || doc["node"].get(node) ||
+    if (!text || parser.parse(*text).get(doc) || doc["op"].get(op) || doc["node"].get(node) ||
         node.empty() || (op != "hold" && op != "release" && op != "unban")) {
       if (errors != nullptr) errors->push_back(dir + "/" + name + ".json: not a valid request; removed");
       CompleteRequest(state_dir, r, "error: not a valid request");
@@ -108,7 +78,7 @@ std::vector<ControlRequest> PendingRequests(const std::string& state_dir,
 void CompleteRequest(const std::string& state_dir, const ControlRequest& r,
                      const std::string& outcome) {
   std::string dir = ControlDir(state_dir);
-  WriteAtomically(dir + "/" + r.name + ".done", outcome + "\n");
+  (void)WriteFileAtomic(dir + "/" + r.name + ".done", outcome + "\n");
   ::unlink((dir + "/" + r.name + ".json").c_str());
 }
 
@@ -117,12 +87,10 @@ std::optional<std::string> WaitForOutcome(const std::string& state_dir, const st
   std::string path = ControlDir(state_dir) + "/" + name + ".done";
   const Nanos deadline = SystemClock::Get()->Now() + timeout;
   while (true) {
-    bool ok = false;
-    std::string text = ReadAll(path, &ok);
-    if (ok) {
+    if (auto text = ReadWholeFile(path)) {
       ::unlink(path.c_str());
-      while (!text.empty() && text.back() == '\n') text.pop_back();
-      return text;
+      while (!text->empty() && text->back() == '\n') text->pop_back();
+      return *text;
     }
     if (SystemClock::Get()->Now() >= deadline) return std::nullopt;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));

@@ -11,13 +11,11 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <mutex>
 #include <set>
 #include <memory>
 #include <simdjson.h>
-#include <sstream>
 #include <thread>
 
 #include "app/config.h"
@@ -25,6 +23,7 @@
 #include "app/names.h"
 #include "app/replay.h"
 #include "common/clock.h"
+#include "common/file_util.h"
 #include "common/json.h"
 #include "common/metrics.h"
 #include "detect/detector.h"
@@ -458,32 +457,8 @@ class LiveConsumer {
     out += "],\"detector\":";
     out += detect::EncodeState(detector_);
     out += "}\n";
-    // Atomic: write a temporary file, fsync it, rename over the old one,
-    // fsync the folder.
-    std::string path = config_.state_dir + "/checkpoint.json";
-    std::string tmp = path + ".tmp";
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-      Log("cannot write checkpoint " + tmp + ": " + std::strerror(errno));
-      return;
-    }
-    size_t done = 0;
-    while (done < out.size()) {
-      ssize_t n = ::write(fd, out.data() + done, out.size() - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
-      done += static_cast<size_t>(n);
-    }
-    bool ok = done == out.size() && ::fsync(fd) == 0;
-    ::close(fd);
-    if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
-      Log("cannot write checkpoint " + path + ": " + std::strerror(errno));
-      return;
-    }
-    int dfd = ::open(config_.state_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-      ::fsync(dfd);
-      ::close(dfd);
+    if (auto w = WriteFileAtomic(config_.state_dir + "/checkpoint.json", out); !w) {
+      Log("cannot write checkpoint " + w.error().message);
     }
   }
 
@@ -724,14 +699,6 @@ class LiveSink : public source::TailSink {
   bool outage_ = false;
 };
 
-std::string ReadFileText(const std::string& path, bool* exists) {
-  std::ifstream in(path, std::ios::binary);
-  *exists = static_cast<bool>(in);
-  std::stringstream ss;
-  if (in) ss << in.rdbuf();
-  return ss.str();
-}
-
 struct Loaded {
   Config config;
   std::unique_ptr<match::Registry> registry;
@@ -832,11 +799,11 @@ Outcome RunWith(const RunArgs& args, Loaded& loaded, std::unique_ptr<Loaded>* ne
   }
 
   LiveConsumer consumer(config, *loaded.registry, sinks, ban_sinks, &shared);
-  bool had_checkpoint = false;
-  std::string cp = ReadFileText(config.state_dir + "/checkpoint.json", &had_checkpoint);
+  auto cp = ReadWholeFile(config.state_dir + "/checkpoint.json");
+  bool had_checkpoint = cp.has_value();
   std::vector<source::SavedPosition> saved;
   if (had_checkpoint) {
-    auto r = consumer.Restore(cp);
+    auto r = consumer.Restore(*cp);
     if (!r) {
       Log(config.state_dir + "/checkpoint.json: " + r.error().message +
           "; starting without it");

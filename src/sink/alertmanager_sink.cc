@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/file_util.h"
 #include "common/json.h"
 #include "common/metrics.h"
 #include "common/time.h"
@@ -144,42 +145,6 @@ std::string AnnotationsJson(const Annotations& ann) {
   }
   out.push_back('}');
   return out;
-}
-
-// Atomic replace: temporary file, fsync, rename, fsync of the folder.
-bool WriteFileAtomic(const std::string& path, const std::string& data, std::string* error) {
-  std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    *error = tmp + ": " + std::strerror(errno);
-    return false;
-  }
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t w = ::write(fd, data.data() + done, data.size() - done);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) break;
-    done += static_cast<size_t>(w);
-  }
-  bool ok = done == data.size() && ::fsync(fd) == 0;
-  if (!ok) *error = tmp + ": " + std::strerror(errno);
-  ::close(fd);
-  if (ok && ::rename(tmp.c_str(), path.c_str()) != 0) {
-    *error = path + ": " + std::strerror(errno);
-    ok = false;
-  }
-  if (!ok) {
-    ::unlink(tmp.c_str());
-    return false;
-  }
-  size_t slash = path.rfind('/');
-  std::string dir = slash == std::string::npos ? "." : path.substr(0, std::max<size_t>(slash, 1));
-  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
-  return true;
 }
 
 // One alert as Alertmanager identifies it: its label set. Immutable once
@@ -702,9 +667,8 @@ struct AlertmanagerSink::Impl {
       dirty = false;
       std::string text = StateJson();
       lock.unlock();
-      std::string error;
-      if (!WriteFileAtomic(state_path, text, &error)) {
-        Log("alertmanager: cannot save the firing alerts: " + error);
+      if (auto w = WriteFileAtomic(state_path, text); !w) {
+        Log("alertmanager: cannot save the firing alerts: " + w.error().message);
       }
       lock.lock();
     }

@@ -101,6 +101,7 @@
 #include <unordered_set>
 #include <utility>
 
+#include "common/file_util.h"
 #include "common/json.h"
 #include "common/metrics.h"
 #include "common/time.h"
@@ -209,46 +210,6 @@ std::string Printable(std::string_view s, size_t max) {
     out.push_back(c == '\n' || c == '\r' || c == '\t' ? ' ' : (c < 0x20 || c == 0x7f ? '?' : ch));
   }
   while (!out.empty() && out.back() == ' ') out.pop_back();
-  return out;
-}
-
-bool WriteAll(int fd, std::string_view data) {
-  while (!data.empty()) {
-    ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-  return true;
-}
-
-bool FsyncDir(const std::string& dir) {
-  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) return false;
-  bool ok = ::fsync(dfd) == 0;
-  ::close(dfd);
-  return ok;
-}
-
-Result<std::string> ReadWholeFile(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Fail(std::strerror(errno));
-  std::string out;
-  char buf[65536];
-  while (true) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int err = errno;
-      ::close(fd);
-      return Fail(std::strerror(err));
-    }
-    if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
   return out;
 }
 
@@ -496,16 +457,10 @@ struct BanSink::Impl {
       data.append(DecisionRecord(items[i], true));
       kept++;
     }
-    std::string tmp = path + ".tmp";
-    int tfd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    bool ok = tfd >= 0 && WriteAll(tfd, data) && ::fsync(tfd) == 0;
-    if (tfd >= 0) ::close(tfd);
-    if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
-      Log("cannot compact the outbox " + path + ": " + std::strerror(errno));
-      ::unlink(tmp.c_str());
+    if (auto w = WriteFileAtomic(path, data); !w) {
+      Log("cannot compact the outbox: " + w.error().message);
       return;
     }
-    FsyncDir(ctx.state_dir);
     if (fd >= 0) ::close(fd);
     fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
     file_records = kept;
