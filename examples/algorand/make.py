@@ -14,7 +14,7 @@ of ~2.9 s rounds, logrus JSON lines as algod writes them (patterns/algorand.yaml
   algod-1 (region B, standby, no key online): node.log shipped raw (no CRI wrapper: the time
       comes from the JSON "time" field).
 
-expected.jsonl is computed from the same timeline by `Sim` (docs/DETECTION.md), never from the
+expected.jsonl is computed from the same timeline by `examplegen.BasicSim` (docs/DETECTION.md), never from the
 program's output. --check regenerates into a temporary directory and compares.
 """
 import datetime as dt
@@ -23,10 +23,13 @@ import json
 import os
 import random
 import sys
-import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
+
+sys.dont_write_bytecode = True          # no __pycache__ in examples/
+sys.path.insert(0, os.path.dirname(HERE))
+import examplegen  # noqa: E402  (examples/examplegen.py: shared with the other families)
 
 MS = 1_000_000
 US = 1_000
@@ -80,10 +83,6 @@ def cri_stamp(t):
 def logrus_time(t):
     """logrus "2006-01-02T15:04:05.000000Z07:00" in UTC."""
     return utc(t).strftime('%Y-%m-%dT%H:%M:%S') + '.%06dZ' % ((t % S) // US)
-
-
-def rfc3339ms(t):
-    return utc(t).strftime('%Y-%m-%dT%H:%M:%S') + '.%03dZ' % ((t % S) // MS)
 
 
 def agreement(t, typ, msg, file, function, line, level='info', **kw):
@@ -205,126 +204,9 @@ def build():
     return [a0, a1], facts, ends
 
 
-class SimNode:
-    def __init__(self, name):
-        self.name = name
-        self.height = -1
-        self.last_adv = None
-        self.stalled = False
-        self.syncing = False
-        self.lagging = False
-        self.ooc = False
-        self.was_in = False
-        self.period_start = None
-
-
-class Sim:
-    """docs/DETECTION.md for advances, stall, lag and syncing/synced (the signals algod gives)."""
-
-    def __init__(self, pods):
-        self.nodes = {p: SimNode(p) for p in pods}
-        self.events = []
-
-    def emit(self, t, kind, sev, n, height, detail=None):
-        e = {'time': t, 'event': kind, 'severity': sev, 'chain': CHAIN, 'node': n.name,
-             'namespace': NS, 'height': height}
-        if detail:
-            e['detail'] = detail
-        self.events.append(e)
-
-    def head(self):
-        return max(n.height for n in self.nodes.values())
-
-    def update(self, n, t):
-        reason = 'stalled' if n.stalled else 'lagging' if n.lagging else \
-            'syncing' if (n.syncing and n.was_in) else None
-        if reason and not n.ooc:
-            n.ooc = True
-            n.period_start = t
-            self.emit(t, 'out_of_consensus', 'warning', n, n.height, {'reason': reason})
-        elif not reason and n.ooc:
-            n.ooc = False
-            assert t - n.period_start < BAN_AFTER, 'a ban would be due: not modelled'
-            self.emit(t, 'back_in_consensus', 'info', n, n.height)
-        if not n.ooc and not n.syncing and n.height >= 0:
-            n.was_in = True
-
-    def check_lag(self, t):
-        h = self.head()
-        for m in self.nodes.values():
-            if m.height < 0:
-                continue
-            lag = h - m.height > MAX_LAG and not (m.syncing and not m.was_in)
-            if lag != m.lagging:
-                m.lagging = lag
-                self.update(m, t)
-
-    def advance(self, t, n, h):
-        if h <= n.height:
-            return
-        n.height = h
-        n.last_adv = t
-        if n.stalled:
-            n.stalled = False
-            self.emit(t, 'node_recovered', 'info', n, h)
-        if n.syncing:
-            others = any(m is not n and m.height >= 0 for m in self.nodes.values())
-            if others and self.head() - h <= MAX_LAG:
-                n.syncing = False
-                self.emit(t, 'node_synced', 'info', n, h)
-        self.check_lag(t)
-        self.update(n, t)
-
-    def fire_stalls(self, until):
-        while True:
-            due = [(m.last_adv + STALL_AFTER, m.name) for m in self.nodes.values()
-                   if m.last_adv is not None and not m.stalled and m.last_adv + STALL_AFTER < until]
-            if not due:
-                return
-            t, name = min(due)
-            n = self.nodes[name]
-            hs = [m.height for m in self.nodes.values() if m.height >= 0]
-            assert not (len(hs) >= 2 and max(hs) - min(hs) <= 1), 'chain halt: not modelled'
-            n.stalled = True
-            self.emit(t, 'node_stalled', 'warning', n, n.height)
-            self.update(n, t)
-
-    def run(self, facts):
-        for t, pod, kind, data in sorted(facts, key=lambda f: f[0]):
-            for m in self.nodes.values():
-                if m.last_adv is not None:
-                    assert m.last_adv + STALL_AFTER != t, 'a stall deadline falls on a line time'
-            self.fire_stalls(t)
-            n = self.nodes[pod]
-            if kind == 'adv':
-                self.advance(t, n, data)
-            elif kind == 'syncing':
-                if not n.syncing:
-                    n.syncing = True
-                    self.emit(t, 'node_syncing', 'warning', n, n.height)
-                    self.update(n, t)
-            elif kind == 'synced':
-                if n.syncing:
-                    n.syncing = False
-                    self.emit(t, 'node_synced', 'info', n, n.height)
-                    self.update(n, t)
-            else:
-                raise ValueError(kind)
-        self.events.sort(key=lambda e: (e['time'], e['chain'], e['node'], e['event']))
-        return self.events
-
-
-def event_json(e):
-    o = {'time': rfc3339ms(e['time']), 'event': e['event'], 'severity': e['severity'],
-         'chain': e['chain'], 'node': e['node'], 'namespace': e['namespace'], 'height': e['height']}
-    if 'detail' in e:
-        o['detail'] = e['detail']
-    return json.dumps(o, separators=(', ', ': '))
-
-
 def write(outroot):
     files, facts, ends = build()
-    events = Sim(['algod-0', 'algod-1']).run(facts)
+    events = examplegen.BasicSim(['algod-0', 'algod-1'], CHAIN, NS, STALL_AFTER, MAX_LAG, BAN_AFTER).run(facts)
     first_end = min(ends.values())
     for e in events:
         assert e['time'] < first_end - S, ('event in the ragged end', e)
@@ -337,39 +219,14 @@ def write(outroot):
         ('algod-0', 'back_in_consensus', None),
         ('algod-0', 'node_recovered', None),
     ], kinds
-    ex = os.path.join(outroot, 'examples', 'algorand')
-    gold = os.path.join(outroot, 'tests', 'golden', 'examples_algorand')
-    os.makedirs(ex, exist_ok=True)
-    os.makedirs(gold, exist_ok=True)
-    for f in os.listdir(ex):
-        if f.endswith('.log'):
-            os.remove(os.path.join(ex, f))
-    for f in files:
-        with open(os.path.join(ex, f.name), 'w', encoding='utf-8') as out:
-            out.write(f.render())
-    names = sorted(f.name for f in files)
-    with open(os.path.join(gold, 'args'), 'w') as out:
+    return examplegen.write_example(
+        outroot, 'algorand', [(f.name, f.render()) for f in files],
         # --chain algorand: auto-detection ties with cometbft on algod's "time" stamps (patterns/algorand.yaml header)
-        out.write('--chain algorand ' + ' '.join('../../../examples/algorand/' + n for n in names) + '\n')
-    with open(os.path.join(gold, 'expected.jsonl'), 'w') as out:
-        for e in events:
-            out.write(event_json(e) + '\n')
-    return [os.path.join('examples', 'algorand', n) for n in names] + [
-        os.path.join('tests', 'golden', 'examples_algorand', 'args'),
-        os.path.join('tests', 'golden', 'examples_algorand', 'expected.jsonl')]
+        '--chain algorand ', events)
 
 
 def main(argv):
-    if len(argv) > 1 and argv[1] == '--check':
-        with tempfile.TemporaryDirectory() as tmp:
-            rels = write(tmp)
-            bad = [r for r in rels if not os.path.exists(os.path.join(REPO, r)) or
-                   open(os.path.join(tmp, r), 'rb').read() != open(os.path.join(REPO, r), 'rb').read()]
-            for r in bad:
-                print('differs: ' + r)
-            return 1 if bad else 0
-    write(REPO)
-    return 0
+    return examplegen.main_listed(argv, write, REPO)
 
 
 if __name__ == '__main__':

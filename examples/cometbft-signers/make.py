@@ -37,15 +37,16 @@ program's output.
 """
 import datetime as dt
 import hashlib
-import json
 import os
 import random
-import shutil
 import sys
-import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
+
+sys.dont_write_bytecode = True          # no __pycache__ in examples/
+sys.path.insert(0, os.path.dirname(HERE))
+import examplegen  # noqa: E402  (examples/examplegen.py: shared with the other families)
 
 MS = 1_000_000
 S = 1_000_000_000
@@ -76,10 +77,6 @@ def rfc3339nano(t):
     """Go's time.RFC3339Nano as containerd writes it: trailing zeros of the fraction trimmed."""
     frac = ('%09d' % (t % S)).rstrip('0')
     return utc(t).strftime('%Y-%m-%dT%H:%M:%S') + ('.' + frac if frac else '') + 'Z'
-
-
-def rfc3339ms(t):
-    return utc(t).strftime('%Y-%m-%dT%H:%M:%S') + '.%03dZ' % (t % S // MS)
 
 
 def tracing_stamp(t):
@@ -242,14 +239,6 @@ class Sim:
         return self.events
 
 
-def event_json(e):
-    o = {'time': rfc3339ms(e['time']), 'event': e['event'], 'severity': e['severity'], 'chain': e['chain'],
-         'node': e['node'], 'namespace': e['namespace'], 'height': e['height']}
-    if 'detail' in e:
-        o['detail'] = e['detail']
-    return json.dumps(o, separators=(', ', ': '))
-
-
 CONFIG = """# quorumwatch configuration for examples/cometbft-signers (see README).
 chains:
   cosmoshub:
@@ -276,48 +265,12 @@ def write(outdir):
     last_line = min(max(t for t, _ in f.lines) for f in files if f.lines and 'gaiad' in f.name)
     assert all(e['time'] < last_line - 10 * S for e in events)
 
-    ex = os.path.join(outdir, 'examples', 'cometbft-signers')
-    gd = os.path.join(outdir, 'tests', 'golden', 'examples_cometbft-signers')
-    for d in (ex, gd):
-        os.makedirs(d, exist_ok=True)
-    for f in os.listdir(ex):
-        if f.endswith('.log'):
-            os.remove(os.path.join(ex, f))
-    for f in files:
-        with open(os.path.join(ex, f.name), 'w') as out:
-            out.write(f.render())
-    with open(os.path.join(ex, 'quorumwatch.yaml'), 'w') as out:
-        out.write(CONFIG)
-    names = sorted(f.name for f in files)
-    with open(os.path.join(gd, 'args'), 'w') as out:
-        out.write('--chain auto --config ../../../examples/cometbft-signers/quorumwatch.yaml ' +
-                  ' '.join('../../../examples/cometbft-signers/' + n for n in names) + '\n')
-    with open(os.path.join(gd, 'expected.jsonl'), 'w') as out:
-        for e in events:
-            out.write(event_json(e) + '\n')
+    examplegen.write_example(outdir, 'cometbft-signers', [(f.name, f.render()) for f in files],
+                             '--chain auto --config ../../../examples/cometbft-signers/quorumwatch.yaml ', events, CONFIG)
 
 
 def main(argv):
-    if argv[1:] == ['--check']:
-        tmp = tempfile.mkdtemp()
-        try:
-            write(tmp)
-            bad = []
-            for rel in ('examples/cometbft-signers', 'tests/golden/examples_cometbft-signers'):
-                for f in sorted(os.listdir(os.path.join(tmp, rel))):
-                    a = open(os.path.join(tmp, rel, f), 'rb').read()
-                    p = os.path.join(REPO, rel, f)
-                    if not os.path.exists(p) or open(p, 'rb').read() != a:
-                        bad.append(os.path.join(rel, f))
-            if bad:
-                print('differs: ' + ', '.join(bad))
-                return 1
-            print('examples/cometbft-signers: up to date')
-            return 0
-        finally:
-            shutil.rmtree(tmp)
-    write(REPO)
-    return 0
+    return examplegen.main_tree(argv, write, REPO, 'cometbft-signers')
 
 
 if __name__ == '__main__':

@@ -27,15 +27,16 @@ fail if Sim and the story disagree.
 """
 import hashlib
 import heapq
-import json
 import os
 import random
-import shutil
 import sys
-import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
+
+sys.dont_write_bytecode = True          # no __pycache__ in examples/
+sys.path.insert(0, os.path.dirname(HERE))
+import examplegen  # noqa: E402  (examples/examplegen.py: shared with the other families)
 
 MS = 1_000_000
 S = 1_000_000_000
@@ -74,11 +75,6 @@ def utc_parts(t):
 def rfc3339nano(t):
     d, ns = utc_parts(t)
     return d.strftime('%Y-%m-%dT%H:%M:%S') + '.%09dZ' % ns
-
-
-def rfc3339ms(t):
-    d, ns = utc_parts(t)
-    return d.strftime('%Y-%m-%dT%H:%M:%S') + '.%03dZ' % (ns // MS)
 
 
 def fc_time(t):
@@ -410,14 +406,6 @@ class Sim:
         return self.events
 
 
-def event_json(e):
-    o = {'time': rfc3339ms(e['time']), 'event': e['event'], 'severity': e['severity'], 'chain': e['chain'],
-         'node': e['node'], 'namespace': e['namespace'], 'height': e['height']}
-    if 'detail' in e:
-        o['detail'] = e['detail']
-    return json.dumps(o, separators=(', ', ': '))
-
-
 CONFIG = """# quorumwatch configuration for examples/eos (see README): chains and nodes only.
 # No node is marked `signer: true`: nodeos logs no votes (patterns/eos.yaml).
 chains:
@@ -450,48 +438,12 @@ def write(outdir):
     assert all(e['time'] < last_line - 5 * S for e in events), 'an event in the ragged end'
     assert len({(e['time'] // MS, e['node'], e['event']) for e in events}) == len(events)
 
-    ex = os.path.join(outdir, 'examples', 'eos')
-    gd = os.path.join(outdir, 'tests', 'golden', 'examples_eos')
-    for d in (ex, gd):
-        os.makedirs(d, exist_ok=True)
-    for f in os.listdir(ex):
-        if f.endswith('.log'):
-            os.remove(os.path.join(ex, f))
-    for n in nodes:
-        with open(os.path.join(ex, n.file), 'w') as f:
-            f.write(n.render())
-    with open(os.path.join(ex, 'quorumwatch.yaml'), 'w') as f:
-        f.write(CONFIG)
-    files = sorted(n.file for n in nodes)
-    with open(os.path.join(gd, 'args'), 'w') as f:
-        f.write('--chain auto --config ../../../examples/eos/quorumwatch.yaml ' +
-                ' '.join('../../../examples/eos/' + x for x in files) + '\n')
-    with open(os.path.join(gd, 'expected.jsonl'), 'w') as f:
-        for e in events:
-            f.write(event_json(e) + '\n')
+    examplegen.write_example(outdir, 'eos', [(n.file, n.render()) for n in nodes],
+                             '--chain auto --config ../../../examples/eos/quorumwatch.yaml ', events, CONFIG)
 
 
 def main(argv):
-    if argv[1:] == ['--check']:
-        tmp = tempfile.mkdtemp()
-        try:
-            write(tmp)
-            bad = []
-            for rel in ('examples/eos', 'tests/golden/examples_eos'):
-                for f in sorted(os.listdir(os.path.join(tmp, rel))):
-                    a = open(os.path.join(tmp, rel, f), 'rb').read()
-                    p = os.path.join(REPO, rel, f)
-                    if not os.path.exists(p) or open(p, 'rb').read() != a:
-                        bad.append(os.path.join(rel, f))
-            if bad:
-                print('differs: ' + ', '.join(bad))
-                return 1
-            print('examples/eos: up to date')
-            return 0
-        finally:
-            shutil.rmtree(tmp)
-    write(REPO)
-    return 0
+    return examplegen.main_tree(argv, write, REPO, 'eos')
 
 
 if __name__ == '__main__':

@@ -19,14 +19,12 @@ consensus, and banned 30 min later (factomd-1 is healthy, so the safety rails al
 network comes back at 10:58 it jumps to the network's height ("State move between non-sequential
 heights") but, demoted to audit server, signs no more blocks. factomd-1 goes on until 11:30.
 
-Expectations are computed from this timeline by `Sim`, a transcription of docs/DETECTION.md,
+Expectations are computed from this timeline by `examplegen.TimerSim`, a transcription of docs/DETECTION.md,
 never from the program's output. Every line's text follows a factomd format string cited in
 patterns/factom.yaml or below.
 """
 import calendar
 import hashlib
-import heapq
-import json
 import os
 import random
 import sys
@@ -35,6 +33,10 @@ import time as _t
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 GOLDEN = os.path.join(ROOT, 'tests', 'golden', 'examples_factom')
+
+sys.dont_write_bytecode = True          # no __pycache__ in examples/
+sys.path.insert(0, os.path.dirname(HERE))
+import examplegen  # noqa: E402  (examples/examplegen.py: shared with the other families)
 
 US = 1000
 MS = 1000 * US
@@ -62,16 +64,6 @@ CFG = {
 
 def epoch_ns(y, mo, d, h=0, mi=0, s=0):
     return calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0)) * S
-
-
-def rfc3339nano(t):
-    secs, frac = divmod(t, S)
-    return _t.strftime('%Y-%m-%dT%H:%M:%S', _t.gmtime(secs)) + '.%09dZ' % frac
-
-
-def rfc3339ms(t):
-    secs, frac = divmod(t, S)
-    return _t.strftime('%Y-%m-%dT%H:%M:%S', _t.gmtime(secs)) + '.%03dZ' % (frac // MS)
 
 
 def rfc3339s(t):
@@ -215,226 +207,8 @@ def build():
     return [f0, f1]
 
 
-# ------------------------------------------------------------------ DETECTION.md, literally
-class SimNode:
-    def __init__(self, node):
-        self.name = node.pod
-        self.node = node
-        self.visible = True
-        self.height = None
-        self.last_adv = None
-        self.stall_token = 0
-        self.stalled = False
-        self.failed = False
-        self.lagging = False
-        self.syncing = False
-        self.was_in = False
-        self.out = False
-        self.period_open = False
-        self.period_id = 0
-        self.period_end_token = 0
-        self.banned = False
-        self.unban_token = 0
-        self.missed = []
-
-
-class Sim:
-    def __init__(self, nodes, cfg):
-        self.cfg = cfg
-        self.nodes = {n.pod: SimNode(n) for n in nodes}
-        self.events = []
-        self.timers = []
-        self.seq = 0
-        self.facts = []
-        for idx, n in enumerate(sorted(nodes, key=lambda n: n.file)):
-            for t, kind, data in n.facts:
-                self.facts.append((t, idx, kind, n.pod, data))
-            self.facts.append((n.lines[-1][0], idx, 'end', n.pod, None))
-        self.facts.sort(key=lambda f: (f[0], f[1], f[2] == 'end'))
-
-    def emit(self, t, kind, severity, n, height=None, detail=None):
-        e = {'time': t, 'event': kind, 'severity': severity, 'chain': CHAIN, 'node': n.name,
-             'namespace': NAMESPACE}
-        if height is not None:
-            e['height'] = height
-        if detail:
-            e['detail'] = detail
-        self.events.append(e)
-
-    def timer(self, t, kind, n, token):
-        self.seq += 1
-        heapq.heappush(self.timers, (t, self.seq, kind, n, token))
-
-    def visible(self):
-        return [n for n in self.nodes.values() if n.visible]
-
-    def head(self):
-        hs = [n.height for n in self.visible() if n.height is not None]
-        return max(hs) if hs else None
-
-    def update_lag(self, t):
-        head = self.head()
-        for n in self.visible():
-            if n.height is None:
-                continue
-            lag = head - n.height > self.cfg['max_lag'] and not (n.syncing and not n.was_in)
-            if lag != n.lagging:
-                n.lagging = lag
-                self.update_out(n, t)
-
-    def update_out(self, n, t):
-        reason = None
-        if n.visible:
-            if n.failed:
-                reason = 'consensus_failure'
-            elif n.stalled:
-                reason = 'stalled'
-            elif n.lagging:
-                reason = 'lagging'
-            elif n.syncing and n.was_in:
-                reason = 'syncing'
-        if reason and not n.out:
-            n.out = True
-            self.emit(t, 'out_of_consensus', 'warning', n, n.height, {'reason': reason})
-            n.unban_token += 1
-            n.period_end_token += 1
-            if not n.period_open:
-                n.period_open = True
-                n.period_id += 1
-                self.timer(t + self.cfg['ban_after'], 'ban', n, n.period_id)
-        elif not reason and n.out:
-            n.out = False
-            self.emit(t, 'back_in_consensus', 'info', n, n.height)
-            n.period_end_token += 1
-            if not n.banned:
-                self.timer(t + self.cfg['stable_after'], 'period_end', n, n.period_end_token)
-            if n.banned and self.cfg['auto_unban']:
-                n.unban_token += 1
-                self.timer(t + self.cfg['unban_after'], 'unban', n, n.unban_token)
-        if not n.out and not n.syncing and n.height is not None and n.visible:
-            n.was_in = True
-
-    def on_adv(self, t, n, h):
-        if n.height is not None and h <= n.height:
-            return
-        if n.stalled:
-            self.emit(t, 'node_recovered', 'info', n, h)
-            n.stalled = False
-        n.failed = False
-        n.height = h
-        n.last_adv = t
-        n.stall_token += 1
-        self.timer(t + self.cfg['stall_after'], 'stall', n, n.stall_token)
-        if n.syncing:
-            others = any(m is not n and m.height is not None for m in self.visible())
-            if others and self.head() - h <= self.cfg['max_lag']:
-                n.syncing = False
-                self.emit(t, 'node_synced', 'info', n, h)
-        self.update_lag(t)
-        self.update_out(n, t)
-
-    def on_stall(self, t, n):
-        vis = [m for m in self.visible() if m.height is not None]
-        if len(vis) >= 2:
-            hs = [m.height for m in vis]
-            ts = [m.last_adv for m in vis]
-            assert not (max(hs) - min(hs) <= 1 and max(ts) - min(ts) <= self.cfg['stall_after']), \
-                'a chain-halt candidate: not covered by this scenario'
-        n.stalled = True
-        self.emit(t, 'node_stalled', 'warning', n, n.height)
-        self.update_out(n, t)
-
-    def on_ban(self, t, n, period_id):
-        if not (n.period_open and n.period_id == period_id) or n.banned:
-            return
-        assert sum(1 for m in self.nodes.values() if m.banned) < self.cfg['max_bans']
-        vis = [m for m in self.visible() if m.height is not None]   # "visible": has a height
-        if len(vis) >= 2:
-            assert any(m is not n and not m.out and not m.banned for m in vis), 'held ban: not covered'
-        n.banned = True
-        self.emit(t, 'ban', 'critical', n, n.height, {'reason': 'stalled'})
-
-    def run(self):
-        fi = 0
-        while fi < len(self.facts):
-            t, _, kind, pod, data = self.facts[fi]
-            if self.timers and self.timers[0][0] <= t:
-                tt, _, tkind, n, token = heapq.heappop(self.timers)
-                if not n.visible:
-                    continue
-                if tkind == 'stall' and token == n.stall_token and not n.stalled:
-                    self.on_stall(tt, n)
-                elif tkind == 'ban':
-                    self.on_ban(tt, n, token)
-                elif tkind == 'period_end' and token == n.period_end_token and not n.out:
-                    n.period_open = False
-                elif tkind == 'unban' and token == n.unban_token and n.banned and not n.out:
-                    n.banned = False
-                    n.period_open = False
-                    self.emit(tt, 'unban', 'info', n, n.height)
-                continue
-            fi += 1
-            n = self.nodes[pod]
-            if not n.visible:
-                continue
-            if kind == 'adv':
-                self.on_adv(t, n, data)
-            elif kind == 'missed':
-                n.missed.append(1)
-                in_window = sum(n.missed[-self.cfg['window']:])
-                sev = 'warning' if in_window > self.cfg['max_missed'] else 'info'
-                self.emit(t, 'missed_precommit', sev, n, data,
-                          {'kind': 'missed_vote', 'missed_in_window': in_window,
-                           'window': self.cfg['window'], 'max': self.cfg['max_missed']})
-            elif kind == 'syncing':
-                target = data
-                if not n.syncing and (target is None or n.height is None or target - n.height > self.cfg['max_lag']):
-                    n.syncing = True
-                    self.emit(t, 'node_syncing', 'warning', n, target if target is not None else n.height,
-                              {'target_height': target} if target is not None else None)
-                    self.update_out(n, t)
-            elif kind == 'synced':
-                if n.syncing:
-                    n.syncing = False
-                    self.emit(t, 'node_synced', 'info', n, n.height)
-                    self.update_out(n, t)
-            elif kind == 'others':
-                # others_misbehaviour: double_sign_risk info, height = the line's, else the node's last
-                h, validator = data
-                self.emit(t, 'double_sign_risk', 'info', n, h if h is not None else n.height,
-                          {'reason': 'others_misbehaviour', 'validator': validator})
-            elif kind == 'round_timeout':
-                pass            # recorded only
-            elif kind == 'end':
-                n.visible = False
-            else:
-                raise ValueError(kind)
-        return self.events
-
-
-def event_json(e):
-    out = {'time': rfc3339ms(e['time']), 'event': e['event'], 'severity': e['severity'],
-           'chain': e['chain'], 'node': e['node'], 'namespace': e['namespace']}
-    if 'height' in e:
-        out['height'] = e['height']
-    if 'detail' in e:
-        out['detail'] = e['detail']
-    return json.dumps(out)
-
-
-
-def event_json(e):
-    out = {'time': rfc3339ms(e['time']), 'event': e['event'], 'severity': e['severity'],
-           'chain': e['chain'], 'node': e['node'], 'namespace': e['namespace']}
-    if 'height' in e:
-        out['height'] = e['height']
-    if 'detail' in e:
-        out['detail'] = e['detail']
-    return json.dumps(out)
-
-
 def expected(nodes):
-    events = Sim(nodes, CFG).run()
+    events = examplegen.TimerSim(nodes, CFG, CHAIN, NAMESPACE).run()
     events.sort(key=lambda e: (e['time'] // MS, e['chain'], e['node'], e['event']))
     # The story this example tells.
     kinds = [(e['node'], e['event']) for e in events]
@@ -452,36 +226,17 @@ def render(nodes):
     files = {}
     for n in nodes:
         files[os.path.join(HERE, n.file)] = ''.join(
-            '%s %s F %s\n' % (rfc3339nano(t), stream, text) for t, stream, text in n.lines)
+            '%s %s F %s\n' % (examplegen.rfc3339nano(t), stream, text) for t, stream, text in n.lines)
     rel = os.path.relpath(HERE, GOLDEN)
     args = '--chain auto ' + ' '.join(os.path.join(rel, n.file) for n in sorted(nodes, key=lambda n: n.file))
     files[os.path.join(GOLDEN, 'args')] = args + '\n'
-    files[os.path.join(GOLDEN, 'expected.jsonl')] = ''.join(event_json(e) + '\n' for e in expected(nodes))
+    files[os.path.join(GOLDEN, 'expected.jsonl')] = ''.join(examplegen.event_json(e) + '\n' for e in expected(nodes))
     return files
 
 
 def main():
     check = '--check' in sys.argv[1:]
-    files = render(build())
-    bad = 0
-    for path, text in sorted(files.items()):
-        if check:
-            try:
-                with open(path, encoding='utf-8') as f:
-                    same = f.read() == text
-            except FileNotFoundError:
-                same = False
-            if not same:
-                print('differs: %s' % os.path.relpath(path, ROOT))
-                bad += 1
-        else:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path, 'w', encoding='utf-8') as f:
-                f.write(text)
-    if not check:
-        for name in os.listdir(HERE):
-            if name.endswith('.log') and os.path.join(HERE, name) not in files:
-                os.remove(os.path.join(HERE, name))
+    bad = examplegen.write_or_check(render(build()), ROOT, check, prune=HERE)
     sys.exit(1 if bad else 0)
 
 

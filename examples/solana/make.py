@@ -51,6 +51,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 GOLDEN = os.path.join(REPO, 'tests', 'golden', 'examples_solana')
 
+sys.dont_write_bytecode = True          # no __pycache__ in examples/
+sys.path.insert(0, os.path.dirname(HERE))
+import examplegen  # noqa: E402  (examples/examplegen.py: shared with the other families)
+
 US = 1_000
 MS = 1_000_000
 S = 1_000_000_000
@@ -105,10 +109,6 @@ def cri_stamp(t):
     frac = t % S
     base = utc(t).strftime('%Y-%m-%dT%H:%M:%S')
     return base + 'Z' if frac == 0 else base + '.' + ('%09d' % frac).rstrip('0') + 'Z'
-
-
-def ms_stamp(t):
-    return utc(t).strftime('%Y-%m-%dT%H:%M:%S') + '.%03dZ' % ((t % S) // MS)
 
 
 def rel(sec):
@@ -425,7 +425,7 @@ class Sim:
         self.facts = facts
 
     def emit(self, t, kind, sev, n, height=None, detail=None):
-        e = {'time': ms_stamp(t), 'event': kind, 'severity': sev, 'chain': 'solana',
+        e = {'time': examplegen.rfc3339ms(t), 'event': kind, 'severity': sev, 'chain': 'solana',
              'node': n.name, 'namespace': NAMESPACE}
         if height is not None:
             e['height'] = height

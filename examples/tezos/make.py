@@ -18,21 +18,22 @@ prefix repeated and two spaces of indentation, see patterns/tezos.yaml):
   tezos-node-1 (region B, standby node, no baker): loses all its connections for ~3.5 min,
       falls behind, stalls, reports "synchronisation status: unsynced", reconnects and catches up.
 
-expected.jsonl is computed from the same timeline by `Sim`, a transcription of
+expected.jsonl is computed from the same timeline by `examplegen.BasicSim`, a transcription of
 docs/DETECTION.md for the signals this scenario uses (never from the program's output).
 --check regenerates into a temporary directory and compares.
 """
 import datetime as dt
 import hashlib
-import json
 import os
 import random
-import shutil
 import sys
-import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
+
+sys.dont_write_bytecode = True          # no __pycache__ in examples/
+sys.path.insert(0, os.path.dirname(HERE))
+import examplegen  # noqa: E402  (examples/examplegen.py: shared with the other families)
 
 MS = 1_000_000
 S = 1_000_000_000
@@ -85,10 +86,6 @@ def cri_stamp(t):
 def octez_stamp(t):
     d = utc(t)
     return d.strftime('%b %d %H:%M:%S') + '.%03d' % ((t % S) // MS)
-
-
-def rfc3339ms(t):
-    return utc(t).strftime('%Y-%m-%dT%H:%M:%S') + '.%03dZ' % ((t % S) // MS)
 
 
 LEVELS = {'NOTICE': ' NOTICE ', 'WARN': '   WARN ', 'ERROR': '  ERROR ', 'INFO': '   INFO '}
@@ -289,149 +286,10 @@ def build(outdir):
     return files, facts, ends
 
 
-# ------------------------------------------------------------------------ expectations
-
-class SimNode:
-    def __init__(self, name):
-        self.name = name
-        self.height = -1
-        self.last_adv = None
-        self.stalled = False
-        self.syncing = False
-        self.lagging = False
-        self.ooc = False
-        self.was_in = False
-        self.period_start = None
-        self.ring = []
-
-
-class Sim:
-    """docs/DETECTION.md for: advances (block_committed / block_produced), stall, lag,
-    syncing/synced, chain's own misses (vote_missed / slot_skipped), own double-sign risk,
-    others' misbehaviour. Asserts the cases it does not model (chain halt, bans) stay out."""
-
-    def __init__(self, pods):
-        self.nodes = {p: SimNode(p) for p in pods}
-        self.events = []
-
-    def emit(self, t, kind, sev, n, height, detail=None):
-        e = {'time': t, 'event': kind, 'severity': sev, 'chain': CHAIN, 'node': n.name,
-             'namespace': NS, 'height': height}
-        if detail:
-            e['detail'] = detail
-        self.events.append(e)
-
-    def head(self):
-        return max(n.height for n in self.nodes.values())
-
-    def update(self, n, t):
-        reason = None
-        if n.stalled:
-            reason = 'stalled'
-        elif n.lagging:
-            reason = 'lagging'
-        elif n.syncing and n.was_in:
-            reason = 'syncing'
-        if reason and not n.ooc:
-            n.ooc = True
-            n.period_start = t
-            self.emit(t, 'out_of_consensus', 'warning', n, n.height, {'reason': reason})
-        elif not reason and n.ooc:
-            n.ooc = False
-            assert t - n.period_start < BAN_AFTER, 'a ban would be due: not modelled'
-            self.emit(t, 'back_in_consensus', 'info', n, n.height)
-        if not n.ooc and not n.syncing and n.height >= 0:
-            n.was_in = True
-
-    def check_lag(self, t):
-        h = self.head()
-        for m in self.nodes.values():
-            if m.height < 0:
-                continue
-            lag = h - m.height > MAX_LAG and not (m.syncing and not m.was_in)
-            if lag != m.lagging:
-                m.lagging = lag
-                self.update(m, t)
-
-    def advance(self, t, n, h):
-        if h <= n.height:
-            return
-        n.height = h
-        n.last_adv = t
-        if n.stalled:
-            n.stalled = False
-            self.emit(t, 'node_recovered', 'info', n, h)
-        if n.syncing:
-            others = any(m is not n and m.height >= 0 for m in self.nodes.values())
-            if others and self.head() - h <= MAX_LAG:
-                n.syncing = False
-                self.emit(t, 'node_synced', 'info', n, h)
-        self.check_lag(t)
-        self.update(n, t)
-
-    def missed(self, t, n, h, kind):
-        n.ring.append(1)
-        n.ring = n.ring[-MISSED_WINDOW:]
-        sev = 'warning' if sum(n.ring) > MISSED_MAX else 'info'
-        self.emit(t, 'missed_precommit', sev, n, h if h is not None else n.height + 1, {'kind': kind})
-
-    def fire_stalls(self, until):
-        while True:
-            due = [(m.last_adv + STALL_AFTER, m.name) for m in self.nodes.values()
-                   if m.last_adv is not None and not m.stalled and m.last_adv + STALL_AFTER < until]
-            if not due:
-                return
-            t, name = min(due)
-            n = self.nodes[name]
-            others = [m for m in self.nodes.values() if m.height >= 0]
-            hs = [m.height for m in others]
-            assert not (len(others) >= 2 and max(hs) - min(hs) <= 1), 'chain halt: not modelled'
-            n.stalled = True
-            self.emit(t, 'node_stalled', 'warning', n, n.height)
-            self.update(n, t)
-
-    def run(self, facts):
-        for t, pod, kind, data in sorted(facts, key=lambda f: f[0]):
-            for m in self.nodes.values():
-                if m.last_adv is not None:
-                    assert m.last_adv + STALL_AFTER != t, 'a stall deadline falls on a line time'
-            self.fire_stalls(t)
-            n = self.nodes[pod]
-            if kind == 'adv':
-                self.advance(t, n, data)
-            elif kind == 'syncing':
-                if not n.syncing:
-                    n.syncing = True
-                    self.emit(t, 'node_syncing', 'warning', n, n.height)
-                    self.update(n, t)
-            elif kind == 'synced':
-                if n.syncing:
-                    n.syncing = False
-                    self.emit(t, 'node_synced', 'info', n, n.height)
-                    self.update(n, t)
-            elif kind == 'missed':
-                self.missed(t, n, data[0], data[1])
-            elif kind == 'dsr':
-                self.emit(t, 'double_sign_risk', 'critical', n, data[0], {'reason': data[1]})
-            elif kind == 'others':
-                self.emit(t, 'double_sign_risk', 'info', n, n.height, {'reason': 'others_misbehaviour'})
-            else:
-                raise ValueError(kind)
-        self.events.sort(key=lambda e: (e['time'], e['chain'], e['node'], e['event']))
-        return self.events
-
-
-def event_json(e):
-    o = {'time': rfc3339ms(e['time']), 'event': e['event'], 'severity': e['severity'],
-         'chain': e['chain'], 'node': e['node'], 'namespace': e['namespace'], 'height': e['height']}
-    if 'detail' in e:
-        o['detail'] = e['detail']
-    return json.dumps(o, separators=(', ', ': '), ensure_ascii=False)
-
-
 def write(outroot):
     files, facts, ends = build(outroot)
-    events = Sim(['tezos-baker-0', 'tezos-node-1']).run(facts)
+    events = examplegen.BasicSim(['tezos-baker-0', 'tezos-node-1'], CHAIN, NS, STALL_AFTER, MAX_LAG, BAN_AFTER,
+                                 MISSED_WINDOW, MISSED_MAX).run(facts)
     first_end = min(ends.values())
     for e in events:
         assert e['time'] < first_end - S, ('event in the ragged end', e)
@@ -453,38 +311,12 @@ def write(outroot):
         ('tezos-node-1', 'back_in_consensus', 'info'),
         ('tezos-node-1', 'node_synced', 'info'),
     ], kinds
-    ex = os.path.join(outroot, 'examples', 'tezos')
-    gold = os.path.join(outroot, 'tests', 'golden', 'examples_tezos')
-    os.makedirs(ex, exist_ok=True)
-    os.makedirs(gold, exist_ok=True)
-    for f in os.listdir(ex):
-        if f.endswith('.log'):
-            os.remove(os.path.join(ex, f))
-    for f in files:
-        with open(os.path.join(ex, f.name), 'w', encoding='utf-8') as out:
-            out.write(f.render())
-    names = sorted(f.name for f in files)
-    with open(os.path.join(gold, 'args'), 'w') as out:
-        out.write('--chain auto ' + ' '.join('../../../examples/tezos/' + n for n in names) + '\n')
-    with open(os.path.join(gold, 'expected.jsonl'), 'w', encoding='utf-8') as out:
-        for e in events:
-            out.write(event_json(e) + '\n')
-    return [os.path.join('examples', 'tezos', n) for n in names] + [
-        os.path.join('tests', 'golden', 'examples_tezos', 'args'),
-        os.path.join('tests', 'golden', 'examples_tezos', 'expected.jsonl')]
+    return examplegen.write_example(outroot, 'tezos', [(f.name, f.render()) for f in files], '--chain auto ', events,
+                                    ensure_ascii=False)
 
 
 def main(argv):
-    if len(argv) > 1 and argv[1] == '--check':
-        with tempfile.TemporaryDirectory() as tmp:
-            rels = write(tmp)
-            bad = [r for r in rels if not os.path.exists(os.path.join(REPO, r)) or
-                   open(os.path.join(tmp, r), 'rb').read() != open(os.path.join(REPO, r), 'rb').read()]
-            for r in bad:
-                print('differs: ' + r)
-            return 1 if bad else 0
-    write(REPO)
-    return 0
+    return examplegen.main_listed(argv, write, REPO)
 
 
 if __name__ == '__main__':
