@@ -207,7 +207,7 @@ void BM_MatchRecordsBatch(benchmark::State& state) {
     state.SkipWithError("no cometbft matcher");
     return;
   }
-  if (vectorscan && std::string_view(m->prefilter_name()) != "vectorscan") {
+  if (vectorscan && std::string_view(m->prefilter_name()) != "hyperscan") {
     state.SkipWithError(("no Vectorscan prefilter: " + m->prefilter_note()).c_str());
     return;
   }

@@ -333,7 +333,7 @@ int RunReplay(const ReplayArgs& args) {
     std::string prefilter = "none";
     for (size_t i = 0; i < time_matchers.size(); ++i) {
       if (!time_matchers[i]) continue;
-      prefilter = registry.Prefilter(i) ? "vectorscan" : "re2-set";
+      prefilter = registry.Prefilter(i) ? "hyperscan" : "re2-set";
       std::string note = registry.prefilter_note(i);
       if (!note.empty()) prefilter += " (" + note + ")";
     }

@@ -38,8 +38,9 @@ class FamilyMatcher {
   size_t MatchRecords(std::string_view buf, const uint32_t* starts, const uint32_t* lengths,
                       const uint8_t* active, size_t n, Signal* out);
 
-  // Which prefilter runs: "vectorscan" or "re2-set".
-  const char* prefilter_name() const { return hs_ ? "vectorscan" : "re2-set"; }
+  // Which prefilter runs: "hyperscan" (libhs: Hyperscan, or Vectorscan off
+  // amd64) or "re2-set".
+  const char* prefilter_name() const { return hs_ ? "hyperscan" : "re2-set"; }
   // Why Vectorscan is not used ("" when it is).
   const std::string& prefilter_note() const { return hs_note_; }
   // Turns the Vectorscan prefilter off (tests compare both paths).

@@ -150,7 +150,7 @@ TEST_CASE("matching a whole buffer gives what matching each record gives") {
     (*plain)->DisableVectorscan();
     INFO(pf.family, " prefilter: ", (*with_prefilter)->prefilter_name(), " ",
          (*with_prefilter)->prefilter_note());
-    if (HsDatabase::Available()) CHECK(std::string((*with_prefilter)->prefilter_name()) == "vectorscan");
+    if (HsDatabase::Available()) CHECK(std::string((*with_prefilter)->prefilter_name()) == "hyperscan");
     std::vector<Signal> a(lines.size()), b(lines.size());
     size_t hits_a = (*with_prefilter)->MatchRecords(buf, starts.data(), lengths.data(),
                                                     active.data(), lines.size(), a.data());
