@@ -1,6 +1,6 @@
 // Pipeline: the batch hand-off between threads (moodycamel
-// BlockingConcurrentQueue of Batch*, as pipeline.cc uses it) and RunReplay
-// end to end on an in-memory corpus.
+// BlockingConcurrentQueue of Batch*, as pipeline/stages.cc uses it) and
+// pipeline::Replay end to end on an in-memory corpus.
 #include <benchmark/benchmark.h>
 #include <concurrentqueue/blockingconcurrentqueue.h>
 
@@ -16,10 +16,9 @@
 #include "match/matcher.h"
 #include "match/registry.h"
 #include "pipeline/batch.h"
-#include "pipeline/pipeline.h"
+#include "pipeline/replay.h"
 #include "sink/event_sink.h"
 #include "source/byte_source.h"
-#include "source/stream_reader.h"
 
 // ---- declared in micro_corpus.cc (keep in step) ----
 namespace qwbench {
@@ -49,7 +48,7 @@ const std::vector<qwbench::GenLine>& BatchLines() {
   return lines;
 }
 
-// Fills a 2048-record batch the way RunReplay's reading thread does
+// Fills a 2048-record batch the way the ordering on the reading thread does
 // (record text copied into the arena, '\n' after each).
 void FillBatch(pipeline::Batch* b) {
   b->Clear();
@@ -115,7 +114,7 @@ BENCHMARK(BM_QueueHandoff)
     ->UseRealTime()
     ->MeasureProcessCPUTime();  // CPU column: both threads
 
-// --- RunReplay -------------------------------------------------------------
+// --- Replay ----------------------------------------------------------------
 
 constexpr int kNodes = 4;
 
@@ -139,7 +138,7 @@ const ReplayCorpus& ReplayFiles(size_t lines_per_node) {
   return c;
 }
 
-const match::Registry* Reg() {
+match::Registry* Reg() {
   static std::unique_ptr<match::Registry> reg = [] {
     auto r = match::Registry::LoadEmbedded();
     return r ? std::move(*r) : std::unique_ptr<match::Registry>();
@@ -147,72 +146,61 @@ const match::Registry* Reg() {
   return reg.get();
 }
 
+class BenchTopology : public pipeline::Topology {
+ public:
+  detect::ChainSpec Chain(const std::string& name, int) const override {
+    detect::ChainSpec spec;
+    spec.name = name;
+    spec.family = "cometbft";
+    return spec;
+  }
+  void Node(detect::NodeSpec*) const override {}
+};
+
 // 4 nodes of one chain, CRI files, SDK console lines, 8% consensus lines;
 // args: matcher threads, lines per node (50000: the 200k-line corpus; 25:
 // almost nothing, i.e. the fixed cost of a replay, mostly every matcher
 // thread compiling its own FamilyMatchers).
-// Timed: stream set-up, decode (reading thread), k-way merge, batching,
-// matching, node state, event ordering. Not timed: copying the corpus into
-// the memory sources.
-void BM_RunReplay(benchmark::State& state) {
+// Timed: the record stage (reading thread), the merge on event time,
+// batching, matching, node state, event ordering. Not timed: copying the
+// corpus into the memory sources.
+void BM_Replay(benchmark::State& state) {
   const int threads = static_cast<int>(state.range(0));
   const ReplayCorpus& corpus = ReplayFiles(static_cast<size_t>(state.range(1)));
-  const auto& files = corpus.files;
   const size_t total_lines = corpus.lines, total_bytes = corpus.bytes;
-  const match::Registry* reg = Reg();
+  match::Registry* reg = Reg();
   int fam = reg != nullptr ? reg->Find("cometbft") : -1;
   if (fam < 0) {
     state.SkipWithError("no cometbft family");
     return;
   }
-  auto matcher = match::FamilyMatcher::Create(reg->file(static_cast<size_t>(fam)));
-  if (!matcher) {
-    state.SkipWithError("matcher does not compile");
-    return;
-  }
-  pipeline::PipelineStats stats;
-  uint64_t events = 0;
+  record::Routing routing;
+  routing.forced_chain = "cosmoshub";
+  routing.forced_family = fam;
+  BenchTopology topology;
+  pipeline::ReplayResult result;
   for (auto _ : state) {
     state.PauseTiming();
-    std::vector<std::string> copies = files;
-    state.ResumeTiming();
-    detect::ChainSpec chain;
-    chain.name = "cosmoshub";
-    chain.family = "cometbft";
-    sink::EventOrderer orderer({});
-    detect::Detector detector({chain}, &orderer);
-    std::vector<pipeline::ReplayStream> streams;
+    std::vector<pipeline::ReplayInput> inputs;
     for (int n = 0; n < kNodes; ++n) {
-      detect::NodeSpec spec;
-      spec.name = "node-" + std::to_string(n);
-      spec.chain = 0;
-      int idx = detector.AddNode(spec);
-      detector.AttachStream(idx);
-      source::StreamOptions opt;
-      opt.format = source::LogFormat::kCri;
-      pipeline::ReplayStream rs;
-      rs.reader = std::make_unique<source::StreamReader>(
-          source::MemorySource(std::move(copies[static_cast<size_t>(n)])), opt);
-      rs.reader->SetMatcher(matcher->get());
-      rs.reader->NextChunk();
-      rs.node = idx;
-      rs.family = fam;
-      streams.push_back(std::move(rs));
+      pipeline::ReplayInput in;
+      in.path = "node-" + std::to_string(n) + "_cosmos_gaiad-0123456789ab.log";
+      in.bytes = source::MemorySource(corpus.files[static_cast<size_t>(n)]);
+      inputs.push_back(std::move(in));
     }
+    state.ResumeTiming();
     pipeline::ReplayOptions opt;
     opt.threads = threads;
-    stats = pipeline::RunReplay(*reg, streams, &detector, &orderer, opt);
-    events = orderer.written();
+    result = pipeline::Replay(*reg, routing, topology, std::move(inputs), {}, opt);
   }
-  // records also counts one stream-end marker per stream.
-  if (stats.records != total_lines + kNodes) state.SkipWithError("not every line was replayed");
-  state.counters["matched"] = static_cast<double>(stats.matched);
-  state.counters["batches"] = static_cast<double>(stats.batches);
-  state.counters["events"] = static_cast<double>(events);
+  if (result.records != total_lines) state.SkipWithError("not every line was replayed");
+  state.counters["matched"] = static_cast<double>(result.matched);
+  state.counters["batches"] = static_cast<double>(result.batches);
+  state.counters["events"] = static_cast<double>(result.events);
   state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(total_lines));
   state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(total_bytes));
 }
-BENCHMARK(BM_RunReplay)
+BENCHMARK(BM_Replay)
     ->ArgNames({"threads", "lines_per_node"})
     ->Args({1, 50000})
     ->Args({2, 50000})

@@ -1,5 +1,5 @@
-// Source stage: runtime line decoders and StreamReader (decode + line split +
-// partial join + time resolution) over in-memory corpora.
+// Record stage: runtime line decoders and RecordStage (line split + decode +
+// partial and continuation joins + time resolution) over in-memory corpora.
 #include <benchmark/benchmark.h>
 
 #include <memory>
@@ -10,9 +10,8 @@
 #include "common/time.h"
 #include "match/matcher.h"
 #include "match/registry.h"
-#include "source/byte_source.h"
-#include "source/decoder.h"
-#include "source/stream_reader.h"
+#include "record/decode.h"
+#include "record/record_stage.h"
 
 // ---- declared in micro_corpus.cc (keep in step) ----
 namespace qwbench {
@@ -45,13 +44,13 @@ const char kTypicalMessage[] =
 
 void BM_DecodeCri(benchmark::State& state) {
   std::string line = qwbench::NanoStamp(kT0 + 156 * kMillisecond) + " stderr F " + kTypicalMessage;
-  source::Decoded d;
+  record::Decoded d;
   for (auto _ : state) {
-    bool ok = source::DecodeCri(line, &d);
+    bool ok = record::DecodeCri(line, &d);
     benchmark::DoNotOptimize(ok);
     benchmark::DoNotOptimize(d.message.data());
   }
-  if (!source::DecodeCri(line, &d) || d.message != kTypicalMessage) {
+  if (!record::DecodeCri(line, &d) || d.message != kTypicalMessage) {
     state.SkipWithError("CRI line did not decode");
   }
   state.SetItemsProcessed(state.iterations());
@@ -61,8 +60,8 @@ BENCHMARK(BM_DecodeCri);
 
 void BM_DecodeDocker(benchmark::State& state) {
   std::string line = qwbench::DockerLine(kTypicalMessage, kT0 + 156 * kMillisecond);
-  source::DockerDecoder dec;
-  source::Decoded d;
+  record::DockerDecoder dec;
+  record::Decoded d;
   for (auto _ : state) {
     bool ok = dec.Decode(line, &d);
     benchmark::DoNotOptimize(ok);
@@ -76,26 +75,20 @@ void BM_DecodeDocker(benchmark::State& state) {
 }
 BENCHMARK(BM_DecodeDocker);
 
-// --- StreamReader ----------------------------------------------------------
+// --- RecordStage -----------------------------------------------------------
 
 constexpr size_t kStreamLines = 50000;
 constexpr double kConsensusFraction = 0.08;
 constexpr double kPartialFraction = 0.01;  // records split by the runtime (P + F)
+constexpr size_t kReadBytes = 256 << 10;   // as replay reads one file among few
 
-match::FamilyMatcher* CometMatcher() {
+match::Registry* Registry() {
   static std::unique_ptr<match::Registry> reg = [] {
     auto r = match::Registry::LoadEmbedded();
     if (!r) return std::unique_ptr<match::Registry>();
     return std::move(*r);
   }();
-  static std::unique_ptr<match::FamilyMatcher> m = []() -> std::unique_ptr<match::FamilyMatcher> {
-    if (!reg) return nullptr;
-    int fam = reg->Find("cometbft");
-    if (fam < 0) return nullptr;
-    auto mm = match::FamilyMatcher::Create(reg->file(static_cast<size_t>(fam)));
-    return mm ? std::move(*mm) : nullptr;
-  }();
-  return m.get();
+  return reg.get();
 }
 
 struct Corpus {
@@ -114,62 +107,67 @@ const Corpus& StreamCorpus(qwbench::Shape shape, bool cri) {
   return c;
 }
 
-// args: shape, with the cometbft matcher set (continuation rules, message times)
+// args: shape. The family is cometbft (continuation rules, message times).
 void RunStream(benchmark::State& state, bool cri) {
   auto shape = static_cast<qwbench::Shape>(state.range(0));
-  bool with_matcher = state.range(1) != 0;
   const Corpus& corpus = StreamCorpus(shape, cri);
-  match::FamilyMatcher* m = with_matcher ? CometMatcher() : nullptr;
-  if (with_matcher && m == nullptr) {
-    state.SkipWithError("no cometbft matcher");
+  match::Registry* reg = Registry();
+  if (reg == nullptr || reg->Find("cometbft") < 0) {
+    state.SkipWithError("no cometbft patterns");
     return;
   }
-  source::StreamOptions opt;
-  opt.format = cri ? source::LogFormat::kCri : source::LogFormat::kRaw;
-  opt.default_year = 2023;
+  record::Routing routing;
+  routing.forced_chain = "cosmoshub";
+  routing.forced_family = reg->Find("cometbft");
   uint64_t records = 0, rejected = 0;
   for (auto _ : state) {
-    state.PauseTiming();
-    std::string copy = corpus.text;  // MemorySource takes ownership of its bytes
-    state.ResumeTiming();
-    source::StreamReader reader(source::MemorySource(std::move(copy)), opt);
-    if (m != nullptr) reader.SetMatcher(m);
+    record::RecordStage stage(*reg, routing, record::StageOptions{}, [](const std::string&) {});
+    record::Origin origin;
+    origin.path = "node-0.log";
+    origin.format = cri ? record::LogFormat::kCri : record::LogFormat::kRaw;
+    stage.Open(0, origin);
+    record::Output& out = *stage.output(0);
     uint64_t n = 0;
-    while (reader.NextChunk()) {
-      for (const auto& r : reader.records()) {
-        benchmark::DoNotOptimize(r.time);
+    auto take = [&] {
+      for (; out.head < out.ready; ++out.head) {
+        const record::Entry& e = out.entries[out.head];
+        if (e.kind != record::EntryKind::kRecord) continue;
+        benchmark::DoNotOptimize(e.time);
         ++n;
       }
+      out.Compact();
+    };
+    const std::string_view text = corpus.text;
+    for (size_t at = 0; at < text.size(); at += kReadBytes) {
+      stage.Feed(0, text.substr(at, kReadBytes), kT0);
+      take();
     }
+    stage.Close(0);
+    take();
     records = n;
-    rejected = reader.stats().lines_rejected;
+    rejected = stage.counts(0).lines_rejected;
   }
   state.counters["records"] = static_cast<double>(records);
   if (rejected != 0) state.SkipWithError("lines rejected");
   state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(corpus.physical_lines));
   state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(corpus.text.size()));
-  state.SetLabel(std::string(qwbench::ShapeName(shape)) + (with_matcher ? "+matcher" : ""));
+  state.SetLabel(qwbench::ShapeName(shape));
 }
 
-void BM_StreamReaderCri(benchmark::State& state) { RunStream(state, true); }
-BENCHMARK(BM_StreamReaderCri)
-    ->ArgNames({"shape", "matcher"})
-    ->Args({2, 0})
-    ->Args({0, 1})
-    ->Args({1, 1})
-    ->Args({2, 1})
-    ->Args({3, 1})
+void BM_RecordStageCri(benchmark::State& state) { RunStream(state, true); }
+BENCHMARK(BM_RecordStageCri)
+    ->ArgNames({"shape"})
+    ->Arg(0)
+    ->Arg(1)
+    ->Arg(2)
+    ->Arg(3)
     ->Unit(benchmark::kMillisecond);
 
 // Raw files (no runtime stamp): every record's time comes from
 // FamilyMatcher::MessageTime (the family's timestamp regexes). sdkcon has no
 // full stamp in the message, so every timestamp regex is tried and fails.
-void BM_StreamReaderRaw(benchmark::State& state) { RunStream(state, false); }
-BENCHMARK(BM_StreamReaderRaw)
-    ->ArgNames({"shape", "matcher"})
-    ->Args({0, 1})
-    ->Args({2, 1})
-    ->Unit(benchmark::kMillisecond);
+void BM_RecordStageRaw(benchmark::State& state) { RunStream(state, false); }
+BENCHMARK(BM_RecordStageRaw)->ArgNames({"shape"})->Arg(0)->Arg(2)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

@@ -1,12 +1,13 @@
-// Arbitrary bytes as a log stream: decode (auto format), join, time and
-// match with every built-in family. Must never crash or hang.
+// Arbitrary bytes as a log stream through the record stage (framing,
+// runtime format detection and decoding, joins, family detection or a
+// forced family, times) and then matched. Must never crash or hang.
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "match/registry.h"
-#include "source/stream_reader.h"
+#include "record/record_stage.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static auto registry = std::move(*qw::match::Registry::LoadEmbedded());
@@ -17,19 +18,36 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     return m;
   }();
-  qw::source::StreamOptions opt;
-  opt.buffer_bytes = 4096;
-  opt.max_line_bytes = 2048;
-  opt.chunk_bytes = 1024;
-  for (auto& m : matchers) {
-    qw::source::StreamReader reader(
-        qw::source::MemorySource(std::string(reinterpret_cast<const char*>(data), size), 97), opt);
-    reader.SetMatcher(m.get());
-    while (reader.NextChunk()) {
-      for (const auto& r : reader.records()) {
-        qw::Signal s;
-        m->Match(reader.text(r), &s);
+  const std::string_view bytes(reinterpret_cast<const char*>(data), size);
+  // -1: the family is detected from the records; else forced.
+  for (int family = -1; family < static_cast<int>(registry->size()); ++family) {
+    qw::record::Routing routing;
+    if (family >= 0) {
+      routing.forced_chain = "fuzz";
+      routing.forced_family = family;
+    }
+    qw::record::StageOptions opt;
+    opt.hold_records = 20;
+    opt.hold_bytes = 4096;
+    qw::record::RecordStage stage(*registry, routing, opt, [](const std::string&) {});
+    qw::record::Origin origin;
+    origin.path = "fuzz_ns_app-0123456789ab.log";
+    origin.name = qw::record::NameFromPath(origin.path);
+    origin.max_line_bytes = 2048;
+    stage.Open(0, origin);
+    for (size_t at = 0; at < bytes.size(); at += 97) {
+      stage.Feed(0, bytes.substr(at, 97), 1'700'000'000LL * qw::kSecond);
+      if (at % 3 == 0) {
+        stage.AtEnd(0, static_cast<qw::Nanos>(at) * qw::kMillisecond);
+        stage.Expire(static_cast<qw::Nanos>(at + 60) * qw::kMillisecond);
       }
+    }
+    stage.Close(0);
+    const qw::record::Output& out = *stage.output(0);
+    for (const auto& e : out.entries) {
+      if (e.kind != qw::record::EntryKind::kRecord || e.family < 0) continue;
+      qw::Signal s;
+      matchers[static_cast<size_t>(e.family)]->Match(out.text(e), &s);
     }
   }
   return 0;

@@ -35,7 +35,7 @@ import examplegen  # noqa: E402  (examples/examplegen.py: shared with the other 
 
 NS = 1_000_000_000
 MIN = 60 * NS
-CHAIN = 'dash'
+CHAIN = 'dash/dash'  # --chain auto: <family>/<namespace>
 NAMESPACE = 'dash'
 # patterns/dash.yaml defaults + DESIGN.md chain defaults
 CFG = {'stall_after': 30 * MIN, 'max_lag': 3, 'window': 24, 'max_missed': 1,

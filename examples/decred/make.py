@@ -36,7 +36,7 @@ import examplegen  # noqa: E402  (examples/examplegen.py: shared with the other 
 
 NS = 1_000_000_000
 MIN = 60 * NS
-CHAIN = 'decred'
+CHAIN = 'decred/decred'  # --chain auto: <family>/<namespace>
 NAMESPACE = 'decred'
 # patterns/decred.yaml defaults + DESIGN.md chain defaults
 CFG = {'stall_after': 60 * MIN, 'max_lag': 3, 'window': 20, 'max_missed': 1,

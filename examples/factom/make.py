@@ -44,7 +44,7 @@ S = 1000 * MS
 MIN = 60 * S
 H = 60 * MIN
 
-CHAIN = 'factom'            # --chain auto: the chain is named after the family
+CHAIN = 'factom/factom'  # --chain auto: <family>/<namespace>
 NAMESPACE = 'factom'
 CONTAINER = 'factomd'
 

@@ -48,7 +48,7 @@ S = 1000 * MS
 MIN = 60 * S
 H = 60 * MIN
 
-CHAIN = 'livepeer'          # --chain auto: the chain is named after the family
+CHAIN = 'livepeer/livepeer'  # --chain auto: <family>/<namespace>
 NAMESPACE = 'livepeer'
 CONTAINER = 'go-livepeer'
 

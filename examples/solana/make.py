@@ -425,7 +425,7 @@ class Sim:
         self.facts = facts
 
     def emit(self, t, kind, sev, n, height=None, detail=None):
-        e = {'time': examplegen.rfc3339ms(t), 'event': kind, 'severity': sev, 'chain': 'solana',
+        e = {'time': examplegen.rfc3339ms(t), 'event': kind, 'severity': sev, 'chain': 'solana/' + NAMESPACE,
              'node': n.name, 'namespace': NAMESPACE}
         if height is not None:
             e['height'] = height

@@ -39,7 +39,7 @@ MS = 1_000_000
 S = 1_000_000_000
 MIN = 60 * S
 
-CHAIN = 'tezos'            # replay --chain auto names the chain after the family
+CHAIN = 'tezos/tezos'  # replay --chain auto: <family>/<namespace>
 NS = 'tezos'
 STALL_AFTER = 90 * S       # patterns/tezos.yaml defaults
 MAX_LAG = 5

@@ -151,10 +151,14 @@ Result<void> LoadStreams(const std::string& path, const YAML::Node& n, Config* c
     if (r.chain.empty() && !r.signer) {
       return Fail(Where(path, s) + "a stream rule needs 'chain' (a chain name or auto) or role: signer");
     }
-    QW_TRY(yamlutil::GetString(path, s, "timezone", &r.timezone));
-    int32_t off;
-    if (!r.timezone.empty() && !ParseTimezone(r.timezone, &off)) {
-      return Fail(Where(path, s["timezone"]) + "timezone must be UTC or an offset like +02:00");
+    std::string timezone;
+    QW_TRY(yamlutil::GetString(path, s, "timezone", &timezone));
+    int32_t off = 0;
+    if (!timezone.empty()) {
+      if (!ParseTimezone(timezone, &off)) {
+        return Fail(Where(path, s["timezone"]) + "timezone must be UTC or an offset like +02:00");
+      }
+      r.tz_offset_seconds = off;
     }
     c->streams.push_back(std::move(r));
   }
@@ -321,14 +325,6 @@ void ThresholdOverrides::ApplyTo(detect::Thresholds* t) const {
     t->require_healthy_peer = *require_healthy_peer ? detect::Tristate::kTrue : detect::Tristate::kFalse;
   }
   if (ban_on_double_sign) t->ban_on_double_sign = *ban_on_double_sign;
-}
-
-bool StreamRule::Matches(const std::string& ns, const std::string& pod,
-                         const std::string& container) const {
-  auto ok = [](const std::shared_ptr<RE2>& re, const std::string& v) {
-    return !re || RE2::FullMatch(v, *re);
-  };
-  return ok(namespace_re, ns) && ok(pod_re, pod) && ok(container_re, container);
 }
 
 const ChainConfig* Config::FindChain(const std::string& name) const {

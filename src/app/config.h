@@ -1,4 +1,4 @@
-// quorumwatch.yaml: the configuration contract (DESIGN.md, "Configuration").
+// quorumwatch.yaml: the configuration (README.md, "Configuration").
 // Every key has a default; unknown keys and bad values are refused with
 // file:line and the reason.
 #pragma once
@@ -14,6 +14,7 @@
 #include "common/result.h"
 #include "common/time.h"
 #include "detect/thresholds.h"
+#include "record/naming.h"
 #include "sink/sink_config.h"
 
 namespace qw::app {
@@ -36,15 +37,7 @@ struct SourceConfig {
   int line = 0;
 };
 
-struct StreamRule {
-  // Whole-value regexes on the Kubernetes names; absent keys match anything.
-  std::shared_ptr<RE2> namespace_re, pod_re, container_re;
-  std::string chain;  // a configured chain, a family name/alias, or "auto"
-  bool signer = false;
-  std::string timezone;
-  int line = 0;
-  bool Matches(const std::string& ns, const std::string& pod, const std::string& container) const;
-};
+using record::StreamRule;
 
 struct ChainConfig {
   std::string name;

@@ -3,7 +3,7 @@
 #include <cstdio>
 
 #include "app/config.h"
-#include "app/replay.h"
+#include "app/topology.h"
 #include "match/matcher.h"
 #include "match/registry.h"
 

@@ -113,6 +113,22 @@ int Detector::AddNode(NodeSpec spec) {
   return index;
 }
 
+void Detector::MoveNode(int n, NodeSpec spec) {
+  NodeState& node = N(n);
+  auto& old = C(node.spec.chain).nodes;
+  old.erase(std::remove(old.begin(), old.end(), n), old.end());
+  C(spec.chain).nodes.push_back(n);
+  node.signer = node.signer || spec.signer;
+  if (node.validator.empty()) node.validator = spec.validator_address;
+  if (node.missed_ring.size() != static_cast<size_t>(std::max(1, spec.thresholds.missed_window))) {
+    node.missed_ring.assign(static_cast<size_t>(std::max(1, spec.thresholds.missed_window)), 0);
+    node.missed_ring_pos = 0;
+    node.missed_in_window = 0;
+  }
+  node.spec = std::move(spec);
+  next_check_ = kNoTime;
+}
+
 void Detector::AttachStream(int n) {
   N(n).open_streams++;
   N(n).retired = false;

@@ -49,6 +49,10 @@ class Detector {
 
   // Adds a node; returns its index. REQUIRES: spec.chain is a chain index.
   int AddNode(NodeSpec spec);
+  // Moves node `n` to another chain (spec.chain), with that spec. Used when
+  // a remote signer's stream made its pod's node before the node's own
+  // stream named the chain.
+  void MoveNode(int n, NodeSpec spec);
   void AttachStream(int node);
   // A stream of the node ended (file finished or removed); the node retires
   // with its last stream.

@@ -126,6 +126,7 @@ Registry::Detection Registry::Detect(const std::vector<std::string_view>& sample
     return d;
   }
   d.family = best;
+  d.rule_hits = rules[static_cast<size_t>(best)];
   return d;
 }
 

@@ -39,6 +39,7 @@ class Registry {
 
   struct Detection {
     int family = -1;     // -1: unknown or ambiguous
+    int rule_hits = 0;   // samples the winner's rules matched (0: its stamps alone won)
     std::string reason;  // why, for the operator, when family is -1
   };
   // Picks the family whose rules match the most of `samples` (first records

@@ -42,6 +42,8 @@ class EventOrderer : public detect::EventOutput {
   // Writes everything pending.
   void ReleaseAll();
   uint64_t written() const { return written_; }
+  // Decided, not yet written (a checkpoint keeps them).
+  const std::vector<Event>& pending() const { return pending_; }
 
  private:
   std::vector<EventSink*> sinks_;

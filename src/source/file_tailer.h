@@ -1,138 +1,137 @@
 // FileTailer: follows the log files that match include globs (Kubernetes'
-// /var/log/containers/*.log, symlinks into /var/log/pods), decodes their
-// lines (CRI, docker json-file, raw; partial records joined) and reports
-// complete records, safe resume offsets and file ends to a TailSink.
+// /var/log/containers/*.log, symlinks into /var/log/pods) and hands their
+// bytes on, with where they come from: file identity, offsets, truncation
+// and the end of the file. It neither frames nor decodes: the record stage
+// (record/record_stage.h) does that for every source.
 //
-// Files are identified by device, inode and a fingerprint of their first
-// bytes, never by path: rename+create rotation drains the old descriptor and
-// starts a new stream; copytruncate (size below offset) restarts at 0; a
-// removed file is drained, then ended. inotify wakes the tailer early; every
-// Poll also stats every file, so file systems where inotify is silent work
-// too (polling fallback).
+// Files are known by device, inode and a fingerprint of their first bytes,
+// never by path: rename+create rotation reads the old file to its end and
+// follows the new one as a new stream; copytruncate (size below the
+// offset) starts again at 0; a removed file is read to its end and closed.
+// Change notifications (inotify) say which files to read; every
+// rescan_interval the globs are expanded and every file is looked at
+// anyway, for file systems that send none.
 //
-// Threading: one thread calls Poll/Wait; Wake may be called from any thread.
+// All file system access goes through a FileSystem (common/file_system.h).
+// Threading: one thread calls everything.
 #pragma once
-
-#include <sys/types.h>
 
 #include <cstdint>
 #include <map>
-#include <set>
 #include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "common/file_identity.h"
+#include "common/file_system.h"
 #include "common/time.h"
-#include "source/decoder.h"
 
 namespace qw::source {
 
+// A file found, as the tailer starts reading it.
 struct TailedFile {
-  uint32_t stream = 0;  // the tailer's id for this file's stream
-  std::string path;     // the path the glob found (a symlink stays one)
-  uint64_t dev = 0, ino = 0;
-  uint64_t fingerprint = 0;  // FNV-1a of the first fp_len bytes
-  uint32_t fp_len = 0;
+  std::string path;  // the path the glob found (a symlink stays one)
+  FileIdentity identity;
   uint64_t offset = 0;  // where reading starts
+  // From a checkpoint that knew this file (else empty / kNoTime).
+  std::string saved_family;
+  Nanos saved_last_time = kNoTime;
 };
 
+// Where the bytes go.
 class TailSink {
  public:
   virtual ~TailSink() = default;
-  virtual void OnStart(const TailedFile& f) = 0;
-  // One complete record: message text (valid during the call) and the
-  // runtime's timestamp (kNoTime for raw lines).
-  virtual void OnRecord(uint32_t stream, std::string_view message, Nanos runtime_time) = 0;
-  // Every record before this point was reported: resuming at `offset`
-  // loses and repeats nothing. `at_end`: the file was read to its end (the
-  // stream has caught up for now).
-  virtual void OnPosition(uint32_t stream, uint64_t offset, bool at_end) = 0;
-  virtual void OnEnd(uint32_t stream) = 0;
+  // A new stream; returns its id (ids ascend across all tailers).
+  virtual uint32_t OnOpen(const TailedFile& f) = 0;
+  // The stream's next bytes; `mtime`: the file's modification time.
+  virtual void OnData(uint32_t id, std::string_view bytes, Nanos mtime) = 0;
+  // The file was truncated in place: its bytes start again at offset 0.
+  virtual void OnTruncated(uint32_t id) = 0;
+  // Everything the file holds now was handed on.
+  virtual void OnCaughtUp(uint32_t id) = 0;
+  // The file was rotated away or removed and read to its end.
+  virtual void OnClose(uint32_t id) = 0;
+  // Back-pressure: false while the stream's reader holds enough; the
+  // tailer reads the file later.
+  virtual bool WantsData(uint32_t id) = 0;
 };
 
 struct SavedPosition {
   std::string path;
-  uint64_t dev = 0, ino = 0, fingerprint = 0;
-  uint32_t fp_len = 0;
+  FileIdentity identity;
   uint64_t offset = 0;
+  std::string family;
+  Nanos last_time = kNoTime;
 };
 
 struct TailStats {
-  uint64_t lines_read = 0, lines_rejected = 0, lines_cut = 0;
-  uint64_t bytes_read = 0, truncations = 0, rotations = 0, files_opened = 0, files_ended = 0;
-};
-
-struct FileLag {
-  std::string path;
-  uint64_t bytes_behind = 0;
+  uint64_t bytes_read = 0, read_errors = 0, truncations = 0, rotations = 0, files_opened = 0,
+           files_closed = 0;
 };
 
 class FileTailer {
  public:
   struct Options {
     std::vector<std::string> include, exclude;
-    LogFormat format = LogFormat::kAuto;
-    bool read_from_end = true;  // files present at the first start
-    size_t max_line_bytes = 1 << 20;
-    size_t max_bytes_per_poll = 4 << 20;  // per file, for fairness
-    // The globs are expanded again (new, renamed and removed files) when
-    // inotify reports a change of a watched folder or of a file's identity,
-    // and at least this often (file systems where inotify is silent).
+    bool read_from_end = true;           // files present at the very first start
+    size_t read_bytes = 256 << 10;       // one read
+    size_t max_bytes_per_poll = 4 << 20;  // per file and poll, for fairness
     Nanos rescan_interval = 250 * kMillisecond;
   };
-  explicit FileTailer(Options opt);
+  FileTailer(Options opt, FileSystem* fs);
   ~FileTailer();
   FileTailer(const FileTailer&) = delete;
   FileTailer& operator=(const FileTailer&) = delete;
 
-  // Positions from a checkpoint: a file found again (same device, inode and
-  // fingerprint) resumes at its offset; with a checkpoint, files not in it
-  // appeared while quorumwatch was down and are read from the beginning.
+  // Positions from a checkpoint: a file found again (same identity)
+  // resumes at its offset; with a checkpoint, files not in it appeared
+  // while quorumwatch was down and are read from the beginning.
   void Restore(std::vector<SavedPosition> saved);
 
-  // One pass: new and removed files, then the new data of every file.
-  // Returns the bytes read.
-  size_t Poll(TailSink* sink);
-  // Blocks until a watched file or folder changes, `timeout` passes, or
-  // Wake() is called.
-  void Wait(Nanos timeout);
-  void Wake();
-  // Reads pending inotify events without blocking (Poll and Wait call it).
+  // One pass at steady time `now`: the globs when due (or when a folder or
+  // a file's identity changed), then the files that were written to (all
+  // of them when the globs were expanded). Returns the bytes read.
+  size_t Poll(TailSink* sink, Nanos now);
+  // Reads pending change notifications (Poll does too).
   void Drain();
-  // The descriptor Wake() writes to (a signal handler may write 8 bytes to it).
-  int wake_fd() const { return wake_fd_; }
-  // Stream ids start at `base` (several tailers feed one pipeline).
-  void set_stream_base(uint32_t base) { next_stream_ = base; }
+  // The descriptor to wait on for changes, or -1.
+  int wait_fd() const;
+  // When Poll has something to do without a notification (steady time).
+  Nanos next_scan() const { return last_scan_ + opt_.rescan_interval; }
+  // Files that could not all be read in the last poll (limit or
+  // back-pressure): poll again soon.
+  bool more() const { return !dirty_.empty(); }
 
   // Every file has been read to its end at least once since start.
   bool caught_up() const;
-  std::vector<FileLag> Lag() const;
+  // Unread bytes: (total, files with some).
+  std::pair<uint64_t, uint64_t> Lag() const;
   const TailStats& stats() const { return stats_; }
   size_t open_files() const { return files_.size(); }
 
  private:
   struct File;
-  void Discover(TailSink* sink);
-  bool Open(const std::string& path, uint64_t dev, uint64_t ino, TailSink* sink);
-  size_t ReadFile(File& f, TailSink* sink);
-  void Line(File& f, std::string_view line, bool cut, uint64_t end_offset, TailSink* sink);
-  void Close(File& f, TailSink* sink);
+  void Scan(TailSink* sink);
+  void Open(const std::string& path, const FileStat& st, TailSink* sink);
+  // Reads what is new; returns bytes read. Closes files gone and drained.
+  size_t Read(File& f, TailSink* sink);
   void WatchDirs();
 
   Options opt_;
+  FileSystem* fs_;
+  std::unique_ptr<Watcher> watcher_;
   std::map<std::pair<uint64_t, uint64_t>, std::unique_ptr<File>> files_;  // by (dev, ino)
+  std::map<int, std::pair<uint64_t, uint64_t>> by_watch_;                  // watch handle -> file
+  std::set<std::pair<uint64_t, uint64_t>> dirty_;                          // to read
   std::vector<SavedPosition> saved_;
   bool restored_ = false;
-  bool first_poll_done_ = false;
-  bool rescan_ = true;            // a folder or file identity changed: expand the globs
-  Nanos last_discover_ = 0;       // steady clock of the last expansion
-  std::set<int> dir_watches_;     // inotify watches of include folders
-  uint32_t next_stream_ = 0;
-  int inotify_fd_ = -1;
-  int wake_fd_ = -1;
+  bool first_scan_done_ = false;
+  bool rescan_ = true;
+  Nanos last_scan_ = 0;
   std::vector<char> buf_;
-  DockerDecoder docker_;
   TailStats stats_;
 };
 

@@ -818,6 +818,12 @@ def expected_events(sc, nodes, cfg=None, signers=()):
 # scenario plumbing
 # ----------------------------------------------------------------------------
 
+# Without --chain, replay names an auto-detected chain `<family>/<namespace>`
+# (or `<family>` for files without Kubernetes names), as `run` does, so
+# namespaces never merge; the scenarios' pods are in namespace `cosmos`.
+AUTO_CHAIN = 'cometbft/cosmos'
+
+
 class Scenario:
     def __init__(self, name, chain_label, h0, t0, cmt_version='0.37', sdk_mint=False):
         self.name = name
@@ -922,7 +928,7 @@ T_BASE = epoch_ns(2025, 1, 2, 3, 0, 0)
 
 
 def sc_healthy(outdir):
-    sc = Scenario('healthy', 'cometbft', 15583000, T_BASE + 12 * S + 345 * MS)
+    sc = Scenario('healthy', AUTO_CHAIN, 15583000, T_BASE + 12 * S + 345 * MS)
     sc.chain.extend_to(15583100)
     a = Node(sc, 'val-a', Fmt('sdk'), delay=(40, 200), lean=True)
     b = Node(sc, 'val-b', Fmt('cmt'), delay=(300, 600), lean=True)
@@ -940,7 +946,7 @@ def sc_node_stall(outdir, name='node_stall', max_lag=None):
     """Two nodes; val-b commits nothing for 4 minutes (lost its peers), then
     catches up through consensus gossip."""
     fmt = Fmt('cmt') if max_lag is None else Fmt('sdk')
-    sc = Scenario(name, 'cometbft' if max_lag is None else 'cosmoshub', 15584210,
+    sc = Scenario(name, AUTO_CHAIN if max_lag is None else 'cosmoshub', 15584210,
                   T_BASE + 1 * 3600 * S + 7 * S + 120 * MS)
     sc.chain.extend_to(15584330)
     a = Node(sc, 'val-a', fmt, delay=(40, 220), lean=True)
@@ -1126,7 +1132,7 @@ def sc_missed_precommits(outdir):
 
 def sc_conflicting_vote(outdir):
     """After an unsafe_reset, val-a sees its own earlier vote gossiped back."""
-    sc = Scenario('conflicting_vote', 'cometbft', 15587100, T_BASE + 6 * 3600 * S + 1 * S + 601 * MS)
+    sc = Scenario('conflicting_vote', AUTO_CHAIN, 15587100, T_BASE + 6 * 3600 * S + 1 * S + 601 * MS)
     sc.chain.extend_to(15587150)
     a = Node(sc, 'val-a', Fmt('cmt'), delay=(40, 220))
     s = Node(sc, 'sentry-0', Fmt('cmt'), delay=(300, 700))
@@ -1148,7 +1154,7 @@ def sc_dual_signer(outdir, name, same_block):
     """val-a signs every height; the standby val-b was started with the same key
     by mistake, signs one precommit at H (after val-a) and is stopped by the
     operator right after committing H+1. (Fixture trimmed to precommit lines.)"""
-    sc = Scenario(name, 'cometbft', 15588200, T_BASE + 7 * 3600 * S + 13 * S + 900 * MS)
+    sc = Scenario(name, AUTO_CHAIN, 15588200, T_BASE + 7 * 3600 * S + 13 * S + 900 * MS)
     sc.chain.extend_to(15588240)
     ch = sc.chain
     a = Node(sc, 'val-a', Fmt('cmt'), delay=(40, 200))
@@ -1224,7 +1230,7 @@ def sc_others_evidence(outdir):
 def sc_consensus_failure(outdir):
     """val-b computes a different app hash (non-determinism) and its consensus
     stops; the process keeps running (p2p) but commits nothing more."""
-    sc = Scenario('consensus_failure', 'cometbft', 15590400, T_BASE + 9 * 3600 * S + 5 * S + 303 * MS)
+    sc = Scenario('consensus_failure', AUTO_CHAIN, 15590400, T_BASE + 9 * 3600 * S + 5 * S + 303 * MS)
     sc.chain.extend_to(15590470)
     ch = sc.chain
     a = Node(sc, 'val-a', Fmt('sdkjson', server_node=True), delay=(40, 220))
@@ -1316,7 +1322,7 @@ def sc_ban_31min(outdir):
 
 
 def sc_flapping_ban(outdir):
-    sc = Scenario('flapping_ban', 'cometbft', 15592000, T_BASE + 11 * 3600 * S + 8 * S + 123 * MS)
+    sc = Scenario('flapping_ban', AUTO_CHAIN, 15592000, T_BASE + 11 * 3600 * S + 8 * S + 123 * MS)
     H_LAST = 15592000 + 36 * 10
     sc.chain.extend_to(H_LAST + 1)
     # stall ~4 min, back ~2 min, ... ; the last recovery is ~1.5 min before the ban
@@ -1398,7 +1404,7 @@ def zstd_compress(data):
 def sc_bad_input(outdir):
     """Healthy nodes whose files also carry every kind of garbage, plus a file of
     random bytes and an empty file. Nothing may come out (and nothing may crash)."""
-    sc = Scenario('bad_input', 'cometbft', 15595000, T_BASE + 14 * 3600 * S + 1 * S + 1 * MS)
+    sc = Scenario('bad_input', AUTO_CHAIN, 15595000, T_BASE + 14 * 3600 * S + 1 * S + 1 * MS)
     sc.chain.extend_to(15595100)
     ch = sc.chain
     a = Node(sc, 'val-a', Fmt('sdkjson'), delay=(40, 220), lean=True)

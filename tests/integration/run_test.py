@@ -150,7 +150,7 @@ class Node:
         self.pod = pod
         self.path = path
         self.active = False
-        self.records = 0  # complete records written (what lines_read counts)
+        self.records = 0  # physical lines written (what lines_read counts)
         self.heights = []  # committed heights, in order
         self.last_time = None  # datetime of the last commit line
 
@@ -378,7 +378,7 @@ class Proc:
         cp = cp if cp is not None else self.checkpoint()
         if cp is None:
             return None
-        for f in cp.get("files", []):
+        for f in cp.get("streams", cp.get("files", [])):
             if f.get("path") == path:
                 return f
         return None
@@ -393,7 +393,7 @@ class Proc:
                     "last_height", "commits", "lines_read", "lines_rejected", "stalled", "ooc")}
         evs = [(e.get("event"), e.get("node"), e.get("height")) for e in self.events()]
         files = [(os.path.basename(f.get("path", "")), f.get("offset"))
-                 for f in (cp or {}).get("files", [])]
+                 for f in (cp or {}).get("streams", (cp or {}).get("files", []))]
         return "checkpoint nodes=%r files=%r; events=%r; alive=%r; stderr tail=%r" % (
             nodes, files, evs[-20:], self.alive(), self.stderr()[-500:])
 
@@ -469,7 +469,7 @@ def file_counts_match(p, pods):
         n = p.node(pod, cp)
         expect(n is not None, "no detector state for %s in the checkpoint" % pod)
         expect_eq(n.get("lines_read"), want[pod][0],
-                  "%s lines_read (records written: each read exactly once)" % pod)
+                  "%s lines_read (lines written: each read exactly once)" % pod)
         expect_eq(n.get("commits"), want[pod][1], "%s commits (distinct heights written)" % pod)
         expect_eq(n.get("lines_rejected"), 0, "%s lines_rejected" % pod)
         expect_eq(n.get("last_height"), cl.nodes[pod].last_height, "%s last_height" % pod)
@@ -478,7 +478,7 @@ def file_counts_match(p, pods):
 
 def offsets_at_end(p, cp):
     """Every file in the checkpoint is the file now at its path, read to its end."""
-    for f in cp.get("files", []):
+    for f in cp.get("streams", cp.get("files", [])):
         path = f.get("path")
         expect(os.path.exists(path), "checkpoint lists %s, which does not exist" % path)
         st = os.stat(path)
@@ -612,8 +612,8 @@ def check_rename_rotation(t):
             cl.stop()
             cp = file_counts_match(p, ["val-a", HB])
             offsets_at_end(p, cp)
-            expect(not [f for f in cp.get("files", []) if f.get("path", "").endswith(".1")],
-                   "the rotated file is still tailed: %r" % cp.get("files"))
+            expect(not [f for f in cp.get("streams", cp.get("files", [])) if f.get("path", "").endswith(".1")],
+                   "the rotated file is still tailed: %r" % cp.get("streams"))
             unique_ids(p.events())
             p.stop()
         finally:
@@ -754,13 +754,14 @@ def check_cri_partial(t):
         with cl.lock:
             tf = datetime.datetime.now(UTC)
             cl.append("val-a", cri_prefix(tf, "F") + msg[cut:] + "\n")
-            n.records += 1
+            n.records += 2  # the P line and the F line
             n.heights.append(h)
             n.last_time = tp
         p.wait_height("val-a", h, "the joined P/F record's height %d" % h)
         after = p.node("val-a")
         expect_eq(after["last_height"], h, "last_height after the F part")
-        expect_eq(after["lines_read"], before["lines_read"] + 1, "lines_read (one joined record)")
+        expect_eq(after["lines_read"], before["lines_read"] + 2,
+                  "lines_read (the P and the F line of one joined record)")
         expect_eq(after["commits"], before["commits"] + 1, "commits")
         expect_eq(after["lines_rejected"], 0, "lines_rejected")
         p.wait(lambda: (p.file_entry(path) or {}).get("offset") == os.path.getsize(path),
@@ -782,7 +783,7 @@ def check_cri_partial(t):
         with cl.lock:
             tf = datetime.datetime.now(UTC)
             cl.append("val-a", cri_prefix(tf, "F") + msg[cut:] + "\n")
-            cl.nodes["val-a"].records += 1
+            cl.nodes["val-a"].records += 2  # the P line and the F line
         e = p.wait_event("consensus_failure", "val-a",
                          "consensus_failure from a record split into P and F parts")
         expect_eq(e.get("height"), state["h"] + 1, "consensus_failure height (last + 1)")

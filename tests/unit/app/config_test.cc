@@ -53,8 +53,16 @@ sinks:
   REQUIRE(c);
   CHECK(c->sources.size() == 1);
   CHECK(c->streams.size() == 3);
-  CHECK(c->streams[0].Matches("cosmos-mainnet", "any", "gaiad"));
-  CHECK_FALSE(c->streams[0].Matches("cosmos-mainnet", "any", "gaiad-x"));
+  auto name = [](std::string ns, std::string pod, std::string container) {
+    record::StreamName n;
+    n.namespace_ = std::move(ns);
+    n.pod = std::move(pod);
+    n.container = std::move(container);
+    n.kubernetes = true;
+    return n;
+  };
+  CHECK(c->streams[0].Matches(name("cosmos-mainnet", "any", "gaiad")));
+  CHECK_FALSE(c->streams[0].Matches(name("cosmos-mainnet", "any", "gaiad-x")));
   CHECK(c->streams[1].signer);
   const ChainConfig* ch = c->FindChain("cosmoshub");
   REQUIRE(ch != nullptr);

@@ -1,11 +1,11 @@
-#include "pipeline/pipeline.h"
-
 #include <doctest/doctest.h>
 
 #include <string>
 #include <vector>
 
 #include "common/time.h"
+#include "pipeline/ordering.h"
+#include "pipeline/replay.h"
 #include "source/byte_source.h"
 
 using namespace qw;
@@ -22,13 +22,29 @@ class Collect : public sink::EventSink {
   std::vector<std::string> lines;
 };
 
+// Chains take the family's name; nodes have no configuration.
+class PlainTopology : public pipeline::Topology {
+ public:
+  explicit PlainTopology(const match::Registry& reg) : reg_(reg) {}
+  detect::ChainSpec Chain(const std::string& name, int family) const override {
+    detect::ChainSpec spec;
+    spec.name = name;
+    spec.family = family >= 0 ? reg_.file(static_cast<size_t>(family)).family : "unknown";
+    return spec;
+  }
+  void Node(detect::NodeSpec*) const override {}
+
+ private:
+  const match::Registry& reg_;
+};
+
 std::string Stamp(Nanos t) {
   std::string s = FormatRfc3339Millis(t);
   return s.substr(0, 23) + "000000Z";
 }
 
 // Four nodes committing every 6 s for 20 minutes; node 1 silent from minute
-// 5 to 9, node 3 silent from minute 12 on.
+// 5 to 9, node 3 silent from minute 12 on (its file ends there).
 std::string NodeLog(int node, Nanos t0) {
   std::string out;
   for (int i = 0; i < 200; ++i) {
@@ -45,67 +61,53 @@ std::string NodeLog(int node, Nanos t0) {
 
 struct Run {
   std::vector<std::string> events;
-  std::vector<detect::NodeSummary> summary;
-  pipeline::PipelineStats stats;
+  pipeline::ReplayResult result;
 };
 
-Run Replay(int threads, size_t batch_records) {
+Run Replay(int threads, size_t batch_records, size_t max_read) {
   auto reg = match::Registry::LoadEmbedded();
   REQUIRE(reg);
-  int fam = (*reg)->Find("cometbft");
-  REQUIRE(fam >= 0);
-  auto matcher = match::FamilyMatcher::Create((*reg)->file(static_cast<size_t>(fam)));
-  REQUIRE(matcher);
-  detect::ChainSpec chain;
-  chain.name = "cosmoshub";
-  chain.family = "cometbft";
-  Collect collect;
-  sink::EventOrderer orderer({&collect});
-  detect::Detector detector({chain}, &orderer);
-  std::vector<pipeline::ReplayStream> streams;
   const Nanos t0 = 1735786800LL * kSecond;
-  for (int n = 0; n < 4; ++n) {
-    detect::NodeSpec spec;
-    spec.name = "node-" + std::to_string(n);
-    spec.chain = 0;
-    int idx = detector.AddNode(spec);
-    detector.AttachStream(idx);
-    source::StreamOptions opt;
-    opt.chunk_bytes = 4096;
-    pipeline::ReplayStream rs;
-    rs.reader = std::make_unique<source::StreamReader>(source::MemorySource(NodeLog(n, t0)), opt);
-    rs.reader->NextChunk();
-    rs.reader->SetMatcher(matcher->get());
-    rs.node = idx;
-    rs.family = fam;
-    streams.push_back(std::move(rs));
+  std::vector<pipeline::ReplayInput> inputs;
+  // Given out of name order: replay takes them in name order anyway.
+  for (int n : {2, 0, 3, 1}) {
+    pipeline::ReplayInput in;
+    in.path = "logs/node-" + std::to_string(n) + "_cosmos_gaiad-0123456789ab.log";
+    in.bytes = source::MemorySource(NodeLog(n, t0), max_read);
+    inputs.push_back(std::move(in));
   }
+  record::Routing routing;
+  routing.forced_chain = "cosmoshub";
+  routing.forced_family = (*reg)->Find("cometbft");
+  PlainTopology topology(**reg);
+  Collect collect;
   pipeline::ReplayOptions opt;
   opt.threads = threads;
   opt.batch_records = batch_records;
   Run r;
-  r.stats = pipeline::RunReplay(**reg, streams, &detector, &orderer, opt);
+  r.result = pipeline::Replay(**reg, routing, topology, std::move(inputs), {&collect}, opt);
   r.events = collect.lines;
-  r.summary = detector.Summary();
   return r;
 }
 
 }  // namespace
 
-TEST_CASE("replay output does not depend on threads or batch size") {
-  Run one = Replay(1, 2048);
+TEST_CASE("replay output does not depend on threads, batch size or read size") {
+  Run one = Replay(1, 2048, SIZE_MAX);
   REQUIRE_FALSE(one.events.empty());
   for (int threads : {2, 4}) {
     for (size_t batch : {size_t(7), size_t(2048)}) {
-      Run other = Replay(threads, batch);
-      CHECK(other.events == one.events);
-      CHECK(other.stats.matched == one.stats.matched);
+      for (size_t read : {size_t(13), size_t(4096)}) {
+        Run other = Replay(threads, batch, read);
+        CHECK(other.events == one.events);
+        CHECK(other.result.matched == one.result.matched);
+      }
     }
   }
 }
 
 TEST_CASE("replay finds the stall, the recovery and the retired node") {
-  Run r = Replay(2, 64);
+  Run r = Replay(2, 64, 1000);
   // node-1: stalled at its last commit + 60 s, recovered at minute 9.
   int stalled = 0, recovered = 0, other = 0;
   for (const auto& e : r.events) {
@@ -125,10 +127,121 @@ TEST_CASE("replay finds the stall, the recovery and the retired node") {
   CHECK(recovered == 1);
   CHECK(other == 0);
   // 4 nodes x 200 commits + noise; matched = commits seen.
-  CHECK(r.stats.matched == 200 + 160 + 200 + 120);
-  REQUIRE(r.summary.size() == 4);
-  CHECK(r.summary[1].node == "node-1");
-  CHECK(r.summary[1].commits == 160);
-  CHECK(r.summary[1].longest_stall_seconds == doctest::Approx(246.0));
-  CHECK(r.summary[3].last_height == 1119);
+  CHECK(r.result.matched == 200 + 160 + 200 + 120);
+  const auto& summary = r.result.summary;
+  REQUIRE(summary.size() == 4);
+  CHECK(summary[1].node == "node-1");
+  CHECK(summary[1].commits == 160);
+  CHECK(summary[1].lines_read == 320);
+  CHECK(summary[1].longest_stall_seconds == doctest::Approx(246.0));
+  CHECK(summary[3].last_height == 1119);
+}
+
+namespace {
+
+// The ordering over a record stage fed by hand, as live reading feeds it.
+struct Live {
+  std::unique_ptr<match::Registry> reg = std::move(*match::Registry::LoadEmbedded());
+  record::Routing routing;
+  std::unique_ptr<record::RecordStage> stage;
+  std::unique_ptr<pipeline::Ordering> ordering;
+  pipeline::Batch batch;
+  std::vector<pipeline::Batch> full;
+
+  Live() {
+    // A family without continuation rules: a record goes as soon as the
+    // next one starts or the stream is read to its end.
+    routing.forced_chain = "c";
+    routing.forced_family = reg->Find("cometbft-signers");
+    stage = std::make_unique<record::RecordStage>(*reg, routing, record::StageOptions{},
+                                                  [](const std::string&) {});
+    pipeline::Ordering::Options opt;
+    ordering = std::make_unique<pipeline::Ordering>(stage.get(), opt, [this](pipeline::Batch* b) {
+      full.push_back(*b);
+      b->Clear();
+      return b;
+    });
+  }
+  void Open(uint32_t id, const std::string& path) {
+    record::Origin o;
+    o.path = path;
+    o.name = record::NameFromPath(path);
+    stage->Open(id, o);
+    ordering->Add(id);
+  }
+  // Line texts released so far, in order, as "<id>:<text>".
+  std::vector<std::string> Release() {
+    pipeline::Batch* b = &batch;
+    ordering->Release(&b);
+    full.push_back(batch);
+    batch.Clear();
+    std::vector<std::string> out;
+    for (const auto& fb : full) {
+      for (const auto& r : fb.records) {
+        if (r.kind == pipeline::RecordKind::kLine) {
+          out.push_back(std::to_string(r.stream) + ":" + std::string(fb.text(r)));
+        }
+      }
+    }
+    full.clear();
+    return out;
+  }
+  uint64_t Position(uint32_t id) {
+    uint64_t pos = UINT64_MAX;
+    for (const auto& r : batch.records) {
+      if (r.kind == pipeline::RecordKind::kPosition && r.stream == id) {
+        pos = batch.progress[r.offset].position;
+      }
+    }
+    return pos;
+  }
+};
+
+std::string Line(int second, const std::string& text) {
+  return "2025-01-02T03:00:" + std::string(second < 10 ? "0" : "") + std::to_string(second) +
+         ".000000000Z stdout F " + text + "\n";
+}
+
+}  // namespace
+
+TEST_CASE("live ordering: a stream that has not been read to its end holds the others back") {
+  Live l;
+  l.Open(0, "a.log");
+  l.Open(1, "b.log");
+  l.stage->Feed(0, Line(1, "a1") + Line(5, "a5"), 0);
+  l.stage->AtEnd(0, 0);
+  // b has not been read at all: nothing of a may go yet.
+  CHECK(l.Release().empty());
+  l.stage->Feed(1, Line(3, "b3"), 0);
+  // b's next record could still be before a5.
+  CHECK(l.Release() == std::vector<std::string>{"0:a1", "1:b3"});
+  l.stage->AtEnd(1, 0);
+  // Both read to their end: a5 goes, and everything is idle.
+  CHECK(l.Release() == std::vector<std::string>{"0:a5"});
+  CHECK(l.ordering->idle());
+  // Later lines of b, even older ones, come after: time is not turned back.
+  l.stage->Feed(1, Line(4, "b4"), 0);
+  l.stage->AtEnd(1, 0);
+  CHECK(l.Release() == std::vector<std::string>{"1:b4"});
+}
+
+TEST_CASE("live ordering: equal times go in stream id order; positions follow the records") {
+  Live l;
+  l.Open(0, "a.log");
+  l.Open(1, "b.log");
+  const std::string a = Line(1, "a") + "not a CRI line\n";
+  l.stage->Feed(1, Line(1, "b"), 0);
+  l.stage->Feed(0, a, 0);
+  l.stage->AtEnd(0, 0);
+  l.stage->AtEnd(1, 0);
+  pipeline::Batch* b = &l.batch;
+  l.ordering->Release(&b);
+  std::vector<std::string> lines;
+  for (const auto& r : l.batch.records) {
+    if (r.kind == pipeline::RecordKind::kLine) lines.push_back(std::string(l.batch.text(r)));
+  }
+  CHECK(lines == std::vector<std::string>{"a", "b"});
+  // a's rejected line is behind its position too.
+  CHECK(l.Position(0) == a.size());
+  CHECK(l.Position(1) == Line(1, "b").size());
 }

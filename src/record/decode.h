@@ -1,5 +1,6 @@
 // Container runtime log line decoders: CRI (containerd, CRI-O), docker
-// json-file, raw. Stateless apart from reusable scratch space.
+// json-file, raw. Stateless apart from reusable scratch space. Used only by
+// the record stage (record_stage.h): nothing else decodes log lines.
 #pragma once
 
 #include <simdjson.h>
@@ -9,7 +10,7 @@
 
 #include "common/time.h"
 
-namespace qw::source {
+namespace qw::record {
 
 enum class LogFormat { kAuto, kCri, kDocker, kRaw };
 const char* LogFormatName(LogFormat f);
@@ -39,4 +40,8 @@ class DockerDecoder {
 // Picks the format of a stream from one of its lines.
 LogFormat SniffFormat(std::string_view line);
 
-}  // namespace qw::source
+// A message that may be matched: valid UTF-8 without NUL bytes. Binary data
+// and invalid UTF-8 are counted and skipped by the record stage.
+bool AcceptableText(std::string_view s);
+
+}  // namespace qw::record

@@ -1,11 +1,10 @@
-#include "pipeline/pipeline.h"
+#include "pipeline/stages.h"
 
 #include <concurrentqueue/blockingconcurrentqueue.h>
 
 #include <algorithm>
 #include <atomic>
 #include <map>
-#include <queue>
 #include <thread>
 
 namespace qw::pipeline {
@@ -52,11 +51,17 @@ struct Stages::Impl {
       lengths.resize(n);
       active.resize(n);
       families.clear();
+      // Non-line records take an empty place at the arena position where
+      // they stand: starts must not decrease (the prefilter maps matches to
+      // records by offset).
+      uint32_t cursor = 0;
       for (size_t i = 0; i < n; ++i) {
         const Record& r = b->records[i];
-        starts[i] = r.offset;
-        lengths[i] = r.length;
-        int fam = r.kind == RecordKind::kLine ? r.family : -1;
+        const bool line = r.kind == RecordKind::kLine;
+        starts[i] = line ? r.offset : cursor;
+        lengths[i] = line ? r.length : 0;
+        if (line) cursor = r.offset + r.length;
+        int fam = line ? r.family : -1;
         if (fam >= 0 && static_cast<size_t>(fam) < registry.size() &&
             std::find(families.begin(), families.end(), fam) == families.end()) {
           families.push_back(fam);
@@ -178,137 +183,5 @@ void Stages::Finish() {
 uint64_t Stages::matched() const { return impl_->matched.load(); }
 uint64_t Stages::prefilter_failures() const { return impl_->failures.load(); }
 size_t Stages::in_flight() const { return impl_->in_flight.load(); }
-
-namespace {
-
-struct HeadEntry {
-  Nanos time;
-  size_t stream;
-  bool operator>(const HeadEntry& o) const {
-    return time != o.time ? time > o.time : stream > o.stream;
-  }
-};
-
-}  // namespace
-
-PipelineStats RunReplay(const match::Registry& registry, std::vector<ReplayStream>& streams,
-                        detect::Detector* detector, sink::EventOrderer* orderer,
-                        const ReplayOptions& opt) {
-  std::vector<int> stream_node;
-  for (const auto& s : streams) stream_node.push_back(s.node);
-  Nanos wm = kNoTime;
-  // The detector's side: runs on the consumer thread, batches in order.
-  auto consume = [&](Batch& b) {
-    for (size_t i = 0; i < b.records.size(); ++i) {
-      const Record& r = b.records[i];
-      Nanos now = wm == kNoTime || r.time > wm ? r.time : wm;
-      wm = now;
-      int node = stream_node[r.stream];
-      detector->OnTick(now);
-      if (r.kind == RecordKind::kStreamEnd) {
-        detector->DetachStream(node, now);
-        continue;
-      }
-      const Signal& s = b.signals[i];
-      if (s.kind != SignalKind::kNone) {
-        detector->CountLines(node, 0, 1, 0);
-        detector->OnSignal(node, now, s, b.text(r));
-      }
-    }
-    if (wm != kNoTime) orderer->Release(wm);
-  };
-  Stages stages(registry, opt.threads, opt.batch_bytes, opt.batch_records, consume);
-
-  PipelineStats stats;
-  std::vector<size_t> pos(streams.size(), 0);
-  std::vector<Nanos> last_time(streams.size(), kNoTime);
-  std::priority_queue<HeadEntry, std::vector<HeadEntry>, std::greater<HeadEntry>> heads;
-  auto push_head = [&](size_t s) {
-    const auto& recs = streams[s].reader->records();
-    if (pos[s] < recs.size()) heads.push(HeadEntry{recs[pos[s]].time, s});
-  };
-  for (size_t s = 0; s < streams.size(); ++s) {
-    if (streams[s].reader->records().empty()) {
-      heads.push(HeadEntry{INT64_MIN, s});  // nothing at all: it ends at once
-    } else {
-      push_head(s);
-    }
-  }
-  Batch* batch = stages.Acquire();
-  auto dispatch = [&] {
-    stats.records += batch->records.size();
-    ++stats.batches;
-    stages.Dispatch(batch);
-    batch = nullptr;
-    if (opt.progress && stats.batches % 64 == 0) opt.progress(stats.records);
-  };
-  while (!heads.empty()) {
-    HeadEntry h = heads.top();
-    heads.pop();
-    const size_t s = h.stream;
-    auto& reader = *streams[s].reader;
-    bool ended = reader.records().empty();
-    if (!ended) {
-      // Take the run of this stream's records that come before every other
-      // stream's head (all of them with a single stream), copied at once.
-      const auto& recs = reader.records();
-      const bool has_next = !heads.empty();
-      const HeadEntry next = has_next ? heads.top() : HeadEntry{0, 0};
-      const size_t p0 = pos[s];
-      size_t p1 = p0 + 1;
-      size_t room = opt.batch_records - std::min(opt.batch_records, batch->records.size());
-      uint32_t bytes = recs[p0].length + 1;
-      while (p1 < recs.size() && p1 - p0 < room && batch->arena.size() + bytes < opt.batch_bytes) {
-        const source::StreamRecord& r = recs[p1];
-        if (has_next && !(r.time < next.time || (r.time == next.time && s < next.stream))) break;
-        bytes += r.length + 1;
-        ++p1;
-      }
-      const uint32_t base = static_cast<uint32_t>(batch->arena.size());
-      const uint32_t first = recs[p0].offset;
-      batch->arena.append(
-          reader.arena().substr(first, recs[p1 - 1].offset + recs[p1 - 1].length + 1 - first));
-      const int16_t family = static_cast<int16_t>(streams[s].family);
-      for (size_t i = p0; i < p1; ++i) {
-        batch->records.push_back(Record{static_cast<uint32_t>(s), base + (recs[i].offset - first),
-                                        recs[i].length, RecordKind::kLine, family, recs[i].time});
-      }
-      last_time[s] = recs[p1 - 1].time;
-      pos[s] = p1;
-      if (p1 == recs.size()) {
-        pos[s] = 0;
-        ended = !reader.NextChunk();
-      }
-    }
-    if (ended) {
-      Nanos t = last_time[s] == kNoTime ? (batch->records.empty() ? 0 : batch->records.back().time)
-                                        : last_time[s];
-      // Offsets stay increasing (the prefilter maps matches to records by offset).
-      batch->records.push_back(Record{static_cast<uint32_t>(s),
-                                      static_cast<uint32_t>(batch->arena.size()), 0,
-                                      RecordKind::kStreamEnd, -1, t});
-    } else {
-      push_head(s);
-    }
-    if (batch->arena.size() >= opt.batch_bytes || batch->records.size() >= opt.batch_records) {
-      dispatch();
-      batch = stages.Acquire();
-    }
-  }
-  if (!batch->records.empty()) {
-    dispatch();
-  } else {
-    stages.Release(batch);
-  }
-  stages.Finish();
-  if (wm != kNoTime) detector->OnTick(wm);
-  if (opt.progress) opt.progress(stats.records);
-  stats.matched = stages.matched();
-  stats.prefilter_failures = stages.prefilter_failures();
-  stats.end_time = wm;
-  detector->Finish(wm);
-  orderer->ReleaseAll();
-  return stats;
-}
 
 }  // namespace qw::pipeline

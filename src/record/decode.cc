@@ -1,6 +1,10 @@
-#include "source/decoder.h"
+#include "record/decode.h"
 
-namespace qw::source {
+#include <cstring>
+
+#include "common/json.h"
+
+namespace qw::record {
 
 const char* LogFormatName(LogFormat f) {
   switch (f) {
@@ -88,6 +92,21 @@ bool DockerDecoder::Decode(std::string_view line, Decoded* out) {
   return true;
 }
 
+bool AcceptableText(std::string_view s) {
+  if (std::memchr(s.data(), '\0', s.size()) != nullptr) return false;
+  // ASCII fast path, eight bytes at a time; the rest is validated as UTF-8.
+  size_t i = 0;
+  for (; i + 8 <= s.size(); i += 8) {
+    uint64_t w;
+    std::memcpy(&w, s.data() + i, 8);
+    if (w & 0x8080808080808080ULL) break;
+  }
+  for (; i < s.size(); ++i) {
+    if (static_cast<unsigned char>(s[i]) >= 0x80) return IsValidUtf8(s.substr(i));
+  }
+  return true;
+}
+
 LogFormat SniffFormat(std::string_view line) {
   Decoded d;
   if (DecodeCri(line, &d)) return LogFormat::kCri;
@@ -98,4 +117,4 @@ LogFormat SniffFormat(std::string_view line) {
   return LogFormat::kRaw;
 }
 
-}  // namespace qw::source
+}  // namespace qw::record

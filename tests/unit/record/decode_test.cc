@@ -1,9 +1,9 @@
-#include "source/decoder.h"
+#include "record/decode.h"
 
 #include <doctest/doctest.h>
 
 using namespace qw;
-using namespace qw::source;
+using namespace qw::record;
 
 TEST_CASE("CRI lines") {
   Decoded d;

@@ -1,0 +1,123 @@
+#include "common/file_system.h"
+
+#include <fcntl.h>
+#include <glob.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <set>
+
+namespace qw {
+namespace {
+
+void FromStat(const struct stat& s, FileStat* st) {
+  st->dev = static_cast<uint64_t>(s.st_dev);
+  st->ino = static_cast<uint64_t>(s.st_ino);
+  st->size = static_cast<uint64_t>(s.st_size);
+  st->nlink = static_cast<uint64_t>(s.st_nlink);
+  st->mtime = static_cast<Nanos>(s.st_mtim.tv_sec) * kSecond + s.st_mtim.tv_nsec;
+  st->regular = S_ISREG(s.st_mode);
+}
+
+class PosixFile : public ReadableFile {
+ public:
+  explicit PosixFile(int fd) : fd_(fd) {}
+  ~PosixFile() override { ::close(fd_); }
+  ssize_t ReadAt(char* buf, size_t n, uint64_t offset) override {
+    while (true) {
+      ssize_t r = ::pread(fd_, buf, n, static_cast<off_t>(offset));
+      if (r < 0 && errno == EINTR) continue;
+      return r;
+    }
+  }
+  bool Stat(FileStat* st) override {
+    struct stat s {};
+    if (::fstat(fd_, &s) != 0) return false;
+    FromStat(s, st);
+    return true;
+  }
+
+ private:
+  int fd_;
+};
+
+class Inotify : public Watcher {
+ public:
+  Inotify() : fd_(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) {}
+  ~Inotify() override {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  int fd() const override { return fd_; }
+  int WatchDir(const std::string& path) override {
+    if (fd_ < 0) return -1;
+    int wd = ::inotify_add_watch(fd_, path.c_str(),
+                                 IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_ATTRIB);
+    if (wd >= 0) dirs_.insert(wd);
+    return wd;
+  }
+  int WatchFile(const std::string& path) override {
+    if (fd_ < 0) return -1;
+    return ::inotify_add_watch(fd_, path.c_str(),
+                               IN_MODIFY | IN_MOVE_SELF | IN_DELETE_SELF | IN_ATTRIB);
+  }
+  void Unwatch(int handle) override {
+    if (fd_ >= 0 && handle >= 0) ::inotify_rm_watch(fd_, handle);
+  }
+  void Drain(std::vector<int>* written, bool* other) override {
+    alignas(inotify_event) char events[4096];
+    if (fd_ < 0) return;
+    ssize_t n;
+    while ((n = ::read(fd_, events, sizeof events)) > 0) {
+      for (ssize_t at = 0; at < n;) {
+        const auto* ev = reinterpret_cast<const inotify_event*>(events + at);
+        if (ev->wd >= 0 && dirs_.count(ev->wd) == 0 && ev->mask == IN_MODIFY) {
+          written->push_back(ev->wd);
+        } else {
+          // A folder's entries, a file's identity, or IN_Q_OVERFLOW.
+          *other = true;
+        }
+        at += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
+      }
+    }
+  }
+
+ private:
+  int fd_;
+  std::set<int> dirs_;
+};
+
+class PosixFileSystem : public FileSystem {
+ public:
+  std::vector<std::string> Glob(const std::string& pattern) override {
+    std::vector<std::string> out;
+    glob_t g{};
+    if (::glob(pattern.c_str(), GLOB_NOSORT, nullptr, &g) == 0) {
+      for (size_t i = 0; i < g.gl_pathc; ++i) out.emplace_back(g.gl_pathv[i]);
+    }
+    ::globfree(&g);
+    return out;
+  }
+  bool Stat(const std::string& path, FileStat* st) override {
+    struct stat s {};
+    if (::stat(path.c_str(), &s) != 0) return false;
+    FromStat(s, st);
+    return true;
+  }
+  std::unique_ptr<ReadableFile> Open(const std::string& path) override {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return nullptr;
+    return std::make_unique<PosixFile>(fd);
+  }
+  std::unique_ptr<Watcher> NewWatcher() override { return std::make_unique<Inotify>(); }
+};
+
+}  // namespace
+
+FileSystem* FileSystem::Default() {
+  static PosixFileSystem fs;
+  return &fs;
+}
+
+}  // namespace qw

@@ -1,0 +1,157 @@
+#include "pipeline/checkpoint.h"
+
+#include <nlohmann/json.hpp>
+
+namespace qw::pipeline {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+Json TimeJson(Nanos t) { return t == kNoTime ? Json(nullptr) : Json(t); }
+
+Nanos TimeFrom(const Json& j) { return j.is_number_integer() ? j.get<Nanos>() : kNoTime; }
+
+constexpr EventKind kKinds[] = {
+    EventKind::kBackInConsensus, EventKind::kBan,          EventKind::kChainHalted,
+    EventKind::kChainResumed,    EventKind::kConsensusFailure, EventKind::kDoubleSignRisk,
+    EventKind::kMissedPrecommit, EventKind::kNodeRecovered, EventKind::kNodeStalled,
+    EventKind::kNodeSynced,      EventKind::kNodeSyncing,   EventKind::kOutOfConsensus,
+    EventKind::kUnban,           EventKind::kUpgradeHalt};
+
+bool KindFrom(const std::string& name, EventKind* out) {
+  for (EventKind k : kKinds) {
+    if (EventKindName(k) == name) {
+      *out = k;
+      return true;
+    }
+  }
+  return false;
+}
+
+bool SeverityFrom(const std::string& name, Severity* out) {
+  for (Severity s : {Severity::kInfo, Severity::kWarning, Severity::kCritical}) {
+    if (SeverityName(s) == name) {
+      *out = s;
+      return true;
+    }
+  }
+  return false;
+}
+
+Json EventJson(const Event& e) {
+  Json j;
+  j["time"] = e.time;
+  j["event"] = std::string(EventKindName(e.kind));
+  j["severity"] = std::string(SeverityName(e.severity));
+  j["chain"] = e.chain;
+  j["node"] = e.node;
+  j["namespace"] = e.namespace_;
+  j["height"] = e.height;
+  j["id"] = e.id;
+  // Detail values are already-encoded JSON: kept as their exact text.
+  Json detail = Json::array();
+  for (const auto& [k, v] : e.detail) detail.push_back(Json::array({k, v}));
+  j["detail"] = std::move(detail);
+  return j;
+}
+
+bool EventFrom(const Json& j, Event* e) {
+  if (!j.is_object()) return false;
+  try {
+    e->time = j.at("time").get<Nanos>();
+    if (!KindFrom(j.at("event").get<std::string>(), &e->kind)) return false;
+    if (!SeverityFrom(j.at("severity").get<std::string>(), &e->severity)) return false;
+    e->chain = j.at("chain").get<std::string>();
+    e->node = j.at("node").get<std::string>();
+    e->namespace_ = j.at("namespace").get<std::string>();
+    e->height = j.at("height").get<int64_t>();
+    e->id = j.at("id").get<std::string>();
+    for (const auto& kv : j.at("detail")) {
+      e->detail.emplace_back(kv.at(0).get<std::string>(), kv.at(1).get<std::string>());
+    }
+  } catch (const Json::exception&) {
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string EncodeCheckpoint(const Checkpoint& cp) {
+  Json j;
+  j["version"] = 2;
+  j["written"] = cp.written;
+  Json chains = Json::array();
+  for (const auto& [name, family] : cp.chains) chains.push_back({{"name", name}, {"family", family}});
+  j["chains"] = std::move(chains);
+  Json streams = Json::array();
+  for (const auto& s : cp.streams) {
+    Json o;
+    o["path"] = s.path;
+    o["dev"] = s.identity.dev;
+    o["ino"] = s.identity.ino;
+    o["fingerprint"] = s.identity.fingerprint;
+    o["fp_len"] = s.identity.fp_len;
+    o["offset"] = s.offset;
+    o["family"] = s.family;
+    o["last_time"] = TimeJson(s.last_time);
+    streams.push_back(std::move(o));
+  }
+  j["streams"] = std::move(streams);
+  Json pending = Json::array();
+  for (const auto& e : cp.pending) pending.push_back(EventJson(e));
+  j["pending_events"] = std::move(pending);
+  if (!cp.detector.empty()) {
+    Json det = Json::parse(cp.detector, nullptr, false);
+    if (!det.is_discarded()) j["detector"] = std::move(det);
+  }
+  // Names come from file names, which need not be UTF-8: such bytes are
+  // replaced (streams are matched by identity, not by path).
+  return j.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n";
+}
+
+Result<Checkpoint> DecodeCheckpoint(std::string_view text) {
+  Json j = Json::parse(text.begin(), text.end(), nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return Fail("not a JSON object");
+  Checkpoint cp;
+  try {
+    const int version = j.value("version", 0);
+    if (version != 1 && version != 2) {
+      return Fail("version " + std::to_string(version) + " is not known (1 or 2)");
+    }
+    cp.written = j.value("written", Nanos{0});
+    if (j.contains("chains")) {
+      for (const auto& c : j.at("chains")) {
+        cp.chains.emplace_back(c.at("name").get<std::string>(), c.at("family").get<std::string>());
+      }
+    }
+    const char* key = version == 1 ? "files" : "streams";
+    if (j.contains(key)) {
+      for (const auto& f : j.at(key)) {
+        SavedStream s;
+        s.path = f.at("path").get<std::string>();
+        s.identity.dev = f.at("dev").get<uint64_t>();
+        s.identity.ino = f.at("ino").get<uint64_t>();
+        s.identity.fingerprint = f.at("fingerprint").get<uint64_t>();
+        s.identity.fp_len = f.at("fp_len").get<uint32_t>();
+        s.offset = f.at("offset").get<uint64_t>();
+        if (f.contains("family")) s.family = f.at("family").get<std::string>();
+        if (f.contains("last_time")) s.last_time = TimeFrom(f.at("last_time"));
+        cp.streams.push_back(std::move(s));
+      }
+    }
+    if (j.contains("pending_events")) {
+      for (const auto& e : j.at("pending_events")) {
+        Event ev;
+        if (!EventFrom(e, &ev)) return Fail("a pending event is malformed");
+        cp.pending.push_back(std::move(ev));
+      }
+    }
+    if (j.contains("detector")) cp.detector = j.at("detector").dump(-1, ' ', false, Json::error_handler_t::replace);
+  } catch (const Json::exception& e) {
+    return Fail(std::string("malformed: ") + e.what());
+  }
+  return cp;
+}
+
+}  // namespace qw::pipeline

@@ -1,0 +1,42 @@
+// Checkpoint: what a restart needs (docs/PIPELINE.md, "Checkpoints"), kept
+// in state_dir/checkpoint.json and replaced atomically. It pairs the
+// detector state with the resume position of every stream that state has
+// seen, and holds the events decided but not yet written (their time
+// equals the watermark), so a crash right after a checkpoint loses none.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/event.h"
+#include "common/file_identity.h"
+#include "common/result.h"
+#include "common/time.h"
+
+namespace qw::pipeline {
+
+struct SavedStream {
+  std::string path;
+  FileIdentity identity;
+  uint64_t offset = 0;       // resume position
+  std::string family;        // the stream's family, when decided
+  Nanos last_time = kNoTime; // its latest record time
+};
+
+struct Checkpoint {
+  Nanos written = 0;  // wall clock
+  std::vector<std::pair<std::string, std::string>> chains;  // name, family
+  std::vector<SavedStream> streams;
+  std::vector<Event> pending;
+  std::string detector;  // detect::EncodeState's JSON ("" none)
+};
+
+// Version 2 (version 1, which named its streams "files" and had no pending
+// events, is still read).
+std::string EncodeCheckpoint(const Checkpoint& cp);
+[[nodiscard]] Result<Checkpoint> DecodeCheckpoint(std::string_view text);
+
+}  // namespace qw::pipeline

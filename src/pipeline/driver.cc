@@ -1,0 +1,245 @@
+#include "pipeline/driver.h"
+
+#include <algorithm>
+
+namespace qw::pipeline {
+
+Driver::Driver(const Topology& topology, const match::Registry& registry,
+               std::vector<sink::EventSink*> sinks)
+    : topology_(topology), registry_(registry), orderer_(std::move(sinks)),
+      detector_({}, &orderer_) {}
+
+int Driver::EnsureChain(const std::string& name, int family) {
+  int c = detector_.FindChain(name);
+  if (c >= 0) return c;
+  detect::ChainSpec spec = topology_.Chain(name, family);
+  chain_family_[name] = spec.family;
+  return detector_.AddChain(std::move(spec));
+}
+
+int Driver::NewNode(int chain, const record::StreamName& name) {
+  detect::NodeSpec spec;
+  spec.name = name.pod;
+  spec.namespace_ = name.namespace_;
+  spec.chain = chain;
+  spec.thresholds = detector_.chain(chain).spec.thresholds;
+  topology_.Node(&spec);
+  int node = detector_.AddNode(std::move(spec));
+  nodes_.emplace(std::make_tuple(detector_.chain(chain).spec.name, name.namespace_, name.pod), node);
+  return node;
+}
+
+// A daemon stream makes or joins the node of its pod on its chain. A
+// signer stream (tmkms, Horcrux) joins its pod's node on whatever chain;
+// when there is none yet, it makes one on its own chain, which the pod's
+// daemon stream later moves to the daemon's chain.
+void Driver::Place(Stream& s, const record::StreamInfo& info) {
+  s.info = info;
+  s.placed = true;
+  const int chain = EnsureChain(info.chain, info.family);
+  const std::string& ns = info.name.namespace_;
+  const std::string& pod = info.name.pod;
+  int node = -1;
+  if (info.signer) {
+    for (const auto& [key, idx] : nodes_) {
+      if (std::get<1>(key) != ns || std::get<2>(key) != pod) continue;
+      if (node < 0 || !signer_only_[idx]) node = idx;
+    }
+    if (node < 0) {
+      node = NewNode(chain, info.name);
+      signer_only_[node] = true;
+    }
+  } else {
+    const auto key = std::make_tuple(info.chain, ns, pod);
+    auto it = nodes_.find(key);
+    if (it != nodes_.end()) {
+      node = it->second;
+    } else {
+      for (auto other = nodes_.begin(); other != nodes_.end(); ++other) {
+        if (std::get<1>(other->first) != ns || std::get<2>(other->first) != pod ||
+            !signer_only_[other->second]) {
+          continue;
+        }
+        node = other->second;
+        detect::NodeSpec spec = detector_.node(node).spec;
+        spec.chain = chain;
+        spec.thresholds = detector_.chain(chain).spec.thresholds;
+        topology_.Node(&spec);
+        detector_.MoveNode(node, std::move(spec));
+        nodes_.erase(other);
+        nodes_.emplace(key, node);
+        signer_only_[node] = false;
+        break;
+      }
+      if (node < 0) node = NewNode(chain, info.name);
+    }
+  }
+  s.node = node;
+  detector_.AttachStream(node);
+  if (s.lines_read > 0 || s.lines_rejected > 0) {
+    detector_.CountLines(node, s.lines_read, 0, s.lines_rejected);
+    s.lines_read = s.lines_rejected = 0;
+  }
+}
+
+// Lines read belong to the stream's node; until the stream is placed they
+// wait with it.
+void Driver::Progress(Stream& s, const StreamProgress& p) {
+  s.position = p.position;
+  s.lines_read += p.lines_read;
+  s.lines_rejected += p.lines_rejected;
+  if (s.node >= 0 && (s.lines_read > 0 || s.lines_rejected > 0)) {
+    detector_.CountLines(s.node, s.lines_read, 0, s.lines_rejected);
+    s.lines_read = s.lines_rejected = 0;
+  }
+}
+
+void Driver::Consume(const Batch& b) {
+  for (size_t i = 0; i < b.records.size(); ++i) {
+    const Record& r = b.records[i];
+    switch (r.kind) {
+      case RecordKind::kLine: {
+        const Nanos now = time_ == kNoTime || r.time > time_ ? r.time : time_;
+        time_ = now;
+        detector_.OnTick(now);
+        auto it = streams_.find(r.stream);
+        if (it == streams_.end()) break;
+        Stream& s = it->second;
+        if (s.latest == kNoTime || r.time > s.latest) s.latest = r.time;
+        const Signal& sig = b.signals[i];
+        if (s.node >= 0 && sig.kind != SignalKind::kNone) {
+          detector_.CountLines(s.node, 0, 1, 0);
+          detector_.OnSignal(s.node, now, sig, b.text(r));
+        }
+        break;
+      }
+      case RecordKind::kOpen: {
+        Stream s;
+        s.info = b.infos[r.offset];
+        s.position = s.info.start_offset;
+        streams_[r.stream] = std::move(s);
+        break;
+      }
+      case RecordKind::kStart: {
+        Stream& s = streams_[r.stream];
+        if (!s.placed) Place(s, b.infos[r.offset]);
+        break;
+      }
+      case RecordKind::kPosition: {
+        Stream& s = streams_[r.stream];
+        Progress(s, b.progress[r.offset]);
+        break;
+      }
+      case RecordKind::kEnd: {
+        auto it = streams_.find(r.stream);
+        if (it == streams_.end()) break;
+        Stream& s = it->second;
+        Progress(s, b.progress[r.offset]);
+        Nanos now = time_ == kNoTime ? (s.latest == kNoTime ? 0 : s.latest) : time_;
+        time_ = now;
+        detector_.OnTick(now);
+        if (s.node >= 0) detector_.DetachStream(s.node, now);
+        streams_.erase(it);
+        break;
+      }
+    }
+  }
+  if (b.all_idle) {
+    // Nothing read so far can come before what is decided: it all goes.
+    orderer_.ReleaseAll();
+  } else if (time_ != kNoTime) {
+    orderer_.Release(time_);
+  }
+}
+
+void Driver::Finish() {
+  if (time_ != kNoTime) detector_.OnTick(time_);
+  detector_.Finish(time_);
+  orderer_.ReleaseAll();
+}
+
+sink::Status Driver::BuildStatus(Nanos wall) const {
+  sink::Status st;
+  st.now = wall;
+  st.detector_time = time_;
+  for (size_t c = 0; c < detector_.chain_count(); ++c) {
+    const detect::ChainState& ch = detector_.chain(static_cast<int>(c));
+    if (ch.nodes.empty()) continue;  // a signer's chain whose node moved on
+    sink::ChainStatus cs;
+    cs.name = ch.spec.name;
+    cs.family = ch.spec.family;
+    cs.head = ch.head;
+    cs.halted = ch.halted;
+    cs.halt_height = ch.halt_height;
+    cs.halted_at = ch.halted_at;
+    st.chains.push_back(std::move(cs));
+  }
+  for (size_t i = 0; i < detector_.node_count(); ++i) {
+    const detect::NodeState& n = detector_.node(static_cast<int>(i));
+    const detect::ChainState& ch = detector_.chain(n.spec.chain);
+    sink::NodeStatus ns;
+    ns.chain = ch.spec.name;
+    ns.family = ch.spec.family;
+    ns.namespace_ = n.spec.namespace_;
+    ns.node = n.spec.name;
+    ns.signer = n.signer || n.spec.signer;
+    ns.retired = n.retired;
+    ns.height = n.last_height;
+    ns.last_advance = n.last_advance;
+    ns.syncing = n.syncing;
+    ns.in_consensus = !n.retired && !n.ooc && !n.syncing && n.last_height >= 0;
+    ns.stalled = n.stalled && !ch.halted;
+    if (ns.stalled && n.stall_base != kNoTime) {
+      ns.stalled_since = n.stall_base + n.spec.thresholds.stall_after;
+    }
+    ns.out_of_consensus = n.ooc;
+    ns.out_of_consensus_since = n.ooc_since;
+    ns.out_of_consensus_reason = n.ooc_reason;
+    ns.consensus_failure = n.failed;
+    ns.consensus_failure_at = n.failed_at;
+    ns.consensus_failure_height = n.failed_height;
+    ns.missed_in_window = n.missed_in_window;
+    ns.missed_window = n.spec.thresholds.missed_window;
+    ns.missed_max = n.spec.thresholds.missed_max;
+    ns.missed_total = n.missed_total;
+    ns.double_sign_at = n.double_sign_at;
+    ns.double_sign = n.double_sign_at != kNoTime;
+    ns.double_sign_critical = n.double_sign_critical;
+    ns.double_sign_reason = n.double_sign_reason;
+    ns.double_sign_height = n.last_double_sign_height;
+    ns.banned = n.banned;
+    ns.banned_at = n.banned_at;
+    ns.ban_held = n.ban_held && !n.banned && n.period_open;
+    ns.ban_held_rail = n.ban_held_rail;
+    ns.period_start = n.period_open ? n.period_start : kNoTime;
+    ns.validator = n.validator.empty() ? n.spec.validator_address : n.validator;
+    for (const auto& ref : detector_.holds()) {
+      ns.operator_hold = ns.operator_hold || detector_.NodeMatches(static_cast<int>(i), ref);
+    }
+    st.nodes.push_back(std::move(ns));
+  }
+  return st;
+}
+
+void Driver::Save(Checkpoint* cp) const {
+  for (const auto& [name, family] : chain_family_) cp->chains.emplace_back(name, family);
+  for (const auto& [id, s] : streams_) {
+    SavedStream saved;
+    saved.path = s.info.path;
+    saved.identity = s.info.identity;
+    saved.offset = s.position;
+    if (s.placed && s.info.family >= 0) {
+      saved.family = registry_.file(static_cast<size_t>(s.info.family)).family;
+    }
+    saved.last_time = s.latest;
+    cp->streams.push_back(std::move(saved));
+  }
+  cp->pending = orderer_.pending();
+}
+
+void Driver::Restore(const Checkpoint& cp) {
+  for (const auto& [name, family] : cp.chains) EnsureChain(name, registry_.Find(family));
+  for (const auto& e : cp.pending) orderer_.Emit(e);
+}
+
+}  // namespace qw::pipeline

@@ -1,0 +1,405 @@
+#include "pipeline/live.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <memory>
+
+#include "common/file_util.h"
+#include "detect/state_codec.h"
+#include "pipeline/ordering.h"
+#include "pipeline/stages.h"
+#include "record/record_stage.h"
+#include "source/file_tailer.h"
+
+namespace qw::pipeline {
+namespace {
+
+constexpr size_t kBatchBytes = 64 << 10;
+constexpr size_t kBatchRecords = 2048;
+constexpr size_t kStreamBacklog = 1 << 20;  // a stream's records waiting in the ordering
+constexpr Nanos kHeartbeat = kSecond;       // the detector side hears from the reader at least this often
+constexpr Nanos kHealthEvery = 500 * kMillisecond;
+constexpr Nanos kRequestsEvery = 200 * kMillisecond;
+
+Nanos WallNow() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Nanos SteadyNow() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Test hooks (docs/PIPELINE.md, "Test hooks"): environment variables that
+// make a run stop or crash at a checkpoint, or read in small pieces.
+uint64_t EnvCount(const char* name) {
+  const char* v = std::getenv(name);
+  return v == nullptr ? 0 : std::strtoull(v, nullptr, 10);
+}
+
+// The detector side, on the pipeline's consumer thread.
+class Consumer {
+ public:
+  Consumer(const LiveOptions& opt, Driver* driver, const LiveSinks& sinks, const LiveContext& ctx,
+           ComponentCounters match, ComponentCounters detect)
+      : opt_(opt), driver_(driver), sinks_(sinks), ctx_(ctx), match_(match), detect_(detect),
+        crash_after_(EnvCount("QW_TEST_CRASH_AFTER_CHECKPOINTS")),
+        stop_after_(EnvCount("QW_TEST_STOP_AFTER_CHECKPOINTS")) {}
+
+  void Consume(Batch& b) {
+    if (b.health) health_ = *b.health;
+    uint64_t lines = 0, signals = 0;
+    for (size_t i = 0; i < b.records.size(); ++i) {
+      if (b.records[i].kind != RecordKind::kLine) continue;
+      ++lines;
+      if (b.signals[i].kind != SignalKind::kNone) ++signals;
+    }
+    const uint64_t before = driver_->events();
+    driver_->Consume(b);
+    match_.processed->fetch_add(lines, std::memory_order_relaxed);
+    detect_.received->fetch_add(signals, std::memory_order_relaxed);
+    detect_.processed->fetch_add(signals, std::memory_order_relaxed);
+    const bool operator_changes = Apply(b.requests);
+    const Nanos now = WallNow();
+    // Level-triggered sinks hear about changes at once, else once a second.
+    if (driver_->events() != before || operator_changes || now - last_status_ >= kSecond) {
+      SendStatus(now);
+    }
+    if (operator_changes || now - last_checkpoint_ >= opt_.checkpoint_interval) {
+      WriteCheckpoint(now);
+    }
+  }
+
+  // After the last batch (the consumer thread has stopped). What is
+  // decided and not yet written stays in the checkpoint: written after the
+  // next start, in order.
+  void Close() {
+    const Nanos now = WallNow();
+    SendStatus(now);
+    WriteCheckpoint(now);
+  }
+
+ private:
+  // Operator requests (`quorumwatch bans`), at the detector's time. True
+  // when one changed anything.
+  bool Apply(const std::vector<OperatorRequest>& requests) {
+    bool changed = false;
+    detect::Detector& d = driver_->detector();
+    for (const auto& r : requests) {
+      const Nanos now = driver_->time() != kNoTime ? driver_->time() : WallNow();
+      int known = 0;
+      for (size_t i = 0; i < d.node_count(); ++i) known += d.NodeMatches(static_cast<int>(i), r.node) ? 1 : 0;
+      std::string outcome;
+      if (r.op == "hold") {
+        d.SetHold(r.node, true, now);
+        outcome = "held: no ban for " + r.node + " until released" +
+                  (known == 0 ? " (no such node seen yet)" : "");
+      } else if (r.op == "release") {
+        const bool was = d.holds().count(r.node) > 0;
+        d.SetHold(r.node, false, now);
+        outcome = was ? "released: " + r.node + " can be banned again"
+                      : "error: " + r.node + " was not held";
+      } else {
+        const int n = d.OperatorUnban(r.node, now);
+        outcome = n > 0 ? "unbanned: " + r.node + " (an unban decision goes to the ban sinks)"
+                        : (known == 0 ? "error: no node " + r.node
+                                      : "error: " + r.node + " is not banned");
+      }
+      ctx_.log("operator request " + r.op + " " + r.node + ": " + outcome);
+      ctx_.answer(r, outcome);
+      changed = true;
+    }
+    if (changed) driver_->orderer().Release(driver_->time() == kNoTime ? 0 : driver_->time());
+    return changed;
+  }
+
+  void SendStatus(Nanos now) {
+    last_status_ = now;
+    sink::Status st = driver_->BuildStatus(now);
+    st.health = health_;
+    for (const sink::BanSink* b : sinks_.bans) {
+      st.health.ban_outbox_pending += b->pending();
+      const Nanos oldest = b->oldest_pending();
+      if (oldest != kNoTime &&
+          (st.health.ban_outbox_oldest == kNoTime || oldest < st.health.ban_outbox_oldest)) {
+        st.health.ban_outbox_oldest = oldest;
+      }
+    }
+    for (sink::EventSink* s : sinks_.all) s->OnStatus(st);
+  }
+
+  // The events written so far are made durable first, then the state that
+  // implies them, with the events decided and not yet written.
+  void WriteCheckpoint(Nanos now) {
+    last_checkpoint_ = now;
+    for (sink::EventSink* s : sinks_.all) s->Flush();
+    Checkpoint cp;
+    cp.written = now;
+    driver_->Save(&cp);
+    cp.detector = detect::EncodeState(driver_->detector());
+    if (auto w = WriteFileAtomic(opt_.state_dir + "/checkpoint.json", EncodeCheckpoint(cp)); !w) {
+      ctx_.log("cannot write checkpoint " + w.error().message);
+      return;
+    }
+    ++checkpoints_;
+    if (crash_after_ > 0 && checkpoints_ == crash_after_) ::_exit(137);  // as after kill -9
+    if (stop_after_ > 0 && checkpoints_ == stop_after_) ::kill(::getpid(), SIGTERM);
+  }
+
+  const LiveOptions& opt_;
+  Driver* driver_;
+  const LiveSinks& sinks_;
+  const LiveContext& ctx_;
+  ComponentCounters match_, detect_;
+  sink::HealthStatus health_;
+  Nanos last_status_ = 0, last_checkpoint_ = 0;
+  uint64_t checkpoints_ = 0;
+  const uint64_t crash_after_, stop_after_;
+};
+
+// The reading side: tailer bytes into the record stage.
+class Reader : public source::TailSink {
+ public:
+  Reader(record::RecordStage* stage, Ordering* ordering, const FileSourceOptions* const* source)
+      : stage_(stage), ordering_(ordering), source_(source) {}
+
+  uint32_t OnOpen(const source::TailedFile& f) override {
+    const uint32_t id = next_id_++;
+    record::Origin o;
+    o.path = f.path;
+    o.name = record::NameFromPath(f.path);
+    o.identity = f.identity;
+    o.format = (*source_)->format;
+    o.max_line_bytes = (*source_)->max_line_bytes;
+    o.start_offset = f.offset;
+    o.saved_family = f.saved_family;
+    o.saved_last_time = f.saved_last_time;
+    stage_->Open(id, std::move(o));
+    ordering_->Add(id);
+    return id;
+  }
+  void OnData(uint32_t id, std::string_view bytes, Nanos mtime) override {
+    stage_->Feed(id, bytes, mtime);
+  }
+  void OnTruncated(uint32_t id) override { stage_->Truncate(id); }
+  void OnCaughtUp(uint32_t id) override { stage_->AtEnd(id, SteadyNow()); }
+  void OnClose(uint32_t id) override { stage_->Close(id); }
+  bool WantsData(uint32_t id) override {
+    return stage_->output(id)->pending_bytes() < kStreamBacklog;
+  }
+
+ private:
+  record::RecordStage* stage_;
+  Ordering* ordering_;
+  const FileSourceOptions* const* source_;  // the source being polled
+  uint32_t next_id_ = 0;
+};
+
+}  // namespace
+
+Result<LiveOutcome> RunLive(const LiveOptions& opt, match::Registry& registry,
+                            const record::Routing& routing, const Topology& topology,
+                            const LiveSinks& sinks, const LiveContext& ctx) {
+  Metrics* metrics = ctx.metrics;
+  ComponentCounters source_c = ComponentCounters::For(metrics, "source", "file");
+  ComponentCounters match_c = ComponentCounters::For(metrics, "stage", "match");
+  ComponentCounters detect_c = ComponentCounters::For(metrics, "stage", "detect");
+  std::atomic<int64_t>* queue_depth = metrics->Gauge(
+      "quorumwatch_queue_depth", {{"queue", "batches"}}, "Line batches between the reader and the detector.");
+
+  Driver driver(topology, registry, sinks.all);
+  // The checkpoint: chains and pending events, then the detector state
+  // (nodes wait until their streams are placed), then file positions.
+  std::vector<source::SavedPosition> saved;
+  bool had_checkpoint = false;
+  if (auto text = ReadWholeFile(opt.state_dir + "/checkpoint.json")) {
+    auto cp = DecodeCheckpoint(*text);
+    Result<void> state = cp ? Result<void>{} : tl::unexpected(cp.error());
+    if (cp) {
+      driver.Restore(*cp);
+      if (!cp->detector.empty()) state = detect::DecodeState(cp->detector, &driver.detector());
+    }
+    if (!state) {
+      ctx.log(opt.state_dir + "/checkpoint.json: " + state.error().message + "; starting without it");
+    } else {
+      had_checkpoint = true;
+      for (const auto& s : cp->streams) {
+        saved.push_back(source::SavedPosition{s.path, s.identity, s.offset, s.family, s.last_time});
+      }
+    }
+  }
+
+  Consumer consumer(opt, &driver, sinks, ctx, match_c, detect_c);
+  Stages stages(registry, opt.threads, kBatchBytes, kBatchRecords,
+                [&consumer](Batch& b) { consumer.Consume(b); });
+  record::StageOptions so;
+  record::RecordStage stage(registry, routing, so, ctx.log);
+  auto dispatch = [&](Batch* b) {
+    uint64_t lines = 0;
+    for (const Record& r : b->records) lines += r.kind == RecordKind::kLine ? 1 : 0;
+    source_c.processed->fetch_add(lines, std::memory_order_relaxed);
+    match_c.received->fetch_add(lines, std::memory_order_relaxed);
+    b->wall = WallNow();
+    stages.Dispatch(b);
+  };
+  Ordering::Options oo;
+  oo.batch_bytes = kBatchBytes;
+  oo.batch_records = kBatchRecords;
+  Ordering ordering(&stage, oo, [&](Batch* full) {
+    dispatch(full);
+    return stages.Acquire();
+  });
+
+  const FileSourceOptions* polled = nullptr;
+  Reader reader(&stage, &ordering, &polled);
+  std::vector<std::unique_ptr<source::FileTailer>> tailers;
+  const size_t read_chunk = EnvCount("QW_TEST_READ_CHUNK");
+  Nanos poll_interval = 250 * kMillisecond;
+  for (const auto& src : opt.sources) {
+    source::FileTailer::Options o;
+    o.include = src.include;
+    o.exclude = src.exclude;
+    o.read_from_end = src.read_from_end;
+    o.rescan_interval = src.poll_interval;
+    if (read_chunk > 0) {
+      o.read_bytes = read_chunk;
+      o.max_bytes_per_poll = read_chunk;
+    }
+    poll_interval = std::min(poll_interval, src.poll_interval);
+    auto t = std::make_unique<source::FileTailer>(o, ctx.fs);
+    if (had_checkpoint) t->Restore(saved);
+    tailers.push_back(std::move(t));
+  }
+  ctx.log("running: " + std::to_string(opt.sources.size()) + " source(s), state in " +
+          opt.state_dir + (had_checkpoint ? " (resumed from checkpoint)" : ""));
+
+  LiveOutcome outcome = LiveOutcome::kStopped;
+  Batch* batch = stages.Acquire();
+  const Nanos started = WallNow();
+  Nanos last_input = started, last_dispatch = 0, last_health = 0, last_requests = 0,
+        last_lag_report = started;
+  uint64_t lines_seen = 0, published_rejected = 0, published_cut = 0;
+  bool outage = false, caught_up = false, idle_sent = false;
+  std::vector<OperatorRequest> requests;
+  sink::HealthStatus health;
+  while (!ctx.stop()) {
+    if (ctx.reload()) {
+      outcome = LiveOutcome::kReload;
+      break;
+    }
+    const Nanos steady = SteadyNow();
+    Nanos wall = WallNow();
+    if (wall - last_requests >= kRequestsEvery) {
+      last_requests = wall;
+      for (auto& r : ctx.requests()) requests.push_back(std::move(r));
+    }
+    bool more = false;
+    for (size_t i = 0; i < tailers.size(); ++i) {
+      polled = &opt.sources[i];
+      tailers[i]->Poll(&reader, steady);
+      more = more || tailers[i]->more();
+    }
+    const Nanos next_release = stage.Expire(steady);
+    ordering.Release(&batch);
+
+    // Health: input, outage, lag. Silence counts only while lines still
+    // arrive somewhere; when every stream is quiet, that is an input
+    // outage, and stalls are not judged (the detector's time stands).
+    wall = WallNow();
+    const auto& st = stage.stats();
+    if (st.lines_read != lines_seen) {
+      source_c.received->fetch_add(st.lines_read - lines_seen, std::memory_order_relaxed);
+      lines_seen = st.lines_read;
+      last_input = wall;
+    }
+    const bool now_outage = wall - last_input > opt.input_outage_after;
+    if (now_outage != outage) {
+      outage = now_outage;
+      ctx.log(outage ? "input outage: no line from any stream for " +
+                           FormatDuration(wall - last_input) +
+                           "; node stalls are not judged until lines arrive again"
+                     : "input resumed");
+    }
+    if (!caught_up) {
+      caught_up = true;
+      for (const auto& t : tailers) caught_up = caught_up && t->caught_up();
+    }
+    const bool health_due = wall - last_health >= kHealthEvery;
+    if (health_due) {
+      last_health = wall;
+      uint64_t behind = 0, files_behind = 0;
+      for (const auto& t : tailers) {
+        auto [bytes, files] = t->Lag();
+        behind += bytes;
+        files_behind += files;
+      }
+      // Rejected lines never reach the detector: dropped; cut ones: errors.
+      source_c.dropped->fetch_add(st.lines_rejected - published_rejected, std::memory_order_relaxed);
+      source_c.errors->fetch_add(st.lines_cut - published_cut, std::memory_order_relaxed);
+      published_rejected = st.lines_rejected;
+      published_cut = st.lines_cut;
+      health.caught_up = caught_up;
+      health.input_outage = outage;
+      health.last_input = last_input;
+      health.bytes_behind = behind;
+      health.files_behind = files_behind;
+      health.lines_cut = st.lines_cut;
+      health.lines_rejected = st.lines_rejected;
+      queue_depth->store(static_cast<int64_t>(stages.in_flight()), std::memory_order_relaxed);
+      if (wall - last_lag_report >= 30 * kSecond && behind > (1u << 20)) {
+        last_lag_report = wall;
+        ctx.log("lag: " + std::to_string(behind) + " bytes behind in " +
+                std::to_string(files_behind) + " file(s)");
+      }
+    }
+    const bool idle = ordering.idle() && !more;
+    if (!batch->records.empty() || !requests.empty() || health_due || idle != idle_sent ||
+        wall - last_dispatch >= kHeartbeat) {
+      batch->all_idle = idle;
+      idle_sent = idle;
+      batch->requests = std::move(requests);
+      requests.clear();
+      batch->health = health;
+      dispatch(batch);
+      batch = stages.Acquire();
+      last_dispatch = wall;
+    }
+
+    // Wait for a change, a signal, a timer.
+    Nanos timeout = more ? 0 : std::min(poll_interval, kHeartbeat);
+    if (next_release != kNoTime) timeout = std::min(timeout, std::max<Nanos>(0, next_release - steady));
+    std::vector<struct pollfd> fds;
+    for (const auto& t : tailers) {
+      if (t->wait_fd() >= 0) fds.push_back({t->wait_fd(), POLLIN, 0});
+    }
+    if (ctx.wake_fd >= 0) fds.push_back({ctx.wake_fd, POLLIN, 0});
+    if (timeout > 0) {
+      ::poll(fds.data(), fds.size(), static_cast<int>((timeout + kMillisecond - 1) / kMillisecond));
+    }
+    if (ctx.wake_fd >= 0) {
+      uint64_t v;
+      while (::read(ctx.wake_fd, &v, sizeof v) > 0) {
+      }
+    }
+  }
+  if (!batch->records.empty()) {
+    dispatch(batch);
+  } else {
+    stages.Release(batch);
+  }
+  stages.Finish();
+  consumer.Close();  // the consumer thread has ended: safe here
+  ctx.log("stopped: " + std::to_string(driver.events()) + " event(s) written");
+  return outcome;
+}
+
+}  // namespace qw::pipeline

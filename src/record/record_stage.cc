@@ -1,0 +1,597 @@
+#include "record/record_stage.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace qw::record {
+namespace {
+
+// Detection is tried when this many records of a stream are known; a
+// decision before the last try needs at least one rule hit (a shared stamp
+// layout alone does not decide so early).
+constexpr size_t kDetectAt[] = {1, 5, 20, 50};
+
+}  // namespace
+
+size_t Output::pending_bytes() const {
+  if (head >= entries.size()) return 0;
+  for (size_t i = head; i < entries.size(); ++i) {
+    if (entries[i].kind == EntryKind::kRecord) return arena.size() - entries[i].index;
+  }
+  return 0;
+}
+
+void Output::Compact() {
+  if (head == 0) return;
+  if (head == entries.size()) {
+    arena.clear();
+    entries.clear();
+    infos.clear();
+    head = ready = 0;
+    return;
+  }
+  // Keep the untaken tail; texts move to the arena's front.
+  size_t first_text = arena.size();
+  for (size_t i = head; i < entries.size(); ++i) {
+    if (entries[i].kind == EntryKind::kRecord) {
+      first_text = entries[i].index;
+      break;
+    }
+  }
+  if (first_text < arena.size() / 2 && head < entries.size() / 2) return;  // not worth it yet
+  arena.erase(0, first_text);
+  entries.erase(entries.begin(), entries.begin() + static_cast<std::ptrdiff_t>(head));
+  for (auto& e : entries) {
+    if (e.kind == EntryKind::kRecord) e.index -= static_cast<uint32_t>(first_text);
+  }
+  ready -= head;
+  head = 0;
+}
+
+struct RecordStage::Stream {
+  uint32_t id = 0;
+  Origin origin;
+  Placement place;
+  Output out;
+  LineCounts counts;      // every line so far
+  LineCounts uncounted;   // lines no entry counts yet (lines_cut unused)
+  LogFormat format = LogFormat::kAuto;
+
+  // Framing: bytes after the last newline (at most max_line_bytes of them).
+  uint64_t offset = 0;  // position of the next byte fed
+  std::string carry;
+  uint64_t carry_begin = 0;
+  bool carry_cut = false;  // the line outgrew max_line_bytes: the rest is skipped
+
+  // Runtime pieces of one record (CRI P ... F, docker lines without \n).
+  std::string partial;
+  bool in_partial = false;
+  Nanos partial_time = kNoTime;
+  uint64_t partial_begin = 0;
+
+  // Family undecided: complete records held back as they were read.
+  struct Held {
+    uint32_t offset, length;
+    Nanos runtime_time;
+    uint64_t begin, end;
+    LineCounts counted;
+  };
+  bool decided = false;
+  bool released_undecided = false;  // held records went on unmatched (live)
+  std::string held_arena;
+  std::vector<Held> held;
+  std::vector<std::string> samples;  // the first records, for detection
+  size_t sample_bytes = 0;
+  size_t next_try = 0;  // index into kDetectAt
+  match::FamilyMatcher* matcher = nullptr;
+
+  // Output entries [ready, end): the last may take continuation lines
+  // (pending); the others wait for the stream's first stamp.
+  bool pending = false;
+  std::vector<uint64_t> provisional_begin;  // per provisional entry, its first line's position
+  size_t untimed_bytes = 0;
+
+  Nanos last_time = kNoTime;
+  Nanos mtime = kNoTime;
+  match::FamilyMatcher::TimeHint hint;
+
+  bool at_end = false;   // live: every byte there is was fed
+  Nanos waiting_since = kNoTime;     // at_end with a record held back
+  Nanos incomplete_since = kNoTime;  // at_end with an incomplete line
+  bool closed = false;
+};
+
+RecordStage::RecordStage(match::Registry& registry, const Routing& routing, StageOptions opt,
+                         std::function<void(const std::string&)> log)
+    : registry_(registry), routing_(routing), opt_(opt), log_(std::move(log)),
+      matchers_(registry.size()) {}
+
+RecordStage::~RecordStage() = default;
+
+RecordStage::Stream& RecordStage::S(uint32_t id) { return *streams_.at(id); }
+
+match::FamilyMatcher* RecordStage::MatcherFor(int family) {
+  if (family < 0 || static_cast<size_t>(family) >= matchers_.size()) return nullptr;
+  auto& m = matchers_[static_cast<size_t>(family)];
+  if (!m) {
+    auto made = match::FamilyMatcher::Create(registry_.file(static_cast<size_t>(family)));
+    if (!made) {
+      log_(made.error().message);
+      return nullptr;
+    }
+    m = std::move(*made);
+  }
+  return m.get();
+}
+
+void RecordStage::Open(uint32_t id, Origin origin) {
+  auto owned = std::make_unique<Stream>();
+  Stream& s = *owned;
+  s.id = id;
+  s.format = origin.format;
+  s.offset = origin.start_offset;
+  s.carry_begin = s.offset;
+  s.last_time = origin.saved_last_time;
+  s.origin = std::move(origin);
+  s.place = Place(routing_, registry_, s.origin.name);
+  streams_[id] = std::move(owned);
+
+  StreamInfo info;
+  info.id = id;
+  info.path = s.origin.path;
+  info.name = s.place.name;
+  info.identity = s.origin.identity;
+  info.start_offset = s.origin.start_offset;
+  s.out.entries.push_back(Entry{EntryKind::kOpen, -1, static_cast<uint32_t>(s.out.infos.size()),
+                                0, 0, 0, kNoTime, 0});
+  s.out.infos.push_back(std::move(info));
+  s.out.ready = s.out.entries.size();
+
+  if (s.place.family < 0 && s.place.chain.empty()) {
+    // When the rules leave the family open: a checkpoint's decision
+    // stands, so a restart does not detect again from the middle of the
+    // stream; and a new file of a stream that is open (rotation, a
+    // container restart) is the same software as the one before it, and
+    // is placed at once, so its node never looks gone between the two.
+    if (!s.origin.saved_family.empty()) s.place.family = registry_.Find(s.origin.saved_family);
+    for (const auto& [other_id, other] : streams_) {
+      if (s.place.family >= 0) break;
+      if (other_id == id || !other->decided || other->place.family < 0) continue;
+      const StreamName& a = other->place.name;
+      const StreamName& b = s.place.name;
+      if (a.pod == b.pod && a.namespace_ == b.namespace_ && a.container == b.container) {
+        s.place.family = other->place.family;
+      }
+    }
+  }
+  if (s.place.family >= 0) Decide(s, s.place.family);
+}
+
+void RecordStage::Decide(Stream& s, int family) {
+  CompletePlacement(routing_, registry_, family, &s.place);
+  s.decided = true;
+  s.matcher = MatcherFor(family);
+  s.samples.clear();
+  s.samples.shrink_to_fit();
+  s.sample_bytes = 0;
+
+  StreamInfo info;
+  info.id = s.id;
+  info.path = s.origin.path;
+  info.name = s.place.name;
+  info.identity = s.origin.identity;
+  info.start_offset = s.origin.start_offset;
+  info.chain = s.place.chain;
+  info.family = family;
+  info.signer = s.place.signer;
+  // The start goes before any provisional record (they are this stream's).
+  Entry start{EntryKind::kStart, -1, static_cast<uint32_t>(s.out.infos.size()), 0, 0, 0, kNoTime, 0};
+  s.out.infos.push_back(std::move(info));
+  s.out.entries.insert(s.out.entries.begin() + static_cast<std::ptrdiff_t>(s.out.ready), start);
+  s.out.ready++;
+
+  // Records held while undecided now go the usual way.
+  auto held = std::move(s.held);
+  std::string arena = std::move(s.held_arena);
+  s.held.clear();
+  s.held_arena.clear();
+  for (const auto& h : held) {
+    Complete(s, std::string_view(arena).substr(h.offset, h.length), h.runtime_time, h.begin,
+             h.end, h.counted);
+  }
+}
+
+void RecordStage::TryDecide(Stream& s, bool final) {
+  if (s.decided) return;
+  std::vector<std::string_view> samples(s.samples.begin(), s.samples.end());
+  auto d = registry_.Detect(samples);
+  if (d.family >= 0 && (final || d.rule_hits > 0)) {
+    Decide(s, d.family);
+    return;
+  }
+  if (!final) return;
+  log_((s.origin.path.empty() ? s.place.name.pod : s.origin.path) + ": family unknown (" +
+       (d.family >= 0 ? "no rule matched its first records" : d.reason) +
+       "); its lines are counted, not matched. Name its chain (--chain, or a stream rule).");
+  Decide(s, -1);
+}
+
+void RecordStage::Feed(uint32_t id, std::string_view bytes, Nanos mtime) {
+  Stream& s = S(id);
+  if (s.closed || bytes.empty()) return;
+  s.at_end = false;
+  s.waiting_since = s.incomplete_since = kNoTime;
+  s.mtime = mtime;
+  const size_t max_line = s.origin.max_line_bytes;
+  const char* p = bytes.data();
+  const char* const end = p + bytes.size();
+  while (p < end) {
+    const char* nl = static_cast<const char*>(std::memchr(p, '\n', static_cast<size_t>(end - p)));
+    const size_t take = static_cast<size_t>((nl != nullptr ? nl : end) - p);
+    if (nl != nullptr && s.carry.empty() && !s.carry_cut) {
+      // The whole line is here: no copy.
+      const uint64_t begin = s.offset;
+      s.offset += take + 1;
+      const bool cut = take > max_line;
+      Line(s, std::string_view(p, cut ? max_line : take), cut, begin, s.offset);
+      p = nl + 1;
+      continue;
+    }
+    if (s.carry.empty() && !s.carry_cut) s.carry_begin = s.offset;
+    if (!s.carry_cut) {
+      const size_t room = max_line > s.carry.size() ? max_line - s.carry.size() : 0;
+      if (take > room) {
+        s.carry.append(p, room);
+        s.carry_cut = true;
+      } else {
+        s.carry.append(p, take);
+      }
+    }
+    s.offset += take;
+    p += take;
+    if (nl != nullptr) {
+      ++p;
+      ++s.offset;
+      std::string line = std::move(s.carry);
+      s.carry.clear();
+      const bool cut = s.carry_cut;
+      s.carry_cut = false;
+      Line(s, line, cut, s.carry_begin, s.offset);
+    }
+  }
+}
+
+LineCounts RecordStage::TakeLines(Stream& s) {
+  LineCounts c = s.uncounted;
+  s.uncounted = LineCounts{};
+  return c;
+}
+
+void RecordStage::Line(Stream& s, std::string_view line, bool cut, uint64_t begin, uint64_t end) {
+  s.counts.lines_read++;
+  s.uncounted.lines_read++;
+  stats_.lines_read++;
+  if (cut) {
+    s.counts.lines_cut++;
+    stats_.lines_cut++;
+  }
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  if (s.format == LogFormat::kAuto) {
+    if (line.empty()) return;
+    s.format = SniffFormat(line);
+  }
+  Decoded d;
+  bool ok = true;
+  switch (s.format) {
+    case LogFormat::kCri:
+      ok = DecodeCri(line, &d);
+      break;
+    case LogFormat::kDocker:
+      ok = docker_.Decode(line, &d);
+      break;
+    default:
+      d.message = line;
+      d.partial = false;
+      break;
+  }
+  if (!ok || !AcceptableText(d.message)) {
+    s.counts.lines_rejected++;
+    s.uncounted.lines_rejected++;
+    stats_.lines_rejected++;
+    return;
+  }
+  if (d.partial || s.in_partial) {
+    if (!s.in_partial) {
+      s.partial.clear();
+      s.partial_time = d.runtime_time;
+      s.partial_begin = begin;
+      s.in_partial = true;
+    }
+    const size_t max_line = s.origin.max_line_bytes;
+    const size_t room = max_line > s.partial.size() ? max_line - s.partial.size() : 0;
+    if (d.message.size() > room) {
+      s.counts.lines_cut++;
+      stats_.lines_cut++;
+    }
+    s.partial.append(d.message.substr(0, room));
+    if (d.partial) return;
+    s.in_partial = false;
+    Complete(s, s.partial, s.partial_time, s.partial_begin, end, TakeLines(s));
+    return;
+  }
+  if (d.message.empty()) return;
+  Complete(s, d.message, d.runtime_time, begin, end, TakeLines(s));
+}
+
+void RecordStage::Complete(Stream& s, std::string_view msg, Nanos runtime_time, uint64_t begin,
+                           uint64_t end, LineCounts counted) {
+  if (!s.decided) {
+    if (s.samples.size() < opt_.hold_records && s.sample_bytes < opt_.hold_bytes) {
+      s.samples.emplace_back(msg);
+      s.sample_bytes += msg.size();
+    }
+    Stream::Held h{static_cast<uint32_t>(s.held_arena.size()), static_cast<uint32_t>(msg.size()),
+                   runtime_time, begin, end, counted};
+    s.held_arena.append(msg);
+    s.held.push_back(h);
+    const size_t n = s.samples.size();
+    if (n >= opt_.hold_records || s.sample_bytes >= opt_.hold_bytes ||
+        s.held_arena.size() >= opt_.hold_bytes) {
+      TryDecide(s, true);
+    } else if (s.next_try < std::size(kDetectAt) && n >= kDetectAt[s.next_try]) {
+      while (s.next_try < std::size(kDetectAt) && n >= kDetectAt[s.next_try]) ++s.next_try;
+      TryDecide(s, false);
+    }
+    return;
+  }
+  Output& out = s.out;
+  const size_t max_line = s.origin.max_line_bytes;
+  if (s.pending && s.matcher != nullptr && s.matcher->IsContinuation(msg)) {
+    // Joins the record before it: the separator becomes the joining newline.
+    Entry& prev = out.entries.back();
+    const size_t room = max_line > prev.length ? max_line - prev.length : 0;
+    if (room > 0) {
+      const size_t add = std::min(room - 1, msg.size());
+      out.arena.append(msg.substr(0, add));
+      out.arena.push_back('\n');
+      prev.length += static_cast<uint32_t>(add + 1);
+    }
+    prev.after = end;
+    prev.lines += static_cast<uint32_t>(counted.lines_read);
+    prev.rejected += static_cast<uint32_t>(counted.lines_rejected);
+    return;
+  }
+  if (s.pending) {
+    s.pending = false;
+    Commit(s);
+  }
+  out.entries.push_back(Entry{EntryKind::kRecord, static_cast<int16_t>(s.place.family),
+                              static_cast<uint32_t>(out.arena.size()),
+                              static_cast<uint32_t>(msg.size()),
+                              static_cast<uint32_t>(counted.lines_read),
+                              static_cast<uint32_t>(counted.lines_rejected), runtime_time, end});
+  out.arena.append(msg);
+  out.arena.push_back('\n');
+  s.provisional_begin.push_back(begin);
+  stats_.records++;
+  if (s.matcher != nullptr && s.matcher->HasContinuation()) {
+    s.pending = true;  // continuation lines may follow
+  } else {
+    Commit(s);
+  }
+}
+
+// The last output entry is complete: give it a time. Records before the
+// stream's first stamp wait for it (bounded), then all go on.
+void RecordStage::Commit(Stream& s) {
+  Output& out = s.out;
+  Entry& e = out.entries.back();
+  Nanos t = e.time;  // the runtime's stamp, if any
+  if (t == kNoTime && s.matcher != nullptr) {
+    const int32_t year = YearOf(s.mtime != kNoTime ? s.mtime : 0);
+    t = s.matcher->MessageTime(out.text(e), year, s.place.tz_offset_seconds.value_or(0), &s.hint);
+  }
+  if (t == kNoTime) t = s.last_time;
+  if (t != kNoTime) {
+    s.last_time = t;
+    for (size_t i = out.ready; i < out.entries.size(); ++i) {
+      if (out.entries[i].kind == EntryKind::kRecord) out.entries[i].time = t;
+    }
+    MakeReady(s, out.entries.size());
+    return;
+  }
+  e.time = kNoTime;
+  s.untimed_bytes += e.length;
+  if (out.entries.size() - out.ready >= opt_.hold_records || s.untimed_bytes >= opt_.hold_bytes) {
+    Fallback(s);
+  }
+}
+
+// Stamp-less records that cannot wait any longer take the stream's
+// fallback time (its file's modification time), which then stands as the
+// stream's last good time.
+void RecordStage::Fallback(Stream& s) {
+  Output& out = s.out;
+  const size_t upto = out.entries.size() - (s.pending ? 1 : 0);
+  if (upto <= out.ready) return;
+  const Nanos t = s.mtime != kNoTime ? s.mtime : 0;
+  for (size_t i = out.ready; i < upto; ++i) {
+    if (out.entries[i].kind == EntryKind::kRecord) out.entries[i].time = t;
+  }
+  s.last_time = t;
+  MakeReady(s, upto);
+}
+
+void RecordStage::MakeReady(Stream& s, size_t upto) {
+  Output& out = s.out;
+  size_t records = 0;
+  for (size_t i = out.ready; i < upto; ++i) {
+    if (out.entries[i].kind == EntryKind::kRecord) ++records;
+  }
+  s.provisional_begin.erase(s.provisional_begin.begin(),
+                            s.provisional_begin.begin() + static_cast<std::ptrdiff_t>(records));
+  out.ready = upto;
+  if (s.provisional_begin.empty()) s.untimed_bytes = 0;
+}
+
+// Everything held goes on as it is: the pending record, records held while
+// the family was undecided (`final`: decided with what there is, else they
+// go on unmatched and detection goes on), stamp-less records.
+void RecordStage::Release(Stream& s, bool final) {
+  if (!s.decided && !s.held.empty()) {
+    TryDecide(s, final);
+    if (!s.decided) {
+      // Live: the stream stays undecided; its records so far go on unmatched.
+      s.released_undecided = true;
+      auto held = std::move(s.held);
+      std::string arena = std::move(s.held_arena);
+      s.held.clear();
+      s.held_arena.clear();
+      Output& out = s.out;
+      for (const auto& h : held) {
+        out.entries.push_back(Entry{EntryKind::kRecord, -1, static_cast<uint32_t>(out.arena.size()),
+                                    h.length, static_cast<uint32_t>(h.counted.lines_read),
+                                    static_cast<uint32_t>(h.counted.lines_rejected),
+                                    h.runtime_time, h.end});
+        out.arena.append(std::string_view(arena).substr(h.offset, h.length));
+        out.arena.push_back('\n');
+        s.provisional_begin.push_back(h.begin);
+        stats_.records++;
+        Commit(s);
+      }
+    }
+  } else if (!s.decided && final) {
+    TryDecide(s, true);
+  }
+  if (s.pending) {
+    s.pending = false;
+    Commit(s);
+  }
+  Fallback(s);
+}
+
+void RecordStage::FlushIncomplete(Stream& s) {
+  if (!s.carry.empty() || s.carry_cut) {
+    std::string line = std::move(s.carry);
+    s.carry.clear();
+    const bool cut = s.carry_cut;
+    s.carry_cut = false;
+    Line(s, line, cut, s.carry_begin, s.offset);
+  }
+  if (s.in_partial) {
+    // The stream ended inside a partial record: keep what there is.
+    s.in_partial = false;
+    Complete(s, s.partial, s.partial_time, s.partial_begin, s.offset, TakeLines(s));
+  }
+}
+
+void RecordStage::Truncate(uint32_t id) {
+  Stream& s = S(id);
+  if (s.closed) return;
+  // What was read of the old content goes on now: positions restart at 0.
+  s.carry.clear();
+  s.carry_cut = false;
+  s.in_partial = false;
+  Release(s, false);
+  s.offset = 0;
+  s.carry_begin = 0;
+}
+
+void RecordStage::AtEnd(uint32_t id, Nanos now) {
+  Stream& s = S(id);
+  if (s.closed) return;
+  s.at_end = true;
+  if (Waiting(s) && s.waiting_since == kNoTime) s.waiting_since = now;
+  if ((!s.carry.empty() || s.carry_cut || s.in_partial) && s.incomplete_since == kNoTime) {
+    s.incomplete_since = now;
+  }
+}
+
+bool RecordStage::Waiting(const Stream& s) const {
+  return !s.held.empty() || s.out.ready < s.out.entries.size();
+}
+
+Nanos RecordStage::Expire(Nanos now) {
+  Nanos next = kNoTime;
+  auto sooner = [&next](Nanos t) {
+    if (t != kNoTime && (next == kNoTime || t < next)) next = t;
+  };
+  for (auto& [id, owned] : streams_) {
+    Stream& s = *owned;
+    if (s.closed || !s.at_end) continue;
+    if (s.incomplete_since != kNoTime) {
+      if (now - s.incomplete_since >= opt_.incomplete_wait) {
+        s.incomplete_since = kNoTime;
+        FlushIncomplete(s);
+        if (Waiting(s) && s.waiting_since == kNoTime) s.waiting_since = now;
+      } else {
+        sooner(s.incomplete_since + opt_.incomplete_wait);
+      }
+    }
+    if (s.waiting_since != kNoTime) {
+      if (now - s.waiting_since >= opt_.hold_wait) {
+        s.waiting_since = kNoTime;
+        Release(s, false);
+      } else {
+        sooner(s.waiting_since + opt_.hold_wait);
+      }
+    }
+  }
+  return next;
+}
+
+void RecordStage::Close(uint32_t id) {
+  Stream& s = S(id);
+  if (s.closed) return;
+  FlushIncomplete(s);
+  Release(s, true);
+  s.closed = true;
+  const LineCounts rest = TakeLines(s);
+  s.out.entries.push_back(Entry{EntryKind::kEnd, -1, 0, 0, static_cast<uint32_t>(rest.lines_read),
+                                static_cast<uint32_t>(rest.lines_rejected), kNoTime, s.offset});
+  s.out.ready = s.out.entries.size();
+}
+
+Output* RecordStage::output(uint32_t id) { return &S(id).out; }
+
+bool RecordStage::Ready(uint32_t id) const {
+  const Stream& s = *streams_.at(id);
+  if (s.out.has_ready() || s.closed) return true;
+  // Live: read to its end, and nothing that could still go out before
+  // later records of other streams (an incomplete line does not hold the
+  // others back: its time is unknown until it ends).
+  return s.at_end && !Waiting(s);
+}
+
+void RecordStage::Forget(uint32_t id) { streams_.erase(id); }
+
+std::vector<uint32_t> RecordStage::ids() const {
+  std::vector<uint32_t> out;
+  out.reserve(streams_.size());
+  for (const auto& [id, s] : streams_) out.push_back(id);
+  return out;
+}
+
+bool RecordStage::ended(uint32_t id) const { return streams_.at(id)->closed; }
+
+uint64_t RecordStage::ResumePosition(uint32_t id) const {
+  const Stream& s = *streams_.at(id);
+  if (!s.provisional_begin.empty()) return s.provisional_begin.front();
+  if (!s.held.empty()) return s.held.front().begin;
+  if (s.in_partial) return s.partial_begin;
+  if (!s.carry.empty() || s.carry_cut) return s.carry_begin;
+  return s.offset;
+}
+
+LineCounts RecordStage::TakeUncounted(uint32_t id) {
+  Stream& s = S(id);
+  // Lines after something still held belong after the resume position.
+  if (!s.provisional_begin.empty() || !s.held.empty() || s.in_partial) return {};
+  return TakeLines(s);
+}
+
+const LineCounts& RecordStage::counts(uint32_t id) const { return streams_.at(id)->counts; }
+
+LogFormat RecordStage::format(uint32_t id) const { return streams_.at(id)->format; }
+
+}  // namespace qw::record
