@@ -85,6 +85,23 @@ int64_t DaysFromCivil(int64_t y, unsigned m, unsigned d) {
 }
 
 namespace {
+// Floor division into seconds, the sub-second rest, days and the second of
+// the day; no negation, so every value (kNoTime too) is defined.
+void SplitTime(Nanos t, int64_t* secs, int64_t* rem, int64_t* days, int64_t* sod) {
+  *secs = t / kSecond;
+  *rem = t % kSecond;
+  if (*rem < 0) {
+    *rem += kSecond;
+    --*secs;
+  }
+  *days = *secs / 86400;
+  *sod = *secs % 86400;
+  if (*sod < 0) {
+    *sod += 86400;
+    --*days;
+  }
+}
+
 void CivilFromDays(int64_t z, int64_t* y, unsigned* m, unsigned* d) {
   z += 719468;
   const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
@@ -194,10 +211,8 @@ Nanos ParseLayout(std::string_view s, std::string_view layout, int32_t default_y
 }
 
 void AppendRfc3339Millis(std::string& out, Nanos t) {
-  int64_t secs = t >= 0 ? t / kSecond : -((-t + kSecond - 1) / kSecond);
-  int64_t rem = t - secs * kSecond;
-  int64_t days = secs >= 0 ? secs / 86400 : -((-secs + 86399) / 86400);
-  int64_t sod = secs - days * 86400;
+  int64_t secs, rem, days, sod;
+  SplitTime(t, &secs, &rem, &days, &sod);
   int64_t y;
   unsigned m, d;
   CivilFromDays(days, &y, &m, &d);
@@ -216,8 +231,8 @@ std::string FormatRfc3339Millis(Nanos t) {
 }
 
 int32_t YearOf(Nanos t) {
-  int64_t secs = t >= 0 ? t / kSecond : -((-t + kSecond - 1) / kSecond);
-  int64_t days = secs >= 0 ? secs / 86400 : -((-secs + 86399) / 86400);
+  int64_t secs, rem, days, sod;
+  SplitTime(t, &secs, &rem, &days, &sod);
   int64_t y;
   unsigned m, d;
   CivilFromDays(days, &y, &m, &d);
@@ -256,7 +271,10 @@ bool ParseDuration(std::string_view s, Nanos* out) {
     } else {
       return false;
     }
-    total += v * unit;
+    Nanos part = 0;
+    if (__builtin_mul_overflow(v, unit, &part) || __builtin_add_overflow(total, part, &total)) {
+      return false;  // beyond what nanoseconds in 64 bits hold (~292 years)
+    }
   }
   *out = total;
   return true;

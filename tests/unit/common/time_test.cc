@@ -37,6 +37,11 @@ TEST_CASE("times format as RFC 3339 UTC with milliseconds") {
   CHECK(FormatRfc3339Millis(0) == "1970-01-01T00:00:00.000Z");
   CHECK(FormatRfc3339Millis(951782400LL * kSecond) == "2000-02-29T00:00:00.000Z");
   CHECK(YearOf(1620216180LL * kSecond) == 2021);
+  // Before 1970, and the extremes (kNoTime is INT64_MIN): defined, floor-divided.
+  CHECK(FormatRfc3339Millis(-1) == "1969-12-31T23:59:59.999Z");
+  CHECK(YearOf(-1) == 1969);
+  CHECK(FormatRfc3339Millis(kNoTime) == "1677-09-21T00:12:43.145Z");
+  CHECK(YearOf(kNoTime) == 1677);
 }
 
 TEST_CASE("durations") {
@@ -50,6 +55,12 @@ TEST_CASE("durations") {
   CHECK_FALSE(ParseDuration("", &d));
   CHECK_FALSE(ParseDuration("5", &d));
   CHECK_FALSE(ParseDuration("5 minutes", &d));
+  // Values beyond 64-bit nanoseconds (about 292 years) are refused, not wrapped.
+  CHECK(ParseDuration("106751d", &d));
+  CHECK(d == 106751LL * 86400 * kSecond);
+  CHECK_FALSE(ParseDuration("106752d", &d));
+  CHECK_FALSE(ParseDuration("999999999h", &d));
+  CHECK_FALSE(ParseDuration("106751d106751d", &d));
   CHECK(FormatDuration(125 * kSecond) == "2m05s");
   CHECK(FormatDuration(3725 * kSecond) == "1h02m05s");
 }
