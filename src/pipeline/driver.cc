@@ -102,9 +102,15 @@ void Driver::Consume(const Batch& b) {
         const Nanos now = time_ == kNoTime || r.time > time_ ? r.time : time_;
         time_ = now;
         detector_.OnTick(now);
-        auto it = streams_.find(r.stream);
-        if (it == streams_.end()) break;
-        Stream& s = it->second;
+        // Records come in runs of one stream: the last one looked up is
+        // usually the one.
+        if (last_ == nullptr || last_id_ != r.stream) {
+          auto it = streams_.find(r.stream);
+          if (it == streams_.end()) break;
+          last_ = &it->second;
+          last_id_ = r.stream;
+        }
+        Stream& s = *last_;
         if (s.latest == kNoTime || r.time > s.latest) s.latest = r.time;
         const Signal& sig = b.signals[i];
         if (s.node >= 0 && sig.kind != SignalKind::kNone) {
@@ -140,6 +146,7 @@ void Driver::Consume(const Batch& b) {
         detector_.OnTick(now);
         if (s.node >= 0) detector_.DetachStream(s.node, now);
         streams_.erase(it);
+        last_ = nullptr;
         break;
       }
     }

@@ -86,6 +86,8 @@ class Driver {
   detect::Detector detector_;
   Nanos time_ = kNoTime;
   std::map<uint32_t, Stream> streams_;
+  Stream* last_ = nullptr;  // the stream of the last record (a cache)
+  uint32_t last_id_ = 0;
   // Nodes by (chain, namespace, pod); nodes a signer stream made before
   // its pod's daemon stream was placed (they move to the daemon's chain).
   std::map<std::tuple<std::string, std::string, std::string>, int> nodes_;

@@ -63,7 +63,7 @@ ReplayResult Replay(match::Registry& registry, const record::Routing& routing,
   // Bounded memory with many files: reading takes about 24 MiB over all
   // streams (each read between 32 KiB and 1 MiB).
   const size_t read_bytes =
-      std::clamp<size_t>((24u << 20) / std::max<size_t>(1, n * 2), 32u << 10, 1u << 20);
+      std::clamp<size_t>((24u << 20) / std::max<size_t>(1, n * 2), 32u << 10, 256u << 10);
   std::vector<char> buf(read_bytes);
   Batch* batch = stages.Acquire();
   while (true) {

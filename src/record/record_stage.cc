@@ -93,6 +93,7 @@ struct RecordStage::Stream {
 
   Nanos last_time = kNoTime;
   Nanos mtime = kNoTime;
+  int32_t year = 1970;  // of mtime: completes year-less stamps
   match::FamilyMatcher::TimeHint hint;
 
   bool at_end = false;   // live: every byte there is was fed
@@ -221,7 +222,10 @@ void RecordStage::Feed(uint32_t id, std::string_view bytes, Nanos mtime) {
   if (s.closed || bytes.empty()) return;
   s.at_end = false;
   s.waiting_since = s.incomplete_since = kNoTime;
-  s.mtime = mtime;
+  if (mtime != s.mtime) {
+    s.mtime = mtime;
+    s.year = YearOf(mtime);
+  }
   const size_t max_line = s.origin.max_line_bytes;
   const char* p = bytes.data();
   const char* const end = p + bytes.size();
@@ -388,8 +392,7 @@ void RecordStage::Commit(Stream& s) {
   Entry& e = out.entries.back();
   Nanos t = e.time;  // the runtime's stamp, if any
   if (t == kNoTime && s.matcher != nullptr) {
-    const int32_t year = YearOf(s.mtime != kNoTime ? s.mtime : 0);
-    t = s.matcher->MessageTime(out.text(e), year, s.place.tz_offset_seconds.value_or(0), &s.hint);
+    t = s.matcher->MessageTime(out.text(e), s.year, s.place.tz_offset_seconds.value_or(0), &s.hint);
   }
   if (t == kNoTime) t = s.last_time;
   if (t != kNoTime) {
