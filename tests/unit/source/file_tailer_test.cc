@@ -1,0 +1,292 @@
+// The file tailer on an in-memory file system: every step is a Poll the
+// test makes, so nothing sleeps and nothing races. The in-memory file
+// system sends no change notifications, like a network file system: the
+// tailer must find everything by scanning.
+#include "source/file_tailer.h"
+
+#include <doctest/doctest.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/mem_file_system.h"
+#include "match/registry.h"
+#include "record/record_stage.h"
+
+using namespace qw;
+using namespace qw::source;
+
+namespace {
+
+// Records what the tailer reports, in order.
+class Recorder : public TailSink {
+ public:
+  uint32_t OnOpen(const TailedFile& f) override {
+    uint32_t id = next_++;
+    opened.push_back(f);
+    log.push_back("open " + std::to_string(id) + " " + f.path + " @" + std::to_string(f.offset));
+    return id;
+  }
+  void OnData(uint32_t id, std::string_view bytes, Nanos) override { data[id].append(bytes); }
+  void OnTruncated(uint32_t id) override {
+    log.push_back("truncated " + std::to_string(id));
+    data[id].append("|");
+  }
+  void OnCaughtUp(uint32_t id) override { caught_up[id]++; }
+  void OnClose(uint32_t id) override { log.push_back("close " + std::to_string(id)); }
+  bool WantsData(uint32_t id) override { return !full.count(id); }
+
+  std::vector<TailedFile> opened;
+  std::vector<std::string> log;
+  std::map<uint32_t, std::string> data;
+  std::map<uint32_t, int> caught_up;
+  std::map<uint32_t, bool> full;
+
+ private:
+  uint32_t next_ = 0;
+};
+
+FileTailer::Options Opts(bool from_end = false) {
+  FileTailer::Options o;
+  o.include = {"/logs/*.log"};
+  o.read_from_end = from_end;
+  o.read_bytes = 7;  // small reads: records cross them
+  o.rescan_interval = 0;
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("read_from decides for files present at the very first start; later files from 0") {
+  MemFileSystem fs;
+  fs.Append("/logs/a.log", "old a\n");
+  FileTailer t(Opts(/*from_end=*/true), &fs);
+  Recorder r;
+  t.Poll(&r, 0);
+  REQUIRE(r.opened.size() == 1);
+  CHECK(r.opened[0].offset == 6);
+  fs.Append("/logs/a.log", "new a\n");
+  fs.Append("/logs/b.log", "all of b\n");
+  t.Poll(&r, 1);
+  CHECK(r.data[0] == "new a\n");
+  CHECK(r.data[1] == "all of b\n");
+  CHECK(r.opened[1].offset == 0);
+  CHECK(t.caught_up());
+}
+
+TEST_CASE("files are found in name order; excluded ones are not") {
+  MemFileSystem fs;
+  for (const char* n : {"/logs/c.log", "/logs/a.log", "/logs/b.log", "/logs/skip.log"}) {
+    fs.Append(n, "x\n");
+  }
+  auto o = Opts();
+  o.exclude = {"/logs/skip*"};
+  FileTailer t(o, &fs);
+  Recorder r;
+  t.Poll(&r, 0);
+  REQUIRE(r.opened.size() == 3);
+  CHECK(r.opened[0].path == "/logs/a.log");
+  CHECK(r.opened[1].path == "/logs/b.log");
+  CHECK(r.opened[2].path == "/logs/c.log");
+}
+
+TEST_CASE("rename rotation: the old file is read to its end, the new one followed; new opens first") {
+  MemFileSystem fs;
+  fs.Append("/logs/a.log", "one\n");
+  FileTailer t(Opts(), &fs);
+  Recorder r;
+  t.Poll(&r, 0);
+  fs.Append("/logs/a.log", "two\n");  // written before the rotation, not read yet
+  fs.Rename("/logs/a.log", "/logs/a.log.1");
+  fs.Append("/logs/a.log", "three\n");
+  t.Poll(&r, 1);
+  CHECK(r.data[0] == "one\ntwo\n");
+  CHECK(r.data[1] == "three\n");
+  CHECK(r.log == std::vector<std::string>{"open 0 /logs/a.log @0", "open 1 /logs/a.log @0", "close 0"});
+  CHECK(t.stats().rotations == 1);
+  CHECK(t.open_files() == 1);
+}
+
+TEST_CASE("copytruncate: a file emptied in place is read again from 0") {
+  MemFileSystem fs;
+  fs.Append("/logs/a.log", "first line\n");
+  FileTailer t(Opts(), &fs);
+  Recorder r;
+  t.Poll(&r, 0);
+  fs.Truncate("/logs/a.log");
+  fs.Append("/logs/a.log", "after\n");
+  t.Poll(&r, 1);
+  CHECK(r.data[0] == "first line\n|after\n");
+  CHECK(t.stats().truncations == 1);
+}
+
+TEST_CASE("a removed file is read to its end, then closed") {
+  MemFileSystem fs;
+  fs.Append("/logs/a.log", "one\n");
+  FileTailer t(Opts(), &fs);
+  Recorder r;
+  t.Poll(&r, 0);
+  fs.Append("/logs/a.log", "last words\n");
+  fs.Remove("/logs/a.log");
+  t.Poll(&r, 1);
+  CHECK(r.data[0] == "one\nlast words\n");
+  CHECK(r.log.back() == "close 0");
+  CHECK(t.open_files() == 0);
+  CHECK(t.stats().rotations == 0);
+}
+
+TEST_CASE("symlinks: the glob's path is kept, the target's identity counts") {
+  MemFileSystem fs;
+  fs.Append("/pods/ns_pod/app/0.log", "from the pod folder\n");
+  fs.Symlink("/pods/ns_pod/app/0.log", "/logs/pod_ns_app-0123456789ab.log");
+  FileTailer t(Opts(), &fs);
+  Recorder r;
+  t.Poll(&r, 0);
+  REQUIRE(r.opened.size() == 1);
+  CHECK(r.opened[0].path == "/logs/pod_ns_app-0123456789ab.log");
+  CHECK(r.data[0] == "from the pod folder\n");
+  // The container restarts: a new file and a new link; the old link goes.
+  fs.Append("/pods/ns_pod/app/1.log", "restarted\n");
+  fs.Symlink("/pods/ns_pod/app/1.log", "/logs/pod_ns_app-abcdef012345.log");
+  fs.Remove("/logs/pod_ns_app-0123456789ab.log");
+  t.Poll(&r, 1);
+  CHECK(r.data[1] == "restarted\n");
+  CHECK(r.log.back() == "close 0");
+}
+
+TEST_CASE("a checkpoint's position counts only for the same identity (inode and first bytes)") {
+  MemFileSystem fs;
+  fs.Append("/logs/a.log", "line one\nline two\n");
+  fs.Append("/logs/b.log", "b line\n");
+  FileStat a, b;
+  REQUIRE(fs.Stat("/logs/a.log", &a));
+  REQUIRE(fs.Stat("/logs/b.log", &b));
+  std::vector<SavedPosition> saved;
+  SavedPosition pa;
+  pa.path = "/logs/a.log";
+  pa.identity = FileIdentity{a.dev, a.ino, 0, 0};
+  {
+    // The fingerprint of a's first 9 bytes, as the tailer computes it.
+    FileTailer probe(Opts(), &fs);
+    Recorder pr;
+    probe.Poll(&pr, 0);
+    pa.identity = pr.opened[0].identity;
+  }
+  pa.offset = 9;
+  pa.family = "cometbft";
+  saved.push_back(pa);
+  SavedPosition pb;
+  pb.path = "/logs/b.log";
+  pb.identity = FileIdentity{b.dev, b.ino, 12345, 7};  // same inode, other content
+  pb.offset = 3;
+  saved.push_back(pb);
+  FileTailer t(Opts(/*from_end=*/true), &fs);
+  t.Restore(saved);
+  Recorder r;
+  t.Poll(&r, 0);
+  REQUIRE(r.opened.size() == 2);
+  CHECK(r.opened[0].offset == 9);
+  CHECK(r.opened[0].saved_family == "cometbft");
+  CHECK(r.data[0] == "line two\n");
+  // b is not the file the checkpoint knew: with a checkpoint, a file it does
+  // not know appeared meanwhile and is read from its beginning.
+  CHECK(r.opened[1].offset == 0);
+  CHECK(r.data[1] == "b line\n");
+}
+
+TEST_CASE("back-pressure: a stream that wants no data is read later, nothing is lost") {
+  MemFileSystem fs;
+  fs.Append("/logs/a.log", "one\ntwo\n");
+  FileTailer t(Opts(), &fs);
+  Recorder r;
+  r.full[0] = true;
+  t.Poll(&r, 0);
+  CHECK(r.data[0].empty());
+  CHECK(t.more());
+  CHECK_FALSE(t.caught_up());
+  r.full.clear();
+  t.Poll(&r, 1);
+  CHECK(r.data[0] == "one\ntwo\n");
+  CHECK(t.caught_up());
+}
+
+TEST_CASE("a read error is counted and the file read again later") {
+  MemFileSystem fs;
+  fs.Append("/logs/a.log", "one\n");
+  FileTailer t(Opts(), &fs);
+  Recorder r;
+  fs.FailReads("/logs/a.log", true);
+  t.Poll(&r, 0);
+  CHECK(t.stats().read_errors >= 1);
+  CHECK(r.data[0].empty());
+  fs.FailReads("/logs/a.log", false);
+  t.Poll(&r, 1);
+  CHECK(r.data[0] == "one\n");
+}
+
+namespace {
+
+// The tailer feeding the record stage, as live reading wires them.
+class StageSink : public TailSink {
+ public:
+  explicit StageSink(record::RecordStage* stage) : stage_(stage) {}
+  uint32_t OnOpen(const TailedFile& f) override {
+    record::Origin o;
+    o.path = f.path;
+    o.name = record::NameFromPath(f.path);
+    o.start_offset = f.offset;
+    stage_->Open(next_, o);
+    return next_++;
+  }
+  void OnData(uint32_t id, std::string_view bytes, Nanos mtime) override {
+    stage_->Feed(id, bytes, mtime);
+  }
+  void OnTruncated(uint32_t id) override { stage_->Truncate(id); }
+  void OnCaughtUp(uint32_t id) override { stage_->AtEnd(id, 0); }
+  void OnClose(uint32_t id) override { stage_->Close(id); }
+  bool WantsData(uint32_t) override { return true; }
+
+  std::vector<std::string> Records(uint32_t id) {
+    std::vector<std::string> out;
+    record::Output& o = *stage_->output(id);
+    for (; o.head < o.ready; ++o.head) {
+      if (o.entries[o.head].kind == record::EntryKind::kRecord) {
+        out.emplace_back(o.text(o.entries[o.head]));
+      }
+    }
+    return out;
+  }
+
+ private:
+  record::RecordStage* stage_;
+  uint32_t next_ = 0;
+};
+
+}  // namespace
+
+TEST_CASE("CRI P/F parts across reads and polls make one record; an incomplete last line waits") {
+  auto reg = match::Registry::LoadEmbedded();
+  REQUIRE(reg);
+  record::Routing routing;
+  routing.forced_chain = "c";
+  routing.forced_family = (*reg)->Find("cometbft-signers");  // no continuation rules
+  record::RecordStage stage(**reg, routing, {}, [](const std::string&) {});
+  StageSink sink(&stage);
+  MemFileSystem fs;
+  const std::string stamp = "2025-01-02T03:04:05.000000000Z stdout ";
+  fs.Append("/logs/a.log", stamp + "P first half, \n");
+  FileTailer t(Opts(), &fs);
+  t.Poll(&sink, 0);
+  CHECK(sink.Records(0).empty());
+  CHECK(stage.ResumePosition(0) == 0);  // a restart would read the P part again
+  fs.Append("/logs/a.log", stamp + "F second half\n" + stamp + "F no newline yet");
+  t.Poll(&sink, 1);
+  CHECK(sink.Records(0) == std::vector<std::string>{"first half, second half"});
+  fs.Append("/logs/a.log", ", now\n");
+  t.Poll(&sink, 2);
+  CHECK(sink.Records(0) == std::vector<std::string>{"no newline yet, now"});
+  FileStat st;
+  REQUIRE(fs.Stat("/logs/a.log", &st));
+  CHECK(stage.ResumePosition(0) == st.size);
+}
