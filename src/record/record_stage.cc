@@ -504,7 +504,11 @@ void RecordStage::AtEnd(uint32_t id, Nanos now) {
   Stream& s = S(id);
   if (s.closed) return;
   s.at_end = true;
-  if (Waiting(s) && s.waiting_since == kNoTime) s.waiting_since = now;
+  if (Waiting(s) && opt_.hold_wait <= 0) {
+    Release(s, false);
+  } else if (Waiting(s) && s.waiting_since == kNoTime) {
+    s.waiting_since = now;
+  }
   if ((!s.carry.empty() || s.carry_cut || s.in_partial) && s.incomplete_since == kNoTime) {
     s.incomplete_since = now;
   }

@@ -256,10 +256,32 @@ TEST_CASE("live: a record that may take continuation lines waits hold_wait at th
   CHECK(stage.ResumePosition(0) == 67);
 }
 
+TEST_CASE("live, by default: a record at the end of what was read goes at once") {
+  auto reg = TestRegistry();
+  RecordStage stage(*reg, Forced(*reg), {}, [](const std::string&) {});
+  Origin origin;
+  origin.path = "x.log";
+  stage.Open(0, origin);
+  stage.Feed(0, "[2021-05-05|12:03:00.000] a\n\tcontinued in the same read\n", 0);
+  Out o;
+  Take(*stage.output(0), &o);
+  CHECK(o.texts.empty());  // it may still take continuation lines from this read
+  stage.AtEnd(0, 0);
+  Take(*stage.output(0), &o);
+  CHECK(o.texts == std::vector<std::string>{"[2021-05-05|12:03:00.000] a\n\tcontinued in the same read"});
+  CHECK(stage.Ready(0));
+  // A continuation line in a later read starts a record of its own.
+  stage.Feed(0, "\tlate continuation\n", 0);
+  stage.AtEnd(0, 1);
+  Take(*stage.output(0), &o);
+  CHECK(o.texts.back() == "\tlate continuation");
+}
+
 TEST_CASE("live: an incomplete last line does not hold others back and goes after incomplete_wait") {
   auto reg = TestRegistry();
   StageOptions opt;
   opt.incomplete_wait = 5 * kSecond;
+  opt.hold_wait = 50 * kMillisecond;
   RecordStage stage(*reg, Routing{}, opt, [](const std::string&) {});
   Origin origin;
   origin.path = "x.log";
