@@ -377,7 +377,9 @@ Result<Config> ParseConfig(const std::string& path, const std::string& text) {
   QW_TRY(yamlutil::CheckKeys(path, y,
                              {"sources", "streams", "chains", "nodes", "state_dir", "sinks",
                               "checkpoint_interval", "input_outage_after"}));
-  QW_TRY(yamlutil::GetDuration(path, y, "checkpoint_interval", &c.checkpoint_interval));
+  // 0s: a checkpoint after every batch (tests; costly in production).
+  QW_TRY(yamlutil::GetDuration(path, y, "checkpoint_interval", &c.checkpoint_interval,
+                               /*allow_zero=*/true));
   QW_TRY(yamlutil::GetDuration(path, y, "input_outage_after", &c.input_outage_after));
   QW_TRY(LoadSources(path, y["sources"], &c));
   QW_TRY(LoadStreams(path, y["streams"], &c));

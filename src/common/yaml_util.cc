@@ -49,13 +49,16 @@ Result<void> CheckKeys(const std::string& path, const YAML::Node& map,
 }
 
 Result<void> GetDuration(const std::string& path, const YAML::Node& map, const char* key,
-                         Nanos* out) {
+                         Nanos* out, bool allow_zero) {
   const auto& v = map[key];
   if (!v) return {};
-  if (!v.IsScalar() || !ParseDuration(v.Scalar(), out) || *out <= 0) {
-    return Fail(Where(path, v) + "'" + key + "' must be a positive duration such as 60s, 5m, 1h, not '" +
-                (v.IsScalar() ? v.Scalar() : std::string("<not a scalar>")) + "'");
+  Nanos d = 0;
+  if (!v.IsScalar() || !ParseDuration(v.Scalar(), &d) || d < 0 || (d == 0 && !allow_zero)) {
+    return Fail(Where(path, v) + "'" + key + "' must be a " +
+                (allow_zero ? "duration such as 0s, 5s, 1m" : "positive duration such as 60s, 5m, 1h") +
+                ", not '" + (v.IsScalar() ? v.Scalar() : std::string("<not a scalar>")) + "'");
   }
+  *out = d;
   return {};
 }
 

@@ -27,8 +27,9 @@ Result<void> CheckKeys(const std::string& path, const YAML::Node& map,
 
 // Each reads map[key] when present (leaving *out unchanged otherwise) and
 // fails with file:line when the value is of the wrong type or range.
+// Durations must be positive, or not negative with allow_zero.
 Result<void> GetDuration(const std::string& path, const YAML::Node& map, const char* key,
-                         Nanos* out);
+                         Nanos* out, bool allow_zero = false);
 Result<void> GetInt(const std::string& path, const YAML::Node& map, const char* key, int64_t min,
                     int64_t max, int64_t* out);
 Result<void> GetBool(const std::string& path, const YAML::Node& map, const char* key, bool* out);

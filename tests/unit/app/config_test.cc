@@ -147,3 +147,12 @@ TEST_CASE("timezones") {
   CHECK(off == -19800);
   CHECK_FALSE(ParseTimezone("Europe/Berlin", &off));
 }
+
+TEST_CASE("checkpoint_interval may be 0s (a checkpoint after every batch); other durations must be positive") {
+  auto zero = ParseConfig("q.yaml", "checkpoint_interval: 0s\n");
+  REQUIRE(zero);
+  CHECK(zero->checkpoint_interval == 0);
+  auto bad = ParseConfig("q.yaml", "input_outage_after: 0s\n");
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().message.find("q.yaml:1:") == 0);
+}
