@@ -2,7 +2,6 @@
 
 #include <fnmatch.h>
 
-#include <functional>
 
 #include <algorithm>
 #include <cstring>
@@ -21,18 +20,33 @@ namespace {
 
 constexpr uint64_t kDev = 7;
 
+void StatOf(const MemFileSystem::Inode& node, FileStat* st) {
+  st->dev = kDev;
+  st->ino = node.ino;
+  st->size = node.data.size();
+  st->nlink = node.nlink;
+  st->mtime = node.mtime;
+  st->regular = true;
+}
+
+// An open file: keeps its inode readable after the name is gone.
 class MemFile : public ReadableFile {
  public:
-  explicit MemFile(std::shared_ptr<void> keep, std::function<ssize_t(char*, size_t, uint64_t)> read,
-                   std::function<bool(FileStat*)> stat)
-      : keep_(std::move(keep)), read_(std::move(read)), stat_(std::move(stat)) {}
-  ssize_t ReadAt(char* buf, size_t n, uint64_t offset) override { return read_(buf, n, offset); }
-  bool Stat(FileStat* st) override { return stat_(st); }
+  explicit MemFile(std::shared_ptr<MemFileSystem::Inode> node) : node_(std::move(node)) {}
+  ssize_t ReadAt(char* buf, size_t n, uint64_t offset) override {
+    if (node_->fail_reads) return -1;
+    if (offset >= node_->data.size()) return 0;
+    const size_t k = std::min<size_t>(n, node_->data.size() - offset);
+    std::memcpy(buf, node_->data.data() + offset, k);
+    return static_cast<ssize_t>(k);
+  }
+  bool Stat(FileStat* st) override {
+    StatOf(*node_, st);
+    return true;
+  }
 
  private:
-  std::shared_ptr<void> keep_;
-  std::function<ssize_t(char*, size_t, uint64_t)> read_;
-  std::function<bool(FileStat*)> stat_;
+  std::shared_ptr<MemFileSystem::Inode> node_;
 };
 
 class SilentWatcher : public Watcher {
@@ -115,49 +129,25 @@ void MemFileSystem::FailReads(const std::string& path, bool fail) {
 
 std::vector<std::string> MemFileSystem::Glob(const std::string& pattern) {
   std::vector<std::string> out;
-  for (const auto& [path, node] : files_) {
+  auto add = [&](const std::string& path) {
     if (::fnmatch(pattern.c_str(), path.c_str(), FNM_PATHNAME) == 0) out.push_back(path);
-  }
-  for (const auto& [path, target] : links_) {
-    if (::fnmatch(pattern.c_str(), path.c_str(), FNM_PATHNAME) == 0) out.push_back(path);
-  }
+  };
+  for (const auto& entry : files_) add(entry.first);
+  for (const auto& entry : links_) add(entry.first);
   return out;
 }
 
 bool MemFileSystem::Stat(const std::string& path, FileStat* st) {
   auto node = Resolve(path);
   if (!node) return false;
-  st->dev = kDev;
-  st->ino = node->ino;
-  st->size = node->data.size();
-  st->nlink = node->nlink;
-  st->mtime = node->mtime;
-  st->regular = true;
+  StatOf(*node, st);
   return true;
 }
 
 std::unique_ptr<ReadableFile> MemFileSystem::Open(const std::string& path) {
   auto node = Resolve(path);
   if (!node) return nullptr;
-  Inode* raw = node.get();
-  return std::make_unique<MemFile>(
-      node,
-      [raw](char* buf, size_t n, uint64_t offset) -> ssize_t {
-        if (raw->fail_reads) return -1;
-        if (offset >= raw->data.size()) return 0;
-        size_t k = std::min<size_t>(n, raw->data.size() - offset);
-        std::memcpy(buf, raw->data.data() + offset, k);
-        return static_cast<ssize_t>(k);
-      },
-      [raw](FileStat* st) {
-        st->dev = kDev;
-        st->ino = raw->ino;
-        st->size = raw->data.size();
-        st->nlink = raw->nlink;
-        st->mtime = raw->mtime;
-        st->regular = true;
-        return true;
-      });
+  return std::make_unique<MemFile>(std::move(node));
 }
 
 std::unique_ptr<Watcher> MemFileSystem::NewWatcher() { return std::make_unique<SilentWatcher>(); }

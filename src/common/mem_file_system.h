@@ -43,8 +43,9 @@ class MemFileSystem : public FileSystem {
   std::unique_ptr<ReadableFile> Open(const std::string& path) override;
   std::unique_ptr<Watcher> NewWatcher() override;
 
+  struct Inode;  // defined in the .cc
+
  private:
-  struct Inode;
   std::shared_ptr<Inode> Resolve(const std::string& path) const;
 
   std::map<std::string, std::shared_ptr<Inode>> files_;  // path -> inode
