@@ -867,6 +867,31 @@ def check_timestamps(t):
         expect_eq(stalled, [("rc", "2025-01-02T03:01:30.000Z", 12)], "node_stalled events")
     t.check("timestamps: lines before the first stamp take it", before_first_stamp)
 
+    def time_zones():
+        # Zone-less I[...] stamps written in local time UTC+2: 05:00:00 local
+        # is 03:00:00Z. Heights 100..110 to 05:01:00, silent 3 minutes, back
+        # at 05:04:00; the stall deadline is the last advance + 60 s.
+        local = [raw(commit_plain(at(2 * 3600 + tt), h)) for h, tt in
+                 [(h, s) for h, s in ((100 + i, 6 * i) for i in range(11))] +
+                 [(140 + i, 240 + 6 * i) for i in range(5)]]
+        z = write(os.path.join(d, "rz.log"), "".join(local))
+        chain = "chains:\n  cosmoshub: {family: cometbft, timezone: \"+02:00\"}\n"
+        cfg = write(os.path.join(d, "tz.yaml"), chain)
+        r, _ = replay([z], "--chain", "cosmoshub", "--config", cfg, "--format", "jsonl")
+        expect_eq(r.rc, 0, "exit status (%r)" % r)
+        stalled = [(e["time"], e.get("height")) for e in parse_jsonl(r.stdout, "stdout")
+                   if e["event"] == "node_stalled"]
+        expect_eq(stalled, [("2025-01-02T03:02:00.000Z", 110)], "node_stalled with the chain's +02:00")
+        # A stream rule's timezone wins over the chain's.
+        cfg2 = write(os.path.join(d, "tz2.yaml"), chain +
+                     "streams:\n  - {match: {}, chain: cosmoshub, timezone: \"+01:00\"}\n")
+        r2, _ = replay([z], "--config", cfg2, "--format", "jsonl")
+        expect_eq(r2.rc, 0, "exit status (%r)" % r2)
+        stalled2 = [(e["time"], e.get("height")) for e in parse_jsonl(r2.stdout, "stdout")
+                    if e["event"] == "node_stalled"]
+        expect_eq(stalled2, [("2025-01-02T04:02:00.000Z", 110)], "node_stalled with the rule's +01:00")
+    t.check("timestamps: the stream rule's, else the chain's timezone applies", time_zones)
+
 
 # --------------------------------------------------------------------------
 
