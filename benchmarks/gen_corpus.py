@@ -6,7 +6,7 @@ usage: gen_corpus.py [--lines N] [--nodes N] [--shape SHAPE] [--wrap cri|raw]
 
 Writes one log file per node into DIR, deterministically (same arguments, same
 bytes; no clock, no environment). The lines follow the real shapes of
-shared/reference/LOG-FORMATS.md section 1:
+docs/LOG-FORMATS.md section 3:
 
   plain     CometBFT 0.38 plain logger (libs/log/tmfmt_logger.go):
             `I[2024-03-12|08:00:06.123] committed state<pad to 44> module=state height=...`

@@ -1,6 +1,6 @@
 // Synthetic CometBFT / Cosmos-SDK log corpora for the micro benchmarks,
 // generated in code (nothing committed). Line shapes follow
-// shared/reference/LOG-FORMATS.md section 1 and the test lines of
+// docs/LOG-FORMATS.md section 3 and the test lines of
 // patterns/cometbft.yaml:
 //   plain    I[2006-01-02|15:04:05.000] <msg padded to 44> module=... k=v (call order)
 //   tmjson   {"_msg":"...", <keys sorted>, "ts":"RFC3339Nano"}

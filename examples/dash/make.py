@@ -37,7 +37,7 @@ NS = 1_000_000_000
 MIN = 60 * NS
 CHAIN = 'dash/dash'  # --chain auto: <family>/<namespace>
 NAMESPACE = 'dash'
-# patterns/dash.yaml defaults + DESIGN.md chain defaults
+# patterns/dash.yaml defaults + the built-in chain defaults (docs/DETECTION.md, "Defaults")
 CFG = {'stall_after': 30 * MIN, 'max_lag': 3, 'window': 24, 'max_missed': 1,
        'ban_after': 30 * MIN, 'stable_after': 5 * MIN, 'unban_after': 10 * MIN,
        'auto_unban': True, 'max_bans': 1, 'require_healthy_peer': True}

@@ -38,7 +38,7 @@ NS = 1_000_000_000
 MIN = 60 * NS
 CHAIN = 'decred/decred'  # --chain auto: <family>/<namespace>
 NAMESPACE = 'decred'
-# patterns/decred.yaml defaults + DESIGN.md chain defaults
+# patterns/decred.yaml defaults + the built-in chain defaults (docs/DETECTION.md, "Defaults")
 CFG = {'stall_after': 60 * MIN, 'max_lag': 3, 'window': 20, 'max_missed': 1,
        'ban_after': 30 * MIN, 'stable_after': 5 * MIN, 'unban_after': 10 * MIN,
        'auto_unban': True, 'max_bans': 1, 'require_healthy_peer': True}

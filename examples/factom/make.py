@@ -48,7 +48,7 @@ CHAIN = 'factom/factom'  # --chain auto: <family>/<namespace>
 NAMESPACE = 'factom'
 CONTAINER = 'factomd'
 
-# patterns/factom.yaml defaults + DESIGN.md defaults
+# patterns/factom.yaml defaults + the built-in chain defaults (docs/DETECTION.md, "Defaults")
 CFG = {
     'stall_after': 20 * MIN,
     'max_lag': 2,

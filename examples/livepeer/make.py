@@ -52,7 +52,7 @@ CHAIN = 'livepeer/livepeer'  # --chain auto: <family>/<namespace>
 NAMESPACE = 'livepeer'
 CONTAINER = 'go-livepeer'
 
-# patterns/livepeer.yaml defaults + DESIGN.md defaults
+# patterns/livepeer.yaml defaults + the built-in chain defaults (docs/DETECTION.md, "Defaults")
 CFG = {
     'stall_after': 26 * H,
     'max_lag': 2,

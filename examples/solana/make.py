@@ -30,7 +30,7 @@ What happens (t = seconds after 2025-03-11T14:00:00Z; one slot = 400 ms):
   t=240       the logs end
 
 The log lines are rendered from this timeline in Agave's env_logger format
-(shared/reference/LOG-FORMATS.md section 2, texts as cited in patterns/solana.yaml),
+(docs/LOG-FORMATS.md section 5, texts as cited in patterns/solana.yaml),
 inside CRI lines (`--log -` writes to stderr). expected.jsonl is computed from the same
 timeline by `Sim`, a literal transcription of docs/DETECTION.md for the signals this
 example uses, with the thresholds of patterns/solana.yaml -- never from the program's

@@ -12,7 +12,7 @@ Writes, deterministically (fixed seeds, no clock, no environment):
 Each scenario is defined as a timeline of what the nodes did (which heights they
 committed and when, which votes they signed, which failures they logged). The
 log lines are rendered from that timeline in one of the real CometBFT/Cosmos SDK
-shapes (shared/reference/LOG-FORMATS.md section 1), and expected.jsonl is
+shapes (docs/LOG-FORMATS.md section 3), and expected.jsonl is
 computed from the same timeline by `Sim`, a small, literal transcription of the
 rules in docs/DETECTION.md (never from the program's output). Every scenario
 also asserts the hand-written story it tells (which events, in what order), so a

@@ -12,8 +12,8 @@ alive and is the healthy peer `require_healthy_peer` asks for). The chain's
 thresholds are seconds (stall_after 2s, ban_after 3s, stable_after 1s,
 unban_after 2s), so a stall becomes a ban about 5 s after val-a's last line.
 
-Checks (DESIGN.md "Delivery", "State and restarts", "Bad input and
-security"):
+Checks (README.md "Delivery" and its "Ban controller": outbox, webhook,
+exec, secret; docs/PIPELINE.md "Checkpoints"):
   1 a stalled node is banned: signature valid, key present, body fields;
     it recovers and is unbanned
   2 the receiver down for a while, then up: every decision delivered exactly

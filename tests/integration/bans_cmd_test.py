@@ -6,7 +6,8 @@ Usage: python3 tests/integration/bans_cmd_test.py PATH/TO/quorumwatch
 
 Uses the live-tailing harness of run_test.py (CRI files of a CometBFT chain, a
 heartbeat node that keeps committing, polling waits with deadlines). Checks,
-against DESIGN.md "safety rails": a hold keeps a due ban held (rail
+against the safety rails of README.md ("Ban controller") and
+docs/DETECTION.md ("Bans"): a hold keeps a due ban held (rail
 operator_hold) and a release decides it; an operator unban is an `unban`
 decision with detail.operator; list shows bans, holds and decisions; bad
 requests fail with status 1; a request made while no instance runs is queued

@@ -8,8 +8,9 @@ Starts the built binary on a temporary folder of Kubernetes-named CRI logs
 directory, and writes CometBFT "committed state" lines the way a node does
 while it runs: appends, rename and copytruncate rotation, deleted and new
 files, CRI partial (P/F) records, a last line without newline, a graceful
-stop, a `kill -9`, and SIGHUP reloads (DESIGN.md: "The pipeline", "Time",
-"State and restarts", "Configuration").
+stop, a `kill -9`, and SIGHUP reloads (docs/PIPELINE.md: "The record stage",
+"Ordering and time", "Checkpoints", "The file tailer"; README.md:
+"`quorumwatch run`", "Configuration").
 
 A "heartbeat" node keeps committing throughout, so the instance always
 receives input: an instance whose every stream is silent reports an input

@@ -5,7 +5,7 @@
 using namespace qw;
 using namespace qw::app;
 
-TEST_CASE("the configuration sketch of DESIGN.md loads") {
+TEST_CASE("a configuration using the keys of the README's Configuration section loads") {
   auto c = ParseConfig("qw.yaml", R"(
 sources:
   - type: file

@@ -1,6 +1,6 @@
 // Unit tests of the detector (src/detect/detector.cc) against the rules of
-// docs/DETECTION.md and DESIGN.md ("Node states and decisions",
-// "Double-sign risk", "Events").
+// docs/DETECTION.md ("Per node", "Per chain", "Bans", "Heights on events")
+// and the events contract of README.md ("Events").
 //
 // Everything is driven by explicit event times: no clock, no sleeps. The
 // fixture below owns one chain ("cosmoshub", family "cometbft") and feeds
