@@ -98,14 +98,14 @@ def wait(cond, what, timeout=DEADLINE):
 
 
 def capture(fn):
-    """None when fn passed, else the failure's text (a broken check is a failed check)."""
+    """(None, fn's note) when fn passed, else (the failure's text, None): a
+    broken check is a failed check."""
     try:
-        fn()
-        return None
+        return None, fn()
     except Failure as e:
-        return str(e)
+        return str(e), None
     except Exception:
-        return "exception\n" + traceback.format_exc()
+        return "exception\n" + traceback.format_exc(), None
 
 
 class Runner:
@@ -116,10 +116,10 @@ class Runner:
     def wanted(self, label):
         return not FILTERS or any(f in label for f in FILTERS)
 
-    def record(self, label, problem):
+    def record(self, label, problem, note=None):
         if problem is None:
             self.passed += 1
-            print("ok   %s" % label, flush=True)
+            print("ok   %s%s" % (label, "\n     (%s)" % note if note else ""), flush=True)
         else:
             self.failed += 1
             print("FAIL %s: %s" % (label, problem), flush=True)
@@ -132,7 +132,7 @@ class Runner:
         with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as ex:
             futures = [(label, ex.submit(capture, fn)) for label, fn in jobs]
             for label, fut in futures:
-                self.record(label, fut.result())
+                self.record(label, *fut.result())
 
 
 # --------------------------------------------------------------------------
@@ -247,29 +247,38 @@ def show_diff(want, got, n=40):
 
 def same_events(want_data, got_data, repeats):
     """run's events (got) against replay's stdout (want), byte for byte, in
-    order. repeats: "forbid" (after graceful stops only) or "drop" (after a
-    crash: a line written again keeps its id and must be the same line; the
-    first occurrence counts). Returns the number of repeats dropped."""
+    order. repeats: "forbid" (after graceful stops only: the lines must be
+    replay's exactly) or "drop" (after a crash, lines read again give their
+    events again, with the same id: a line identical to an earlier line of
+    the same id is dropped, the first occurrence counts). Ids alone do not
+    say "repeat": replay itself prints distinct events with one id (several
+    missed_precommit of one height in examples_eos and examples_solana).
+    Returns the number of repeats dropped."""
     want, _ = event_lines(want_data, "replay stdout")
     got, objs = event_lines(got_data, "run's events file")
-    first = {}
-    kept, repeated = [], []
-    for line, o in zip(got, objs):
-        if o["id"] in first:
-            if first[o["id"]] != line:
-                raise Failure("id %s written twice as different lines:\n    %s\n    %s" % (
-                    o["id"], first[o["id"]].decode("utf-8", "replace"), line.decode("utf-8", "replace")))
-            repeated.append(o["id"])
-            continue
-        first[o["id"]] = line
-        kept.append(line)
-    if repeats == "forbid" and repeated:
-        raise Failure("%d event line(s) written twice although every stop was graceful: ids %s" % (
-            len(repeated), ", ".join(sorted(set(repeated))[:10])))
+    kept, repeated = got, []
+    if repeats == "drop":
+        seen = {}
+        kept = []
+        for line, o in zip(got, objs):
+            if line in seen.setdefault(o["id"], set()):
+                repeated.append(o["id"])
+                continue
+            seen[o["id"]].add(line)
+            kept.append(line)
     if kept != want:
-        raise Failure("run's events differ from replay's (%d line(s) vs replay's %d%s):\n%s" % (
+        extra = []
+        if repeats == "forbid":
+            counts = {}
+            for line in want:
+                counts[line] = counts.get(line, 0) + 1
+            for line in got:
+                counts[line] = counts.get(line, 0) - 1
+            extra = [l for l, c in counts.items() if c < 0]
+        raise Failure("run's events differ from replay's (%d line(s) vs replay's %d%s%s):\n%s" % (
             len(kept), len(want), ", after dropping %d repeat(s)" % len(repeated) if repeated else "",
-            show_diff(want, kept)))
+            "; %d line(s) written more often than replay prints them although every stop was graceful"
+            % len(extra) if extra else "", show_diff(want, kept)))
     return len(repeated)
 
 
@@ -680,16 +689,24 @@ def check_healthy(gen_dir, label):
 # --------------------------------------------------------------------------
 # 3. Stopped part-way and restarted
 
-SMALL_READS = {"QW_TEST_READ_CHUNK": "4096"}
 
 
-def finish_series(live, case, repeats, stopped_part_way, what):
+def small_reads(live):
+    """QW_TEST_READ_CHUNK: 4096 bytes per file and poll, less for small
+    inputs (at least ~256 reads per file, at least 256 bytes a read). The
+    reader runs ahead of the checkpoints by at most the pool of batches
+    (threads x 4 + 4, one batch a poll here) plus what the ordering holds:
+    with that many reads, the first few checkpoints come before the end of
+    the input, whatever the machine's speed."""
+    per_file = live.total_bytes() // max(1, len(live.files))
+    return {"QW_TEST_READ_CHUNK": str(max(256, min(4096, per_file // 256)))}
+
+
+def finish_series(live, case, repeats):
     """The last start, without a stop or crash hook, to the end; then the
     comparison with replay."""
-    live.start(**SMALL_READS)
+    live.start(**small_reads(live))
     live.finish()
-    expect(stopped_part_way >= 2, "%s: only %d stop(s) came before the input was read to its end; "
-           "the series did not test restarts part-way" % (what, stopped_part_way))
     got = live.data()
     not_late(got, last_record_ns(live.files), "run")
     return same_events(case.want(), got, repeats)
@@ -698,15 +715,16 @@ def finish_series(live, case, repeats, stopped_part_way, what):
 def hook_series(case, label, hook, want_rc):
     """Starts with hook=N for N in 1, 2, 3, 5, 8 ... (each start counts its
     own checkpoints, `checkpoint_interval: 0s`: one after every batch) while
-    the input is not yet read, then once without the hook to the end."""
+    the input is not yet read, then once without the hook to the end. The
+    first two stops must come part-way (see small_reads)."""
     def fn():
         live = case.setup(label, interval="0s")
         try:
             part_way = 0
             for n in FIB:
-                live.start(**SMALL_READS, **{hook: str(n)})
+                live.start(**small_reads(live), **{hook: str(n)})
                 done = wait(lambda: "exited" if not live.alive() else ("caught up" if live.caught_up() else None),
-                             "start %d (%s=%d) exits or reads everything" % (live.n, hook, n))
+                            "start %d (%s=%d) exits or reads everything" % (live.n, hook, n))
                 if done == "exited":
                     rc = live.p.returncode
                     expect(rc == want_rc, "start %d: %s=%d: exit status %d, want %d; stderr:\n      %s" % (
@@ -720,17 +738,21 @@ def hook_series(case, label, hook, want_rc):
                     rc = live.p.wait(STOP_DEADLINE)
                     expect(rc in (0, want_rc), "start %d: exit status %d after SIGTERM" % (live.n, rc))
                     break
-            finish_series(live, case, "drop" if want_rc == 137 else "forbid", part_way,
-                          "%s series" % hook)
+            expect(part_way >= 2, "only %d start(s) with %s stopped before the input was read to its end: "
+                   "the series did not test restarts part-way" % (part_way, hook))
+            repeats = finish_series(live, case, "drop" if want_rc == 137 else "forbid")
+            return "%d start(s) with the hook, %d of them stopped before the end of the input%s" % (
+                live.n - 1, part_way, "; %d repeated line(s) dropped" % repeats if want_rc == 137 else "")
         finally:
             live.kill()
     return fn
 
 
 def kill9_series(case, label, seed, kills=3):
-    """Real kill -9s while it reads: each at a seeded random share of the
-    input, seen in the checkpoint, plus a seeded jitter of 0-30 ms (that
-    jitter picks the moment; it waits for nothing)."""
+    """Real kill -9s while it reads: each once the checkpoint shows a seeded
+    random share of the input read, after a seeded jitter of 0-20 ms (the
+    jitter picks the moment; it waits for nothing). Whether a kill came
+    before the end of the input is timing: it is printed, not asserted."""
     def fn():
         rng = random.Random("%s/%s" % (seed, case.name))
         live = case.setup(label, interval="0s")
@@ -738,18 +760,20 @@ def kill9_series(case, label, seed, kills=3):
             total = live.total_bytes()
             part_way = 0
             for _ in range(kills):
-                live.start(**SMALL_READS)
-                target = min(total - 1, live.read_bytes() + int(rng.uniform(0.05, 0.3) * total))
+                live.start(**small_reads(live))
+                target = min(total - 1, live.read_bytes() + int(rng.uniform(0.03, 0.25) * total))
                 wait(lambda: live.running("before the kill -9") or live.caught_up() or live.read_bytes() >= target,
                      "start %d reads up to byte %d of %d" % (live.n, target, total))
-                time.sleep(rng.uniform(0, 0.03))
+                time.sleep(rng.uniform(0, 0.02))
                 expect(live.alive(), "start %d exited before the kill -9: status %s" % (live.n, live.p.returncode))
                 live.p.send_signal(signal.SIGKILL)
                 live.p.wait()
                 if live.caught_up():
                     break
                 part_way += 1
-            finish_series(live, case, "drop", part_way, "kill -9 series")
+            repeats = finish_series(live, case, "drop")
+            return "%d of %d kill -9 came before the end of the input; %d repeated line(s) dropped" % (
+                part_way, live.n - 1, repeats)
         finally:
             live.kill()
     return fn
@@ -846,17 +870,18 @@ def check_names_replay(gen_dir):
 
 
 def check_names_run(gen_dir):
-    """Start (reading 512 bytes a poll), SIGTERM once part is read, start
-    again to the end, start a third time: exit 0 each time, replay's events,
-    nothing written twice."""
+    """Start (256 bytes a poll, a checkpoint after every batch), SIGTERM
+    once the checkpoint shows progress, start again to the end, start a
+    third time: exit 0 each time, replay's events, nothing written twice.
+    Where the first stop came is printed, not asserted (it is timing)."""
     def fn():
         case = Case("names", gen_dir, ["--chain", "cosmoshub"], sorted(os.listdir(gen_dir)),
                     [("{}", "cosmoshub")], "")
         want = case.want()
-        live = case.setup("names")
+        live = case.setup("names", interval="0s")
         try:
             total = live.total_bytes()
-            live.start(QW_TEST_READ_CHUNK="512")
+            live.start(QW_TEST_READ_CHUNK="256")
             wait(lambda: live.running("before the first SIGTERM") or live.read_bytes() > 0,
                  "start 1 shows some progress in its checkpoint")
             live.stop()
@@ -870,7 +895,7 @@ def check_names_run(gen_dir):
             live.finish()
             expect(live.data() == before, "a third start over the same, finished files wrote more:\n    %s" % (
                 "\n    ".join(l.decode("utf-8", "replace") for l in live.data()[len(before):].splitlines()[:10])))
-            print("     (names: the first start was stopped at byte %d of %d)" % (first, total), flush=True)
+            return "the first start was stopped with byte %d of %d read" % (first, total)
         finally:
             live.kill()
     return fn
@@ -907,7 +932,6 @@ def main():
 
     # 3
     seed = int(os.environ.get("QW_LIVE_SEED") or random.SystemRandom().randrange(1 << 32))
-    print("     (kill -9 seed %d; QW_LIVE_SEED=%d repeats it)" % (seed, seed), flush=True)
     cases = [healthy_case(healthy_dir, "max_bans 3")]
     for name in ("examples_cosmoshub", "ban_31min", "unban", "missed_precommits", "upgrade_halt"):
         cases.append(golden_case(os.path.join(GOLDEN, name)))
@@ -918,6 +942,8 @@ def main():
         jobs.append(("restarts/%s: graceful stops after 1, 2, 3, 5, 8 ... checkpoints" % c.name,
                      hook_series(c, c.name + "-stop", "QW_TEST_STOP_AFTER_CHECKPOINTS", 0)))
         jobs.append(("restarts/%s: kill -9 at random moments" % c.name, kill9_series(c, c.name + "-kill9", seed)))
+    if any(t.wanted(label) for label, _ in jobs):
+        print("     (kill -9 seed %d; QW_LIVE_SEED=%d repeats it)" % (seed, seed), flush=True)
     t.run(jobs)
 
     # 4
