@@ -1,0 +1,987 @@
+#!/usr/bin/env python3
+"""run == replay: `quorumwatch run` over finished files writes exactly the event
+lines `quorumwatch replay --format jsonl` prints for them (suite 'integration').
+
+usage: python3 tests/integration/live_replay_test.py PATH/TO/quorumwatch [NAME...]
+
+docs/PIPELINE.md: replay and `run` are one pipeline (record stage, merge on
+event time, detector); `run` with `read_from: beginning` over finished files
+must write the same events as replay: same ids, order, times, bytes.
+Replay's correctness is pinned by the golden scenarios (tests/golden); this
+test pins run to replay.
+
+1. Every golden scenario and bundled example (tests/golden/*/ with an
+   expected.jsonl): replay exactly as tests/golden/run_golden.py runs it, and
+   one `run` over copies of the same files; the events file must equal
+   replay's stdout byte for byte, and no node_stalled, chain_halted or ban
+   may be later than the input's last record.
+2. 45 minutes of three healthy CometBFT nodes, generated at run time and
+   ending shortly before now: no event from replay, none from run (with
+   `max_bans: 3`, and with max_bans at its default).
+3. Stopped part-way and restarted on the same state_dir (test hooks of
+   docs/PIPELINE.md): a crash series (`QW_TEST_CRASH_AFTER_CHECKPOINTS`),
+   a graceful-stop series (`QW_TEST_STOP_AFTER_CHECKPOINTS`) and real
+   `kill -9`s at seeded random moments, `checkpoint_interval: 0s` and
+   QW_TEST_READ_CHUNK=4096 (less for small inputs, see small_reads); after
+   crashes a line repeated with its id is dropped, keeping the first; after
+   graceful stops nothing may repeat.
+4. File names with a tab, a space, non-ASCII letters and a newline (raw
+   CometBFT logs): one node stalls 3 minutes; replay reports it (expectations
+   by reasoning, docs/DETECTION.md), run writes the same, across restarts.
+
+Expectations come from reasoning about the inputs or, for equality, from
+replay; never from run's own output. Every wait polls a condition (every
+50 ms, generous deadlines); nothing is asserted on timing. Independent
+scenarios run a few at a time: most of a run's wall time is the idle
+`input_outage_after` at its end. NAME arguments keep only the checks whose
+label contains one of them. QW_LIVE_SEED fixes the kill -9 seed (printed).
+
+Prints ok/FAIL per check and "N passed, M failed"; exits 1 on any failure.
+Python 3 standard library only.
+"""
+import concurrent.futures
+import datetime
+import difflib
+import glob
+import hashlib
+import json
+import os
+import random
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+UTC = datetime.timezone.utc
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=UTC)
+MS = 1_000_000
+SECOND = 1000 * MS
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+GOLDEN = os.path.join(ROOT, "tests", "golden")
+DEADLINE = 60.0  # generous: two shared cores
+STOP_DEADLINE = 15.0  # SIGTERM to exit
+POLL = 0.05
+WORKERS = 3  # scenarios at a time
+LATE_KINDS = ("node_stalled", "chain_halted", "ban")
+FIB = (1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377, 610, 987)
+BIN = None
+TMP = None
+FILTERS = []
+
+# --------------------------------------------------------------------------
+# Harness
+
+
+class Failure(Exception):
+    pass
+
+
+def expect(cond, what):
+    if not cond:
+        raise Failure(what)
+
+
+def wait(cond, what, timeout=DEADLINE):
+    """Polls cond every 50 ms until it returns something true; a Failure
+    raised by cond (a process that died) ends the wait at once."""
+    end = time.monotonic() + timeout
+    while True:
+        r = cond()
+        if r:
+            return r
+        if time.monotonic() >= end:
+            raise Failure("not within %d s: %s" % (timeout, what))
+        time.sleep(POLL)
+
+
+def capture(fn):
+    """(None, fn's note) when fn passed, else (the failure's text, None): a
+    broken check is a failed check."""
+    try:
+        return None, fn()
+    except Failure as e:
+        return str(e), None
+    except Exception:
+        return "exception\n" + traceback.format_exc(), None
+
+
+class Runner:
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+
+    def wanted(self, label):
+        return not FILTERS or any(f in label for f in FILTERS)
+
+    def record(self, label, problem, note=None):
+        if problem is None:
+            self.passed += 1
+            print("ok   %s%s" % (label, "\n     (%s)" % note if note else ""), flush=True)
+        else:
+            self.failed += 1
+            print("FAIL %s: %s" % (label, problem), flush=True)
+
+    def run(self, jobs, workers=WORKERS):
+        """jobs: (label, fn). Runs them a few at a time, reports in order."""
+        jobs = [(l, f) for l, f in jobs if self.wanted(l)]
+        if not jobs:
+            return
+        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as ex:
+            futures = [(label, ex.submit(capture, fn)) for label, fn in jobs]
+            for label, fut in futures:
+                self.record(label, *fut.result())
+
+
+# --------------------------------------------------------------------------
+# Times
+
+
+def ns_of(t):
+    return (t - EPOCH) // datetime.timedelta(microseconds=1) * 1000
+
+
+def utc(ns):
+    return EPOCH + datetime.timedelta(microseconds=ns // 1000)
+
+
+def rfc3339nano(ns):
+    return "%s.%09dZ" % (utc(ns).strftime("%Y-%m-%dT%H:%M:%S"), ns % SECOND)
+
+
+def event_time(ns):
+    """An event's `time`: RFC 3339 UTC with milliseconds."""
+    return "%s.%03dZ" % (utc(ns).strftime("%Y-%m-%dT%H:%M:%S"), (ns // MS) % 1000)
+
+
+def plain_stamp(ns):
+    """CometBFT's plain logger: `2006-01-02|15:04:05.000`."""
+    return utc(ns).strftime("%Y-%m-%d|%H:%M:%S.") + "%03d" % ((ns // MS) % 1000)
+
+
+STAMP_RE = re.compile(rb"(\d{4})-(\d\d)-(\d\d)[T |](\d\d):(\d\d):(\d\d)(\.\d+)?(Z|[+-]\d\d:?\d\d)?")
+CRI_RE = re.compile(rb"^(\S+) (?:stdout|stderr) [PF] ")
+
+
+def stamp_ns(m):
+    """A STAMP_RE match -> ns since the epoch (no zone: UTC), or None."""
+    try:
+        y, mo, d, h, mi, s = (int(m.group(i)) for i in range(1, 7))
+        t = datetime.datetime(y, mo, d, h, mi, s, tzinfo=UTC)
+    except ValueError:
+        return None
+    ns = ns_of(t)
+    if m.group(7):
+        ns += int((m.group(7)[1:] + b"000000000")[:9])
+    z = m.group(8)
+    if z and z != b"Z":
+        z = z.replace(b":", b"")
+        off = (int(z[1:3]) * 60 + int(z[3:5])) * 60 * SECOND
+        ns -= off if z[:1] == b"+" else -off
+    return ns
+
+
+def last_records(paths):
+    """Each file's latest record time, an upper bound: a CRI line's runtime
+    stamp, else the latest full stamp anywhere in a raw or docker line; a
+    file without any takes its modification time (as the record stage does).
+    [(path, ns, from_mtime)]. Only used to judge events "after the end"."""
+    out = []
+    for p in paths:
+        if os.path.getsize(p) == 0:
+            continue  # no record at all
+        file_best = None
+        with open(p, "rb") as f:
+            for line in f:
+                m = CRI_RE.match(line)
+                cands = []
+                if m:
+                    sm = STAMP_RE.fullmatch(m.group(1))
+                    if sm:
+                        cands = [stamp_ns(sm)]
+                else:
+                    cands = [stamp_ns(sm) for sm in STAMP_RE.finditer(line)]
+                for t in cands:
+                    if t is not None and (file_best is None or t > file_best):
+                        file_best = t
+        if file_best is None:
+            out.append((p, os.stat(p).st_mtime_ns, True))
+        else:
+            out.append((p, file_best, False))
+    return out
+
+
+def last_record_ns(paths):
+    return max((ns for _, ns, _ in last_records(paths)), default=0)
+
+
+def file_ends(paths):
+    """Where each input ends, for a failure message: a file ending long
+    before the others, or timed by its modification time, is where replay
+    (which retires a node when its file ends) and run (whose files never
+    end) can part."""
+    return "\n  input files end at:\n" + "\n".join(
+        "    %s  %s%s" % (event_time(ns), os.path.basename(p)[:60], "  (no stamp: its modification time)" if mt else "")
+        for p, ns, mt in sorted(last_records(paths), key=lambda x: x[1]))
+
+
+def parse_event_time(s):
+    t = datetime.datetime.strptime(s, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    return ns_of(t)
+
+
+# --------------------------------------------------------------------------
+# Events: replay's stdout and run's events file, as lines of bytes
+
+
+def event_lines(data, what):
+    """Complete lines (bytes, without the newline) and their JSON objects."""
+    if data and not data.endswith(b"\n"):
+        raise Failure("%s: the last line has no newline (a partial write?): %r" % (what, data[-200:]))
+    lines = data.split(b"\n")[:-1] if data else []
+    objs = []
+    for n, line in enumerate(lines, 1):
+        try:
+            o = json.loads(line)
+        except ValueError:
+            raise Failure("%s line %d is not JSON: %r" % (what, n, line[:300]))
+        if not isinstance(o, dict) or not isinstance(o.get("id"), str) or not o["id"]:
+            raise Failure("%s line %d is not an event with an id: %r" % (what, n, line[:300]))
+        objs.append(o)
+    return lines, objs
+
+
+def show_diff(want, got, n=40):
+    a = [l.decode("utf-8", "replace") for l in want]
+    b = [l.decode("utf-8", "replace") for l in got]
+    d = list(difflib.unified_diff(a, b, "replay --format jsonl", "run: events.jsonl", lineterm="", n=1))
+    more = len(d) - n
+    d = d[:n] + (["... %d more diff line(s)" % more] if more > 0 else [])
+    return "\n".join("    " + x for x in d)
+
+
+def same_events(want_data, got_data, repeats):
+    """run's events (got) against replay's stdout (want), byte for byte, in
+    order. repeats: "forbid" (after graceful stops only: the lines must be
+    replay's exactly) or "drop" (after a crash, lines read again give their
+    events again, with the same id: a line identical to an earlier line of
+    the same id is dropped, the first occurrence counts). Ids alone do not
+    say "repeat": replay itself prints distinct events with one id (several
+    missed_precommit of one height in examples_eos and examples_solana).
+    Returns the number of repeats dropped."""
+    want, _ = event_lines(want_data, "replay stdout")
+    got, objs = event_lines(got_data, "run's events file")
+    kept, repeated = got, []
+    if repeats == "drop":
+        seen = {}
+        kept = []
+        for line, o in zip(got, objs):
+            if line in seen.setdefault(o["id"], set()):
+                repeated.append(o["id"])
+                continue
+            seen[o["id"]].add(line)
+            kept.append(line)
+    if kept != want:
+        extra = []
+        if repeats == "forbid":
+            counts = {}
+            for line in want:
+                counts[line] = counts.get(line, 0) + 1
+            for line in got:
+                counts[line] = counts.get(line, 0) - 1
+            extra = [l for l, c in counts.items() if c < 0]
+        raise Failure("run's events differ from replay's (%d line(s) vs replay's %d%s%s):\n%s" % (
+            len(kept), len(want), ", after dropping %d repeat(s)" % len(repeated) if repeated else "",
+            "; run wrote %d line(s) more often than replay prints them (no crash: none may repeat)"
+            % len(extra) if extra else "", show_diff(want, kept)))
+    return len(repeated)
+
+
+def not_late(data, last_ns, what):
+    """No node_stalled, chain_halted or ban after the input's last record:
+    time moves only with records, so silence after the end is never judged."""
+    _, objs = event_lines(data, what)
+    limit = -(-last_ns // MS) * MS  # events carry milliseconds
+    for o in objs:
+        if o.get("event") in LATE_KINDS and parse_event_time(o["time"]) > limit:
+            raise Failure("%s: %s of %r (chain %r) at %s, after the input's last record at %s: "
+                          "silence after the end of the input was judged" % (
+                              what, o["event"], o.get("node"), o.get("chain"), o["time"], event_time(last_ns)))
+
+
+# --------------------------------------------------------------------------
+# quorumwatch replay and quorumwatch run
+
+
+def replay(args, files, cwd, extra=()):
+    cmd = [BIN, "replay"] + list(args) + list(extra) + ["--format", "jsonl"] + list(files)
+    try:
+        r = subprocess.run(cmd, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=300)
+    except subprocess.TimeoutExpired:
+        raise Failure("replay did not finish within 300 s: %s" % " ".join(map(shlex.quote, cmd)))
+    expect(r.returncode == 0, "replay exit status %d\n  command: %s (in %s)\n  stderr: %s" % (
+        r.returncode, " ".join(map(shlex.quote, cmd)), cwd, r.stderr.decode("utf-8", "replace")[-1500:]))
+    return r.stdout
+
+
+def q(s):
+    """A YAML double-quoted scalar (JSON's string syntax is a subset)."""
+    return json.dumps(s)
+
+
+def top_level_keys(text):
+    keys = []
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith("#") or line[0] in " \t":
+            continue
+        m = re.match(r"([A-Za-z_][\w-]*)\s*:(\s|$)", line)
+        if not m:
+            raise Failure("setup: cannot read the top-level line %r" % line)
+        keys.append(m.group(1))
+    return keys
+
+
+def run_config(root, rules=(), base="", interval="100ms"):
+    """`base`: a replay configuration (only `chains:` and `nodes:`), verbatim;
+    rules: (match, chain) stream rules."""
+    keys = top_level_keys(base)
+    extra = [k for k in keys if k not in ("chains", "nodes")]
+    if extra:
+        raise Failure("setup: the replay configuration has top-level key(s) %s; only chains: and "
+                      "nodes: can be included verbatim in run's configuration" % ", ".join(extra))
+    text = base if not base or base.endswith("\n") else base + "\n"
+    text += "# appended by live_replay_test.py\n"
+    text += "sources:\n  - type: file\n    include: [%s]\n    format: auto\n    read_from: beginning\n" % q(
+        os.path.join(root, "containers", "*.log"))
+    if rules:
+        text += "streams:\n" + "".join("  - match: %s\n    chain: %s\n" % (m, q(c)) for m, c in rules)
+    text += ("state_dir: %s\ncheckpoint_interval: %s\ninput_outage_after: 2s\n"
+             "sinks:\n  - {type: jsonl, path: %s}\n") % (
+        q(os.path.join(root, "state")), interval, q(os.path.join(root, "events.jsonl")))
+    return text
+
+
+def copy_inputs(inputs, root):
+    """Copies the input files into root/containers, keeping base names and
+    modification times (a file's year and fallback time come from it)."""
+    dest = os.path.join(root, "containers")
+    os.makedirs(dest)
+    out = []
+    for src in inputs:
+        base = os.path.basename(src)
+        if base.endswith(".zst"):
+            # A DaemonSet never sees compressed files: the runtime writes plain
+            # ones. Replay reads a .zst as a stream; run gets the same bytes.
+            base = base[:-len(".zst")]
+            dst = os.path.join(dest, base)
+            r = subprocess.run(["zstd", "-q", "-d", "-f", "-o", dst, src], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+            expect(r.returncode == 0, "setup: zstd -d %s: %s" % (src, r.stderr.decode("utf-8", "replace")))
+        else:
+            dst = os.path.join(dest, base)
+            expect(not os.path.exists(dst), "setup: two input files are named %s" % base)
+            shutil.copyfile(src, dst)
+        expect(base.endswith(".log"), "setup: %s does not end in .log (the source's glob is *.log)" % src)
+        st = os.stat(src)
+        os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+        out.append(dst)
+    return out
+
+
+class Live:
+    """One folder: containers/ (the inputs), state/, events.jsonl, and the
+    successive `quorumwatch run` processes on them."""
+
+    def __init__(self, root, config_text, files):
+        self.root = root
+        self.files = files
+        self.cfg = os.path.join(root, "quorumwatch.yaml")
+        with open(self.cfg, "w", encoding="utf-8") as f:
+            f.write(config_text)
+        self.events = os.path.join(root, "events.jsonl")
+        self.cp_path = os.path.join(root, "state", "checkpoint.json")
+        self.p = None
+        self.n = 0
+        self.err_path = None
+
+    def start(self, **env):
+        self.n += 1
+        self.err_path = os.path.join(self.root, "stderr.%d" % self.n)
+        e = {k: v for k, v in os.environ.items() if not k.startswith("QW_TEST_")}
+        e.update(env)
+        with open(self.err_path, "wb") as err:
+            self.p = subprocess.Popen([BIN, "run", "-c", self.cfg], stdin=subprocess.DEVNULL,
+                                      stdout=subprocess.DEVNULL, stderr=err, env=e)
+
+    def stderr(self):
+        with open(self.err_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def tail(self):
+        return "\n      ".join(self.stderr()[-1200:].splitlines())
+
+    def alive(self):
+        return self.p is not None and self.p.poll() is None
+
+    def checkpoint(self):
+        try:
+            with open(self.cp_path, "rb") as f:
+                cp = json.loads(f.read())
+        except (FileNotFoundError, ValueError):
+            return None
+        expect(cp.get("version") == 2, "checkpoint version %r, want 2" % cp.get("version"))
+        return cp
+
+    def offsets(self, cp):
+        return {os.path.realpath(s["path"]): s["offset"] for s in cp.get("streams", [])}
+
+    def read_bytes(self):
+        """Bytes read as far as the checkpoint shows."""
+        cp = self.checkpoint()
+        return sum(self.offsets(cp).values()) if cp else 0
+
+    def total_bytes(self):
+        return sum(os.path.getsize(f) for f in self.files)
+
+    def caught_up(self):
+        """The checkpoint shows every input at its end and no event pending.
+        (An empty file may be absent: there is nothing to identify it by.)"""
+        cp = self.checkpoint()
+        if cp is None:
+            return False
+        off = self.offsets(cp)
+        for f in self.files:
+            size = os.path.getsize(f)
+            if off.get(os.path.realpath(f), 0 if size == 0 else -1) != size:
+                return False
+        return cp.get("pending_events") == []
+
+    def outage(self):
+        t = self.stderr()
+        return t.rfind("input outage") > t.rfind("input resumed")
+
+    def running(self, what):
+        if not self.alive():
+            raise Failure("run (start %d) exited with status %s %s; stderr:\n      %s" % (
+                self.n, self.p.returncode, what, self.tail()))
+
+    def finish(self):
+        """Waits until the checkpoint shows every file read to its end with
+        nothing pending and run reports the input outage (every stream
+        silent), then SIGTERM: exit status 0."""
+        def done():
+            self.running("before it had read everything")
+            return self.caught_up() and self.outage()
+        wait(done, "start %d: every input read to its end in the checkpoint, nothing pending, "
+             "then \"input outage\" on stderr" % self.n)
+        self.stop()
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+        try:
+            rc = self.p.wait(STOP_DEADLINE)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.wait()
+            raise Failure("start %d: no exit within %d s of SIGTERM; stderr:\n      %s" % (
+                self.n, STOP_DEADLINE, self.tail()))
+        expect(rc == 0, "start %d: exit status %d after SIGTERM; stderr:\n      %s" % (self.n, rc, self.tail()))
+
+    def kill(self):
+        if self.alive():
+            self.p.kill()
+        if self.p is not None:
+            self.p.wait()
+
+    def data(self):
+        try:
+            with open(self.events, "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            return b""
+
+
+def fresh(label):
+    root = os.path.realpath(tempfile.mkdtemp(prefix=re.sub(r"[^\w-]", "_", label) + "-", dir=TMP))
+    return root
+
+
+# --------------------------------------------------------------------------
+# A replay reference: what `replay` is given, and run's equivalent
+
+
+class Case:
+    """args and files as replay gets them (in cwd), and run's stream rules
+    and configuration text that say the same."""
+
+    def __init__(self, name, cwd, args, files, rules, base):
+        self.name = name
+        self.cwd = cwd
+        self.args = args
+        self.files = files
+        self.rules = rules
+        self.base = base
+        self._want = None
+
+    def inputs(self):
+        names = [a for a in positional(self.args)] + self.files
+        return [os.path.normpath(os.path.join(self.cwd, f)) for f in names]
+
+    def want(self):
+        if self._want is None:
+            self._want = replay(self.args, self.files, self.cwd)
+        return self._want
+
+    def setup(self, label, interval="100ms"):
+        root = fresh(label)
+        files = copy_inputs(self.inputs(), root)
+        return Live(root, run_config(root, self.rules, self.base, interval), files)
+
+
+def positional(args):
+    out, i = [], 0
+    while i < len(args):
+        if args[i] in ("--chain", "--config", "-c"):
+            i += 2
+            continue
+        if not args[i].startswith("-"):
+            out.append(args[i])
+        i += 1
+    return out
+
+
+def golden_case(sdir):
+    """As tests/golden/run_golden.py: cwd = the scenario, args via shlex
+    from `args`, files = *.log and *.log.zst sorted by name."""
+    name = os.path.basename(sdir)
+    args = []
+    if os.path.isfile(os.path.join(sdir, "args")):
+        with open(os.path.join(sdir, "args"), encoding="utf-8") as f:
+            args = shlex.split(f.read())
+    files = sorted(os.path.basename(p) for p in
+                   glob.glob(os.path.join(sdir, "*.log")) + glob.glob(os.path.join(sdir, "*.log.zst")))
+    # the replay arguments, translated: --chain NAME -> a rule for every
+    # stream; --chain auto (or none) -> no rule; --config FILE -> its text.
+    rules, base, i = [], "", 0
+    while i < len(args):
+        a = args[i]
+        if a == "--chain" and i + 1 < len(args):
+            if args[i + 1] != "auto":
+                rules = [("{}", args[i + 1])]
+            i += 2
+        elif a in ("--config", "-c") and i + 1 < len(args):
+            with open(os.path.join(sdir, args[i + 1]), encoding="utf-8") as f:
+                base = f.read()
+            i += 2
+        elif a.startswith("-"):
+            raise Failure("setup: %s/args: replay argument %r has no translation for run" % (name, a))
+        else:
+            i += 1
+    return Case(name, sdir, args, files, rules, base)
+
+
+def golden_dirs():
+    return sorted(os.path.dirname(p) for p in glob.glob(os.path.join(GOLDEN, "*", "expected.jsonl")))
+
+
+# --------------------------------------------------------------------------
+# 1. Every golden scenario and bundled example
+
+
+def check_golden(sdir):
+    def fn():
+        case = golden_case(sdir)
+        want = case.want()
+        live = case.setup(case.name)
+        try:
+            last = last_record_ns(live.files)
+            not_late(want, last, "replay")
+            live.start()
+            live.finish()
+            got = live.data()
+            not_late(got, last, "run")
+            try:
+                same_events(want, got, "forbid")
+            except Failure as e:
+                raise Failure(str(e) + file_ends(live.files))
+        finally:
+            live.kill()
+    return fn
+
+
+# --------------------------------------------------------------------------
+# 2. 45 minutes of three healthy nodes, generated at run time
+
+HEALTHY_PODS = ("val-a", "val-b", "val-c")
+HEALTHY_CHAINS = {
+    "max_bans 3": "chains:\n  cosmoshub: {family: cometbft, require_healthy_peer: false, max_bans: 3}\n",
+    "max_bans default": "chains:\n  cosmoshub: {family: cometbft, require_healthy_peer: false}\n",
+}
+
+
+def cri(ns, msg):
+    return "%s stdout F %s\n" % (rfc3339nano(ns), msg)
+
+
+def plain(ns, level, msg, fields):
+    return "%s[%s] %-44s %s" % (level, plain_stamp(ns), msg, fields)
+
+
+def commit_line(ns, h, rng):
+    return plain(ns, "I", "committed state", "module=state height=%d num_txs=%d app_hash=%s" % (
+        h, rng.randint(0, 12), hashlib.sha256(b"%d" % h).hexdigest().upper()))
+
+
+def p2p_noise(ns, rng):
+    peer = '"Peer{MConn{%s.%d:26656} %s out}"' % (
+        rng.choice(("192.0.2", "198.51.100", "203.0.113")), rng.randint(2, 250),
+        hashlib.sha1(b"%f" % rng.random()).hexdigest())
+    r = rng.random()
+    if r < 0.4:
+        return plain(ns, "I", "Added peer", "module=p2p peer=" + peer)
+    if r < 0.7:
+        return plain(ns, "E", "Stopping peer for error", "module=p2p peer=%s err=%s" % (
+            peer, rng.choice(("EOF", '"read tcp: connection reset by peer"', '"pong timeout"'))))
+    return plain(ns, "I", "service start", 'module=p2p msg="Starting Peer service" impl=%s peer=%s' % (
+        peer, peer))
+
+
+def gen_healthy(dest):
+    """Three nodes, a height every 6 s (each within a second of the block
+    time), 20 p2p noise lines per block and node, 45 minutes of log time
+    ending ~10 s before now. Seeded: only the times move with the clock."""
+    rng = random.Random(4545)
+    end = time.time_ns() - 10 * SECOND
+    start = end - 45 * 60 * SECOND
+    blocks = 45 * 60 // 6
+    out = {pod: [] for pod in HEALTHY_PODS}
+    for k in range(blocks):
+        t_block = start + k * 6 * SECOND
+        h = 22_000_001 + k
+        for pod in HEALTHY_PODS:
+            tc = t_block + rng.randint(0, 900) * MS + rng.randint(0, 999_999)
+            out[pod].append(cri(tc, commit_line(tc, h, rng)))
+            for tn in sorted(tc + rng.randint(10, 5000) * MS + rng.randint(0, 999_999) for _ in range(20)):
+                out[pod].append(cri(tn, p2p_noise(tn, rng)))
+    os.makedirs(dest)
+    paths = []
+    for pod in HEALTHY_PODS:
+        p = os.path.join(dest, "%s_cosmos_gaiad-%s.log" % (pod, hashlib.sha256(pod.encode()).hexdigest()))
+        with open(p, "w", encoding="utf-8") as f:
+            f.write("".join(out[pod]))
+        paths.append(p)
+    return paths
+
+
+def healthy_case(gen_dir, label):
+    cfg = os.path.join(gen_dir, "chains-%s.yaml" % label.replace(" ", "-"))
+    with open(cfg, "w", encoding="utf-8") as f:
+        f.write(HEALTHY_CHAINS[label])
+    files = sorted(os.path.basename(p) for p in glob.glob(os.path.join(gen_dir, "*.log")))
+    return Case("healthy-45min", gen_dir, ["--chain", "cosmoshub", "--config", os.path.basename(cfg)], files,
+                [('{namespace: "cosmos"}', "cosmoshub")], HEALTHY_CHAINS[label])
+
+
+def check_healthy(gen_dir, label):
+    def fn():
+        case = healthy_case(gen_dir, label)
+        want = case.want()
+        expect(want == b"", "replay printed events for 45 healthy minutes (expected none):\n    %s" % (
+            "\n    ".join(want.decode("utf-8", "replace").splitlines()[:10])))
+        live = case.setup("healthy-" + label)
+        try:
+            live.start()
+            live.finish()
+            got = live.data()
+            not_late(got, last_record_ns(live.files), "run")
+            expect(got == b"", "run wrote events for 45 healthy minutes (expected none):\n    %s" % (
+                "\n    ".join(got.decode("utf-8", "replace").splitlines()[:10])))
+            same_events(want, got, "forbid")
+        finally:
+            live.kill()
+    return fn
+
+
+# --------------------------------------------------------------------------
+# 3. Stopped part-way and restarted
+
+
+
+def small_reads(live):
+    """QW_TEST_READ_CHUNK: 4096 bytes per file and poll, less for small
+    inputs (at least ~256 reads per file, at least 256 bytes a read). The
+    reader runs ahead of the checkpoints by at most the pool of batches
+    (threads x 4 + 4, one batch a poll here) plus what the ordering holds:
+    with that many reads, the first few checkpoints come before the end of
+    the input, whatever the machine's speed."""
+    per_file = live.total_bytes() // max(1, len(live.files))
+    return {"QW_TEST_READ_CHUNK": str(max(256, min(4096, per_file // 256)))}
+
+
+def finish_series(live, case, repeats):
+    """The last start, without a stop or crash hook, to the end; then the
+    comparison with replay."""
+    live.start(**small_reads(live))
+    live.finish()
+    got = live.data()
+    not_late(got, last_record_ns(live.files), "run")
+    return same_events(case.want(), got, repeats)
+
+
+def hook_series(case, label, hook, want_rc):
+    """Starts with hook=N for N in 1, 2, 3, 5, 8 ... (each start counts its
+    own checkpoints, `checkpoint_interval: 0s`: one after every batch) while
+    the input is not yet read, then once without the hook to the end. The
+    first two stops must come part-way (see small_reads)."""
+    def fn():
+        live = case.setup(label, interval="0s")
+        try:
+            part_way = 0
+            for n in FIB:
+                live.start(**small_reads(live), **{hook: str(n)})
+                done = wait(lambda: "exited" if not live.alive() else ("caught up" if live.caught_up() else None),
+                            "start %d (%s=%d) exits or reads everything" % (live.n, hook, n))
+                if done == "exited":
+                    rc = live.p.returncode
+                    expect(rc == want_rc, "start %d: %s=%d: exit status %d, want %d; stderr:\n      %s" % (
+                        live.n, hook, n, rc, want_rc, live.tail()))
+                    if live.caught_up():
+                        break
+                    part_way += 1
+                else:
+                    # read to the end before its N-th checkpoint: a plain stop
+                    live.p.send_signal(signal.SIGTERM)
+                    rc = live.p.wait(STOP_DEADLINE)
+                    expect(rc in (0, want_rc), "start %d: exit status %d after SIGTERM" % (live.n, rc))
+                    break
+            expect(part_way >= 2, "only %d start(s) with %s stopped before the input was read to its end: "
+                   "the series did not test restarts part-way" % (part_way, hook))
+            repeats = finish_series(live, case, "drop" if want_rc == 137 else "forbid")
+            return "%d start(s) with the hook, %d of them stopped before the end of the input%s" % (
+                live.n - 1, part_way, "; %d repeated line(s) dropped" % repeats if want_rc == 137 else "")
+        finally:
+            live.kill()
+    return fn
+
+
+def kill9_series(case, label, seed, kills=3):
+    """Real kill -9s while it reads: each once the checkpoint shows a seeded
+    random share of the input read, after a seeded jitter of 0-20 ms (the
+    jitter picks the moment; it waits for nothing). Whether a kill came
+    before the end of the input is timing: it is printed, not asserted."""
+    def fn():
+        rng = random.Random("%s/%s" % (seed, case.name))
+        live = case.setup(label, interval="0s")
+        try:
+            total = live.total_bytes()
+            part_way = 0
+            for _ in range(kills):
+                live.start(**small_reads(live))
+                target = min(total - 1, live.read_bytes() + int(rng.uniform(0.03, 0.25) * total))
+                wait(lambda: live.running("before the kill -9") or live.caught_up() or live.read_bytes() >= target,
+                     "start %d reads up to byte %d of %d" % (live.n, target, total))
+                time.sleep(rng.uniform(0, 0.02))
+                expect(live.alive(), "start %d exited before the kill -9: status %s" % (live.n, live.p.returncode))
+                live.p.send_signal(signal.SIGKILL)
+                live.p.wait()
+                if live.caught_up():
+                    break
+                part_way += 1
+            repeats = finish_series(live, case, "drop")
+            return "%d of %d kill -9 came before the end of the input; %d repeated line(s) dropped" % (
+                part_way, live.n - 1, repeats)
+        finally:
+            live.kill()
+    return fn
+
+
+# --------------------------------------------------------------------------
+# 4. File names: a tab, a space, non-ASCII letters, a newline
+
+NAMES = ("node\ta", "node b", "n\u00f6de-\u00e7", "node\nd")
+STALLER = "node\nd"
+OFFSET_MS = {"node\ta": 110, "node b": 230, "n\u00f6de-\u00e7": 350, "node\nd": 470}
+T0 = ns_of(datetime.datetime(2025, 6, 1, 10, 0, 0, tzinfo=UTC))
+H0 = 9_000_001
+BLOCKS, K_STOP, K_BACK = 100, 30, 60  # the staller's last commit before the stall, first after
+
+
+def gen_names(dest):
+    """Raw CometBFT 0.37 plain logs (stamped `I[2006-01-02|15:04:05.000]`,
+    UTC): a height every 6 s, a p2p line between commits. STALLER commits
+    nothing from block K_STOP + 1 for 3 minutes, then catches up 30 heights
+    100 ms apart, 1.5 s after block K_BACK; all times whole milliseconds."""
+    rng = random.Random(7)
+    os.makedirs(dest)
+    paths = []
+    for name in NAMES:
+        lines = []
+        for k in range(BLOCKS):
+            t = T0 + k * 6 * SECOND + OFFSET_MS[name] * MS
+            if name != STALLER or k <= K_STOP or k > K_BACK:
+                lines.append((t, commit_line(t, H0 + k, rng)))
+            lines.append((t + 2500 * MS, p2p_noise(t + 2500 * MS, rng)))
+        if name == STALLER:
+            for j, h in enumerate(range(H0 + K_STOP + 1, H0 + K_BACK + 1)):
+                t = T0 + K_BACK * 6 * SECOND + (1500 + 100 * j) * MS
+                lines.append((t, commit_line(t, h, rng)))
+        lines.sort(key=lambda x: x[0])
+        p = os.path.join(dest, name + ".log")
+        with open(p, "w", encoding="utf-8") as f:
+            f.write("".join(l + "\n" for _, l in lines))
+        paths.append(p)
+    return paths
+
+
+def names_expected():
+    """docs/DETECTION.md with stall_after 60 s, max_lag 5, 6 s blocks."""
+    def t_of(k, name):
+        return T0 + k * 6 * SECOND + OFFSET_MS[name] * MS
+    first_other = min(OFFSET_MS[n] for n in NAMES if n != STALLER)
+    ev = [
+        # lagging: the first advance of any node to K_STOP + 6 (more than 5 behind)
+        (T0 + (K_STOP + 6) * 6 * SECOND + first_other * MS, "out_of_consensus", "warning", H0 + K_STOP,
+         {"reason": "lagging"}),
+        # no advance for stall_after
+        (t_of(K_STOP, STALLER) + 60 * SECOND, "node_stalled", "warning", H0 + K_STOP, {}),
+        # the first advance after the stall
+        (T0 + K_BACK * 6 * SECOND + 1500 * MS, "node_recovered", "info", H0 + K_STOP + 1, {}),
+        # within 5 of the head (K_BACK, committed by the others before the catch-up)
+        (T0 + K_BACK * 6 * SECOND + (1500 + 100 * (K_BACK - 5 - K_STOP - 1)) * MS, "back_in_consensus", "info",
+         H0 + K_BACK - 5, {}),
+    ]
+    return [{"time": event_time(t), "event": k, "severity": s, "chain": "cosmoshub", "node": STALLER,
+             "height": h, "detail": d} for t, k, s, h, d in ev]
+
+
+def check_names_replay(gen_dir):
+    def fn():
+        files = sorted(os.listdir(gen_dir))
+        data = replay(["--chain", "cosmoshub"], files, gen_dir)
+        _, got = event_lines(data, "replay stdout")
+        want = names_expected()
+        problems = []
+        for i, (w, g) in enumerate(zip(want, got), 1):
+            for k in ("time", "event", "severity", "chain", "node", "height"):
+                if g.get(k) != w[k]:
+                    problems.append("event %d: %s: got %r, want %r" % (i, k, g.get(k), w[k]))
+            if "namespace" in g:
+                problems.append("event %d: namespace %r on a file without a Kubernetes name" % (i, g["namespace"]))
+            for k, v in w["detail"].items():
+                if (g.get("detail") or {}).get(k) != v:
+                    problems.append("event %d: detail.%s: got %r, want %r" % (i, k, (g.get("detail") or {}).get(k), v))
+        if len(want) != len(got):
+            problems.append("%d event(s), want %d" % (len(got), len(want)))
+        if problems:
+            raise Failure("replay --chain cosmoshub over the odd names:\n    %s\n  got:\n    %s\n  want:\n    %s" % (
+                "\n    ".join(problems), "\n    ".join(l.decode("utf-8", "replace") for l in data.splitlines()),
+                "\n    ".join(json.dumps(w, ensure_ascii=False) for w in want)))
+        # every node, named after its file
+        summary = os.path.join(fresh("names-summary"), "summary.json")
+        replay(["--chain", "cosmoshub"], files, gen_dir, extra=("--summary", summary))
+        with open(summary, encoding="utf-8") as f:
+            nodes = sorted(n.get("node") for n in json.load(f))
+        expect(nodes == sorted(NAMES), "summary nodes %r, want %r" % (nodes, sorted(NAMES)))
+    return fn
+
+
+def check_names_run(gen_dir):
+    """Start (256 bytes a poll, a checkpoint after every batch), SIGTERM
+    once the checkpoint shows progress, start again to the end, start a
+    third time: exit 0 each time, replay's events, nothing written twice.
+    Where the first stop came is printed, not asserted (it is timing)."""
+    def fn():
+        case = Case("names", gen_dir, ["--chain", "cosmoshub"], sorted(os.listdir(gen_dir)),
+                    [("{}", "cosmoshub")], "")
+        want = case.want()
+        live = case.setup("names", interval="0s")
+        try:
+            total = live.total_bytes()
+            live.start(QW_TEST_READ_CHUNK="256")
+            wait(lambda: live.running("before the first SIGTERM") or live.read_bytes() > 0,
+                 "start 1 shows some progress in its checkpoint")
+            live.stop()
+            first = live.read_bytes()
+            live.start()
+            live.finish()
+            not_late(live.data(), last_record_ns(live.files), "run")
+            same_events(want, live.data(), "forbid")
+            before = live.data()
+            live.start()
+            live.finish()
+            expect(live.data() == before, "a third start over the same, finished files wrote more:\n    %s" % (
+                "\n    ".join(l.decode("utf-8", "replace") for l in live.data()[len(before):].splitlines()[:10])))
+            return "the first start was stopped with byte %d of %d read" % (first, total)
+        finally:
+            live.kill()
+    return fn
+
+
+# --------------------------------------------------------------------------
+
+
+def main():
+    global BIN, TMP, FILTERS
+    if len(sys.argv) < 2:
+        print("usage: live_replay_test.py PATH/TO/quorumwatch [NAME...]", file=sys.stderr)
+        return 2
+    BIN = os.path.abspath(sys.argv[1])
+    FILTERS = sys.argv[2:]
+    if not os.access(BIN, os.X_OK):
+        print("not an executable: %s" % BIN, file=sys.stderr)
+        return 2
+    if shutil.which("zstd") is None:
+        print("zstd is needed (bad_input has a .log.zst)", file=sys.stderr)
+        return 2
+    TMP = os.path.realpath(tempfile.mkdtemp(prefix="qw-live-"))
+    started = time.monotonic()
+    t = Runner()
+
+    # 1
+    t.run([("golden/%s: run == replay" % os.path.basename(d), check_golden(d)) for d in golden_dirs()])
+
+    # 2
+    healthy_dir = os.path.join(TMP, "gen-healthy")
+    gen_healthy(healthy_dir)
+    t.run([("healthy-45min (%s): no event from replay or run" % label, check_healthy(healthy_dir, label))
+           for label in HEALTHY_CHAINS])
+
+    # 3
+    seed = int(os.environ.get("QW_LIVE_SEED") or random.SystemRandom().randrange(1 << 32))
+    cases = [healthy_case(healthy_dir, "max_bans 3")]
+    for name in ("examples_cosmoshub", "ban_31min", "unban", "missed_precommits", "upgrade_halt"):
+        cases.append(golden_case(os.path.join(GOLDEN, name)))
+    jobs = []
+    for c in cases:
+        jobs.append(("restarts/%s: crashes after 1, 2, 3, 5, 8 ... checkpoints" % c.name,
+                     hook_series(c, c.name + "-crash", "QW_TEST_CRASH_AFTER_CHECKPOINTS", 137)))
+        jobs.append(("restarts/%s: graceful stops after 1, 2, 3, 5, 8 ... checkpoints" % c.name,
+                     hook_series(c, c.name + "-stop", "QW_TEST_STOP_AFTER_CHECKPOINTS", 0)))
+        jobs.append(("restarts/%s: kill -9 at random moments" % c.name, kill9_series(c, c.name + "-kill9", seed)))
+    if any(t.wanted(label) for label, _ in jobs):
+        print("     (kill -9 seed %d; QW_LIVE_SEED=%d repeats it)" % (seed, seed), flush=True)
+    t.run(jobs)
+
+    # 4
+    names_dir = os.path.join(TMP, "gen-names")
+    gen_names(names_dir)
+    t.run([("names: replay reports the stall of %r, names JSON-escaped" % STALLER, check_names_replay(names_dir)),
+           ("names: run == replay, across SIGTERM and restarts", check_names_run(names_dir))])
+
+    print("     (%.0f s)" % (time.monotonic() - started))
+    if t.failed == 0:
+        shutil.rmtree(TMP, ignore_errors=True)
+    else:
+        print("(files kept in %s)" % TMP)
+    print("%d passed, %d failed" % (t.passed, t.failed))
+    return 1 if t.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
