@@ -142,7 +142,7 @@ void RunStream(benchmark::State& state, bool cri) {
       stage.Feed(0, text.substr(at, kReadBytes), kT0);
       take();
     }
-    stage.Close(0);
+    stage.Close(0, false);
     take();
     records = n;
     rejected = stage.counts(0).lines_rejected;

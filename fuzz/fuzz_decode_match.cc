@@ -42,7 +42,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         stage.Expire(static_cast<qw::Nanos>(at + 60) * qw::kMillisecond);
       }
     }
-    stage.Close(0);
+    stage.Close(0, false);
     const qw::record::Output& out = *stage.output(0);
     for (const auto& e : out.entries) {
       if (e.kind != qw::record::EntryKind::kRecord || e.family < 0) continue;

@@ -21,7 +21,9 @@ What happens (t = seconds after 2025-03-11T14:00:00Z; one slot = 400 ms):
               landed a vote yet and logs "Haven't landed a vote, so skipping my leader slot"
   t=81.3      validator-0's gossip sees the newer instance of its identity: "duplicate
               running instances of the same validator node" and the process exits (its
-              log ends: the node retires)
+              log ends; the file stays: the end of a captured file says nothing about the
+              node, so it falls behind the others' roots: lagging, then stalled 60 s after
+              its last root)
   t=100..175  rpc-0's replay is stuck (no new roots): lagging > 128 slots, health checks
               "behind by N slots" (syncing), stalled 60 s after its last root; from t=175
               it catches up at 4 roots per slot
@@ -539,12 +541,10 @@ class Sim:
                     self.emit(t, 'node_synced', 'info', n, n.height)
                     self.update(n, t)
             elif kind == 'end':
-                n.visible = False
-                n.out = False
-                self.check_lag(t)
+                pass  # the end of a captured file is not the node's removal: it stays judged
         # replay ends at the last line: later deadlines do not fire
         last = max(f[0] for f in self.facts)
-        assert all(m.stall_due is None or m.stall_due > last or m.stalled or not m.visible
+        assert all(m.stall_due is None or m.stall_due > last or m.stalled
                    for m in self.nodes.values())
         self.events.sort(key=lambda e: (e[0], e[2]['chain'], e[2]['node'], e[1]))
         return [e for _, _, e in self.events]
@@ -556,6 +556,7 @@ def check_story(events, story):
              ('validator-0', 'missed_precommit', 'info')] +
             [('validator-1', 'missed_precommit', 'info')] * 8 +
             [('validator-0', 'double_sign_risk', 'critical'),
+             ('validator-0', 'out_of_consensus', 'warning'), ('validator-0', 'node_stalled', 'warning'),
              ('rpc-0', 'out_of_consensus', 'warning'), ('rpc-0', 'node_syncing', 'warning'),
              ('rpc-0', 'node_stalled', 'warning'), ('rpc-0', 'node_recovered', 'info'),
              ('rpc-0', 'back_in_consensus', 'info'), ('rpc-0', 'node_synced', 'info'),
@@ -563,7 +564,8 @@ def check_story(events, story):
     assert got == want, '\n'.join(map(str, got))
     assert events[2]['height'] == story['partition_slot']
     assert events[11]['detail'] == {'reason': 'duplicate_instance'}
-    assert events[12]['detail'] == {'reason': 'lagging'}
+    assert events[12]['detail'] == {'reason': 'lagging'} and events[12]['node'] == 'validator-0'
+    assert events[14]['detail'] == {'reason': 'lagging'} and events[14]['node'] == 'rpc-0'
     assert events[-1]['height'] == story['dup_slot']
 
 

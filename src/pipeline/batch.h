@@ -40,6 +40,7 @@ struct Record {
   RecordKind kind;
   int16_t family;   // kLine: registry index; -1: not matched
   Nanos time;       // kLine: the record's time
+  uint8_t flags = 0;  // record::kEntryFallbackTime (kLine), record::kEntryGone (kEnd)
 };
 
 // An operator's request (`quorumwatch bans hold|release|unban`), handed to

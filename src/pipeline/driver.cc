@@ -99,7 +99,12 @@ void Driver::Consume(const Batch& b) {
     const Record& r = b.records[i];
     switch (r.kind) {
       case RecordKind::kLine: {
-        const Nanos now = time_ == kNoTime || r.time > time_ ? r.time : time_;
+        // A fallback time (no stamp: the file's modification time) orders
+        // the record but moves no clock: a stamp-less file copied today
+        // must not make a day of silence of every other node.
+        const bool stamped = (r.flags & record::kEntryFallbackTime) == 0;
+        const Nanos now =
+            time_ == kNoTime || (stamped && r.time > time_) ? r.time : time_;
         time_ = now;
         detector_.OnTick(now);
         // Records come in runs of one stream: the last one looked up is
@@ -111,7 +116,7 @@ void Driver::Consume(const Batch& b) {
           last_id_ = r.stream;
         }
         Stream& s = *last_;
-        if (s.latest == kNoTime || r.time > s.latest) s.latest = r.time;
+        if (stamped && (s.latest == kNoTime || r.time > s.latest)) s.latest = r.time;
         const Signal& sig = b.signals[i];
         if (s.node >= 0 && sig.kind != SignalKind::kNone) {
           detector_.CountLines(s.node, 0, 1, 0);
@@ -144,7 +149,10 @@ void Driver::Consume(const Batch& b) {
         Nanos now = time_ == kNoTime ? (s.latest == kNoTime ? 0 : s.latest) : time_;
         time_ = now;
         detector_.OnTick(now);
-        if (s.node >= 0) detector_.DetachStream(s.node, now);
+        // A file gone (rotated away, removed) leaves its node; the end of a
+        // replayed file is only the end of what was captured: the node
+        // stays, and the other streams' times judge it as live mode would.
+        if (s.node >= 0 && (r.flags & record::kEntryGone) != 0) detector_.DetachStream(s.node, now);
         streams_.erase(it);
         last_ = nullptr;
         break;

@@ -192,7 +192,7 @@ class Reader : public source::TailSink {
   }
   void OnTruncated(uint32_t id) override { stage_->Truncate(id); }
   void OnCaughtUp(uint32_t id) override { stage_->AtEnd(id, SteadyNow()); }
-  void OnClose(uint32_t id) override { stage_->Close(id); }
+  void OnClose(uint32_t id) override { stage_->Close(id, /*gone=*/true); }
   bool WantsData(uint32_t id) override {
     return stage_->output(id)->pending_bytes() < kStreamBacklog;
   }

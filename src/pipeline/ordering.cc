@@ -78,7 +78,7 @@ void Ordering::TakeTimeless(size_t slot, Batch** batch) {
         break;
       case record::EntryKind::kEnd:
         b->records.push_back(Record{s.id, static_cast<uint32_t>(b->progress.size()), 0,
-                                    RecordKind::kEnd, -1, kNoTime});
+                                    RecordKind::kEnd, -1, kNoTime, e.flags});
         b->progress.push_back(StreamProgress{e.after, s.lines + e.lines, s.rejected + e.rejected});
         s.lines = s.rejected = 0;
         s.position_dirty = false;
@@ -139,7 +139,7 @@ std::vector<uint32_t> Ordering::Release(Batch** batch) {
     for (size_t i = p0; i < p1; ++i) {
       const record::Entry& e = entries[i];
       b->records.push_back(Record{s.id, base + (e.index - first), e.length, RecordKind::kLine,
-                                  e.family, e.time});
+                                  e.family, e.time, e.flags});
       lines += e.lines;
       rejected += e.rejected;
     }

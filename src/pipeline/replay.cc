@@ -78,7 +78,7 @@ ReplayResult Replay(match::Registry& registry, const record::Routing& routing,
         continue;
       }
       if (got < 0) file.error = in.bytes->error();
-      stage.Close(id);
+      stage.Close(id, /*gone=*/false);  // the end of what was captured, not of the node
       file.counts = stage.counts(id);
       file.format = stage.format(id);
     }

@@ -92,6 +92,7 @@ struct RecordStage::Stream {
   size_t untimed_bytes = 0;
 
   Nanos last_time = kNoTime;
+  bool fallback = false;  // last_time is the fallback, not a stamp's
   Nanos mtime = kNoTime;
   int32_t year = 1970;  // of mtime: completes year-less stamps
   match::FamilyMatcher::TimeHint hint;
@@ -394,11 +395,19 @@ void RecordStage::Commit(Stream& s) {
   if (t == kNoTime && s.matcher != nullptr) {
     t = s.matcher->MessageTime(out.text(e), s.year, s.place.tz_offset_seconds.value_or(0), &s.hint);
   }
-  if (t == kNoTime) t = s.last_time;
+  bool fallback = false;
+  if (t == kNoTime) {
+    t = s.last_time;
+    fallback = s.fallback;
+  } else {
+    s.fallback = false;
+  }
   if (t != kNoTime) {
     s.last_time = t;
     for (size_t i = out.ready; i < out.entries.size(); ++i) {
-      if (out.entries[i].kind == EntryKind::kRecord) out.entries[i].time = t;
+      if (out.entries[i].kind != EntryKind::kRecord) continue;
+      out.entries[i].time = t;
+      if (fallback) out.entries[i].flags |= kEntryFallbackTime;
     }
     MakeReady(s, out.entries.size());
     return;
@@ -419,9 +428,13 @@ void RecordStage::Fallback(Stream& s) {
   if (upto <= out.ready) return;
   const Nanos t = s.mtime != kNoTime ? s.mtime : 0;
   for (size_t i = out.ready; i < upto; ++i) {
-    if (out.entries[i].kind == EntryKind::kRecord) out.entries[i].time = t;
+    if (out.entries[i].kind == EntryKind::kRecord) {
+      out.entries[i].time = t;
+      out.entries[i].flags |= kEntryFallbackTime;
+    }
   }
   s.last_time = t;
+  s.fallback = true;
   MakeReady(s, upto);
 }
 
@@ -547,7 +560,7 @@ Nanos RecordStage::Expire(Nanos now) {
   return next;
 }
 
-void RecordStage::Close(uint32_t id) {
+void RecordStage::Close(uint32_t id, bool gone) {
   Stream& s = S(id);
   if (s.closed) return;
   FlushIncomplete(s);
@@ -555,7 +568,8 @@ void RecordStage::Close(uint32_t id) {
   s.closed = true;
   const LineCounts rest = TakeLines(s);
   s.out.entries.push_back(Entry{EntryKind::kEnd, -1, 0, 0, static_cast<uint32_t>(rest.lines_read),
-                                static_cast<uint32_t>(rest.lines_rejected), kNoTime, s.offset});
+                                static_cast<uint32_t>(rest.lines_rejected), kNoTime, s.offset,
+                                static_cast<uint8_t>(gone ? kEntryGone : 0)});
   s.out.ready = s.out.entries.size();
 }
 

@@ -83,7 +83,13 @@ struct Entry {
   uint32_t rejected;
   Nanos time;       // kRecord: the record's time (kNoTime while provisional)
   uint64_t after;   // kRecord: resume position once this record is handled
+  uint8_t flags = 0;  // kEntryFallbackTime, kEntryGone
 };
+// The record's time is no stamp's but the stream's fallback (its file's
+// modification time): it orders the record, and moves no clock.
+inline constexpr uint8_t kEntryFallbackTime = 1;
+// kEnd: the file is gone (rotated away or removed), not just read to its end.
+inline constexpr uint8_t kEntryGone = 2;
 
 // One stream's entries in stream order. Entries [head, ready) may be taken;
 // [ready, end) are provisional: a record continuation lines may still join
@@ -146,9 +152,11 @@ class RecordStage {
   // Live: every byte there is now has been fed (`now`: a steady clock).
   // A complete record held at the end waits hold_wait for what may follow.
   void AtEnd(uint32_t id, Nanos now);
-  // No more bytes ever (end of a replayed file, a file rotated away or
-  // removed): everything held goes out, then the stream's end.
-  void Close(uint32_t id);
+  // No more bytes ever: everything held goes out, then the stream's end.
+  // `gone`: the file was rotated away or removed (its node may retire);
+  // else it is the end of what there is to read (replay), which says
+  // nothing about the node.
+  void Close(uint32_t id, bool gone);
   // Live: releases what has waited long enough. Returns the next time
   // (steady clock) at which something would be released, or kNoTime.
   Nanos Expire(Nanos now);

@@ -106,10 +106,11 @@ TEST_CASE("replay output does not depend on threads, batch size or read size") {
   }
 }
 
-TEST_CASE("replay finds the stall, the recovery and the retired node") {
+TEST_CASE("replay finds the stall and the recovery; a file that ends early is a node gone silent") {
   Run r = Replay(2, 64, 1000);
   // node-1: stalled at its last commit + 60 s, recovered at minute 9.
-  int stalled = 0, recovered = 0, other = 0;
+  int stalled = 0, recovered = 0;
+  std::vector<std::string> node3;
   for (const auto& e : r.events) {
     bool n1 = e.find("\"node\":\"node-1\"") != std::string::npos;
     if (n1 && e.find("\"event\":\"node_stalled\"") != std::string::npos) {
@@ -120,12 +121,21 @@ TEST_CASE("replay finds the stall, the recovery and the retired node") {
       ++recovered;
       CHECK(e.find("\"time\":\"2025-01-02T03:09:00.007Z\"") != std::string::npos);
     } else if (e.find("\"node\":\"node-3\"") != std::string::npos) {
-      ++other;  // node-3's file ends: it retires, it is not stalled
+      node3.push_back(e);
     }
   }
   CHECK(stalled == 1);
   CHECK(recovered == 1);
-  CHECK(other == 0);
+  // node-3's file ends after height 1119 (11:54.021): the end of a captured
+  // file is not the node's removal, so the others' times judge it. The head
+  // reaches 1125 at 12:30.000 (node-0): more than max_lag 5 behind; its
+  // stall deadline is 11:54.021 + 60 s.
+  REQUIRE(node3.size() == 2);
+  CHECK(node3[0].find("\"time\":\"2025-01-02T03:12:30.000Z\",\"event\":\"out_of_consensus\"") !=
+        std::string::npos);
+  CHECK(node3[0].find("\"reason\":\"lagging\"") != std::string::npos);
+  CHECK(node3[1].find("\"time\":\"2025-01-02T03:12:54.021Z\",\"event\":\"node_stalled\"") !=
+        std::string::npos);
   // 4 nodes x 200 commits + noise; matched = commits seen.
   CHECK(r.result.matched == 200 + 160 + 200 + 120);
   const auto& summary = r.result.summary;

@@ -74,7 +74,7 @@ Out Run(match::Registry& reg, const Routing& routing, const std::string& data, s
     stage.Feed(0, std::string_view(data).substr(at, piece), 1234 * kSecond);
     Take(*stage.output(0), &out);
   }
-  stage.Close(0);
+  stage.Close(0, false);
   Take(*stage.output(0), &out);
   return out;
 }
@@ -145,7 +145,7 @@ TEST_CASE("long lines are cut and counted; reading goes on") {
   for (size_t at = 0; at < data.size(); at += 3000) {
     stage.Feed(0, std::string_view(data).substr(at, 3000), 0);
   }
-  stage.Close(0);
+  stage.Close(0, false);
   Out o;
   Take(*stage.output(0), &o);
   REQUIRE(o.texts.size() == 3);

@@ -244,7 +244,7 @@ class StageSink : public TailSink {
   }
   void OnTruncated(uint32_t id) override { stage_->Truncate(id); }
   void OnCaughtUp(uint32_t id) override { stage_->AtEnd(id, 0); }
-  void OnClose(uint32_t id) override { stage_->Close(id); }
+  void OnClose(uint32_t id) override { stage_->Close(id, true); }
   bool WantsData(uint32_t) override { return true; }
 
   std::vector<std::string> Records(uint32_t id) {
