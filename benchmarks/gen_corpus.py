@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Synthetic CometBFT / Cosmos SDK validator logs for benchmarks.
 
+Long on purpose: one generator for all five line shapes, so every benchmark
+reads the same corpus; sections: shapes, a node's block, files.
+
 usage: gen_corpus.py [--lines N] [--nodes N] [--shape SHAPE] [--wrap cri|raw]
                      [--incidents stall,missed,conflict] [--seed N] [--out DIR]
 

@@ -1,5 +1,9 @@
 """Shared by the example generators examples/<family>/make.py (stdlib only).
 
+Long on purpose: the one transcription of the detection model that the
+families share (BasicSim, StrictSim, TimerSim) and the writing helpers; a
+copy per family would drift.
+
 Each make.py writes its family's example logs and golden replay expectations. What they have in
 common lives here:
 

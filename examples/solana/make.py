@@ -1,6 +1,10 @@
 #!/usr/bin/env python3
 """Generates examples/solana/ and tests/golden/examples_solana/.
 
+Long on purpose: Solana's story needs its own model (Sim below) for signals
+the shared one in examples/examplegen.py does not cover; sections: timeline,
+line rendering, Sim, story checks.
+
 usage: make.py [--check]
 
 A small Solana (Agave) mainnet-beta setup in Kubernetes, namespace solana-mainnet:

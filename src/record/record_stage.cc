@@ -1,3 +1,6 @@
+// About 600 lines on purpose: the record stage is one per-stream state
+// machine (framing, runtime pieces, family hold-back, continuation joins,
+// times, live waits) whose steps hand records to each other.
 #include "record/record_stage.h"
 
 #include <algorithm>

@@ -1,6 +1,10 @@
 #!/usr/bin/env python3
 """Generates the golden replay scenarios and the cosmoshub example.
 
+Long on purpose: the generator, the literal model (Sim) of docs/DETECTION.md
+and every scenario must stay together so that one model computes every
+expectation; sections: line shapes, Sim, scenario plumbing, scenarios.
+
 usage: make_scenarios.py [--check]
 
 Writes, deterministically (fixed seeds, no clock, no environment):

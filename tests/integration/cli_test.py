@@ -1,6 +1,10 @@
 #!/usr/bin/env python3
 """Command-line integration test of quorumwatch (suite 'integration').
 
+Long on purpose: one file per command's outward behaviour; each part is a
+function of checks (exit codes, bad input, formats, naming, chains, determinism,
+patterns, timestamps) sharing the line makers at the top.
+
 Usage: python3 tests/integration/cli_test.py PATH/TO/quorumwatch
 
 Drives the built binary the way an operator does: exit codes, bad input,

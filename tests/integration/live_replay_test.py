@@ -2,6 +2,9 @@
 """run == replay: `quorumwatch run` over finished files writes exactly the event
 lines `quorumwatch replay --format jsonl` prints for them (suite 'integration').
 
+Long on purpose: one harness (input setup, run, replay, comparison) for the
+four checks below, which are the proof that replay and run are one pipeline.
+
 usage: python3 tests/integration/live_replay_test.py PATH/TO/quorumwatch [NAME...]
 
 docs/PIPELINE.md: replay and `run` are one pipeline (record stage, merge on

@@ -1,6 +1,10 @@
 #!/usr/bin/env python3
 """Live-tailing integration test of `quorumwatch run` (suite 'integration').
 
+Long on purpose: the scenarios share one harness (a cluster of writing nodes,
+the process, waits on the checkpoint); each check_* function below is one
+scenario.
+
 Usage: python3 tests/integration/run_test.py PATH/TO/quorumwatch
 
 Starts the built binary on a temporary folder of Kubernetes-named CRI logs
