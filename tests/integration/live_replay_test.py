@@ -429,16 +429,24 @@ class Live:
         return self.p is not None and self.p.poll() is None
 
     def checkpoint(self):
+        """The checkpoint, or None before the first one. It is replaced
+        atomically (rename), so a read sees a whole document."""
         try:
             with open(self.cp_path, "rb") as f:
                 cp = json.loads(f.read())
         except (FileNotFoundError, ValueError):
             return None
-        expect(cp.get("version") == 2, "checkpoint version %r, want 2" % cp.get("version"))
+        expect(isinstance(cp, dict) and cp.get("version") in (1, 2),
+               "%s: checkpoint version %r, want 1 or 2" % (self.cp_path, cp.get("version") if isinstance(cp, dict) else cp))
         return cp
 
     def offsets(self, cp):
-        return {os.path.realpath(s["path"]): s["offset"] for s in cp.get("streams", [])}
+        """path -> resume offset. Version 2 lists the files under "streams",
+        version 1 under "files"; both are accepted."""
+        entries = cp.get("streams") if cp.get("version") == 2 else cp.get("files")
+        expect(isinstance(entries, list), "%s: version %d checkpoint without its %r list" % (
+            self.cp_path, cp["version"], "streams" if cp["version"] == 2 else "files"))
+        return {os.path.realpath(e["path"]): e["offset"] for e in entries}
 
     def read_bytes(self):
         """Bytes read as far as the checkpoint shows."""
@@ -449,17 +457,17 @@ class Live:
         return sum(os.path.getsize(f) for f in self.files)
 
     def caught_up(self):
-        """The checkpoint shows every input at its end and no event pending.
-        (An empty file may be absent: there is nothing to identify it by.)"""
+        """The checkpoint shows, for every input file, an entry with its path
+        and its size as offset, and no event pending ("pending_events" empty
+        or absent: version 1 has no such list)."""
         cp = self.checkpoint()
         if cp is None:
             return False
         off = self.offsets(cp)
         for f in self.files:
-            size = os.path.getsize(f)
-            if off.get(os.path.realpath(f), 0 if size == 0 else -1) != size:
+            if off.get(os.path.realpath(f)) != os.path.getsize(f):
                 return False
-        return cp.get("pending_events") == []
+        return not cp.get("pending_events")
 
     def outage(self):
         t = self.stderr()
@@ -477,9 +485,28 @@ class Live:
         def done():
             self.running("before it had read everything")
             return self.caught_up() and self.outage()
-        wait(done, "start %d: every input read to its end in the checkpoint, nothing pending, "
-             "then \"input outage\" on stderr" % self.n)
+        try:
+            wait(done, "start %d: every input read to its end in the checkpoint, nothing pending, "
+                 "then \"input outage\" on stderr" % self.n)
+        except Failure as e:
+            raise Failure(str(e) + self.progress())
         self.stop()
+
+    def progress(self):
+        """What the checkpoint shows, for a failure message."""
+        try:
+            cp = self.checkpoint()
+        except Failure as e:
+            return "\n  " + str(e)
+        if cp is None:
+            return "\n  no checkpoint at %s; stderr:\n      %s" % (self.cp_path, self.tail())
+        off = self.offsets(cp)
+        rows = ["    %s  offset %s of %d" % (os.path.basename(f)[:60].encode("unicode_escape").decode(),
+                                          off.get(os.path.realpath(f), "(no entry)"), os.path.getsize(f))
+                for f in self.files]
+        return "\n  the checkpoint (version %s) shows:\n%s\n    pending_events: %d; \"input outage\" last on " \
+               "stderr: %s; stderr:\n      %s" % (cp.get("version"), "\n".join(rows),
+                                              len(cp.get("pending_events") or []), self.outage(), self.tail())
 
     def stop(self):
         if self.p.poll() is None:
