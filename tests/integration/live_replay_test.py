@@ -19,11 +19,14 @@ test pins run to replay.
    ending shortly before now: no event from replay, none from run (with
    `max_bans: 3`, and with max_bans at its default).
 3. Stopped part-way and restarted on the same state_dir (test hooks of
-   docs/PIPELINE.md): a crash series (`QW_TEST_CRASH_AFTER_CHECKPOINTS`),
-   a graceful-stop series (`QW_TEST_STOP_AFTER_CHECKPOINTS`) and real
-   `kill -9`s at seeded random moments, `checkpoint_interval: 0s` and
-   QW_TEST_READ_CHUNK=4096 (less for small inputs, see small_reads); after
-   crashes a line repeated with its id is dropped, keeping the first; after
+   docs/PIPELINE.md, `checkpoint_interval: 0s`): for each N = 1, 2, 3, 5,
+   8 ... a fresh start with QW_TEST_READ_CHUNK=4096 that crashes after its
+   N-th checkpoint (QW_TEST_CRASH_AFTER_CHECKPOINTS) and a restart without
+   it to the end, until the run ends before N checkpoints; a series of
+   graceful stops in a row (QW_TEST_STOP_AFTER_CHECKPOINTS) and real
+   `kill -9`s at seeded random moments, both with smaller reads for small
+   inputs (small_reads). After a crash, repeats are dropped by id (the
+   first occurrence kept) and the rest must be replay's lines; after
    graceful stops nothing may repeat.
 4. File names with a tab, a space, non-ASCII letters and a newline (raw
    CometBFT logs): one node stalls 3 minutes; replay reports it (expectations
@@ -266,24 +269,31 @@ def show_diff(want, got, n=40):
 
 def same_events(want_data, got_data, repeats):
     """run's events (got) against replay's stdout (want), byte for byte, in
-    order. repeats: "forbid" (after graceful stops only: the lines must be
-    replay's exactly) or "drop" (after a crash, lines read again give their
-    events again, with the same id: a line identical to an earlier line of
-    the same id is dropped, the first occurrence counts). Ids alone do not
-    say "repeat": replay itself prints distinct events with one id (several
-    missed_precommit of one height in examples_eos and examples_solana).
-    Returns the number of repeats dropped."""
-    want, _ = event_lines(want_data, "replay stdout")
+    order. repeats: "forbid" (no crash: the lines must be replay's exactly)
+    or "drop" (after a crash, lines read again give their events again with
+    the same id, README "quorumwatch run": repeats are dropped by id, the
+    first occurrence kept, and the rest must be replay's lines exactly).
+    Replay itself prints distinct events with one id in a few examples
+    (several missed_precommit of one slot in examples_eos, examples_solana):
+    for such an id only a line identical to an earlier one is a repeat.
+    Returns (repeats dropped, repeats whose bytes differ from the first
+    occurrence: allowed, since a consumer drops by id, but reported)."""
+    want, want_objs = event_lines(want_data, "replay stdout")
     got, objs = event_lines(got_data, "run's events file")
-    kept, repeated = got, []
+    kept, repeated, differing = got, 0, 0
     if repeats == "drop":
+        per_id = {}
+        for o in want_objs:
+            per_id[o["id"]] = per_id.get(o["id"], 0) + 1
         seen = {}
         kept = []
         for line, o in zip(got, objs):
-            if line in seen.setdefault(o["id"], set()):
-                repeated.append(o["id"])
+            first = seen.get(o["id"])
+            if first is not None and (line in first or per_id.get(o["id"], 0) <= 1):
+                repeated += 1
+                differing += line not in first
                 continue
-            seen[o["id"]].add(line)
+            seen.setdefault(o["id"], set()).add(line)
             kept.append(line)
     if kept != want:
         extra = []
@@ -295,10 +305,15 @@ def same_events(want_data, got_data, repeats):
                 counts[line] = counts.get(line, 0) - 1
             extra = [l for l, c in counts.items() if c < 0]
         raise Failure("run's events differ from replay's (%d line(s) vs replay's %d%s%s):\n%s" % (
-            len(kept), len(want), ", after dropping %d repeat(s)" % len(repeated) if repeated else "",
+            len(kept), len(want), ", after dropping %d repeat(s) by id" % repeated if repeated else "",
             "; run wrote %d line(s) more often than replay prints them (no crash: none may repeat)"
             % len(extra) if extra else "", show_diff(want, kept)))
-    return len(repeated)
+    return repeated, differing
+
+
+def repeats_note(repeated, differing):
+    return "%d repeated event(s) dropped by id%s" % (
+        repeated, " (%d of them not byte-identical to the first occurrence)" % differing if differing else "")
 
 
 def not_late(data, last_ns, what):
@@ -740,68 +755,138 @@ def check_healthy(gen_dir, label):
 
 
 
+READ_CHUNK = {"QW_TEST_READ_CHUNK": "4096"}
+
+
 def small_reads(live):
-    """QW_TEST_READ_CHUNK: 4096 bytes per file and poll, less for small
-    inputs (at least ~256 reads per file, at least 256 bytes a read). The
-    reader runs ahead of the checkpoints by at most the pool of batches
-    (threads x 4 + 4, one batch a poll here) plus what the ordering holds:
-    with that many reads, the first few checkpoints come before the end of
-    the input, whatever the machine's speed."""
+    """QW_TEST_READ_CHUNK for the graceful stops and the kill -9s: 4096
+    bytes per file and poll, less for small inputs (at least ~256 reads per
+    file, at least 256 bytes a read). A graceful stop after the N-th
+    checkpoint first drains the batches already read (up to the pool,
+    threads x 4 + 4, one batch a poll here) into its last checkpoint, and
+    a kill -9 aimed "while it reads" must find it still reading: with 4096
+    bytes a read, a scenario of ~40 KB per file is read whole by then (seen:
+    upgrade_halt's first graceful stop, at N=1, had read everything)."""
     per_file = live.total_bytes() // max(1, len(live.files))
     return {"QW_TEST_READ_CHUNK": str(max(256, min(4096, per_file // 256)))}
 
 
 def finish_series(live, case, repeats):
-    """The last start, without a stop or crash hook, to the end; then the
-    comparison with replay."""
-    live.start(**small_reads(live))
+    """A restart without any test variable, to the end; then the comparison
+    with replay. Returns same_events's (repeats, differing)."""
+    live.start()
     live.finish()
     got = live.data()
     not_late(got, last_record_ns(live.files), "run")
     return same_events(case.want(), got, repeats)
 
 
-def hook_series(case, label, hook, want_rc):
-    """Starts with hook=N for N in 1, 2, 3, 5, 8 ... (each start counts its
-    own checkpoints, `checkpoint_interval: 0s`: one after every batch) while
-    the input is not yet read, then once without the hook to the end. The
-    first two stops must come part-way (see small_reads)."""
+def exited_or_caught_up(live, what):
+    return wait(lambda: "exited" if not live.alive() else ("caught up" if live.caught_up() else None),
+                "start %d (%s) exits or shows every input read in its checkpoint" % (live.n, what))
+
+
+def crash_series(case, label):
+    """For N = 1, 2, 3, 5, 8 ...: a fresh state_dir, a start with
+    QW_TEST_CRASH_AFTER_CHECKPOINTS=N and QW_TEST_READ_CHUNK=4096
+    (`checkpoint_interval: 0s`: a checkpoint after every batch), which exits
+    137 right after its N-th checkpoint; then a restart without the crash
+    variable to the end, and replay's events after dropping repeats by id.
+    The series ends with the first N the run reaches the end before: that
+    start simply completes (its SIGTERM's own checkpoint may be the N-th,
+    so 137 is accepted there). At least two crashes must come part-way."""
+    hook = "QW_TEST_CRASH_AFTER_CHECKPOINTS"
+
+    def fn():
+        part_way, crashes, notes = [], 0, []
+        for n in FIB:
+            live = case.setup("%s-%d" % (label, n), interval="0s")
+            try:
+                live.start(**READ_CHUNK, **{hook: str(n)})
+                how = exited_or_caught_up(live, "%s=%d" % (hook, n))
+                if how == "caught up":
+                    # read to the end before its N-th checkpoint: it simply completes
+                    def done():
+                        return not live.alive() or live.outage()
+                    wait(done, "start 1 (%s=%d): \"input outage\" on stderr after reading everything" % (hook, n))
+                    if live.alive():
+                        live.p.send_signal(signal.SIGTERM)
+                    try:
+                        rc = live.p.wait(STOP_DEADLINE)
+                    except subprocess.TimeoutExpired:
+                        raise Failure("%s=%d: no exit within %d s of SIGTERM" % (hook, n, STOP_DEADLINE))
+                    expect(rc in (0, 137), "%s=%d, read to the end: exit status %d after SIGTERM, want 0 (or 137 "
+                           "if the stop's checkpoint was the N-th); stderr:\n      %s" % (hook, n, rc, live.tail()))
+                    got = live.data()
+                    not_late(got, last_record_ns(live.files), "run")
+                    same_events(case.want(), got, "drop" if rc == 137 else "forbid")
+                    notes.append("N=%d read everything first" % n)
+                    break
+                rc = live.p.returncode
+                expect(rc == 137, "%s=%d: exit status %d, want 137; stderr:\n      %s" % (hook, n, rc, live.tail()))
+                crashes += 1
+                at = live.read_bytes()
+                if not live.caught_up():
+                    part_way.append(n)
+                try:
+                    r, d = finish_series(live, case, "drop")
+                except Failure as e:
+                    raise Failure("after a crash at checkpoint %d (it showed byte %d of %d read): %s" % (
+                        n, at, live.total_bytes(), e))
+                if r:
+                    notes.append("N=%d: %s" % (n, repeats_note(r, d)))
+            finally:
+                live.kill()
+            shutil.rmtree(live.root, ignore_errors=True)  # this N passed: its copy goes
+        else:
+            notes.append("still part-way at N=%d" % FIB[-1])
+        expect(len(part_way) >= 2, "only %d crash(es) came before the input was read to its end (N = %s): the "
+               "series did not test restarts part-way" % (len(part_way), part_way))
+        return "%d crash(es), part-way at N = %s; %s" % (crashes, ", ".join(map(str, part_way)), "; ".join(notes))
+    return fn
+
+
+def stop_series(case, label):
+    """One state_dir, successive starts with QW_TEST_STOP_AFTER_CHECKPOINTS=N
+    for N = 1, 2, 3, 5, 8 ... and small reads (see small_reads; each stops
+    gracefully, exit 0, after its own N-th checkpoint) while the input is
+    not read to its end, then a start without test variables to the end:
+    replay's events, nothing written twice. At least two stops must come
+    part-way."""
+    hook = "QW_TEST_STOP_AFTER_CHECKPOINTS"
+
     def fn():
         live = case.setup(label, interval="0s")
         try:
             part_way = 0
             for n in FIB:
                 live.start(**small_reads(live), **{hook: str(n)})
-                done = wait(lambda: "exited" if not live.alive() else ("caught up" if live.caught_up() else None),
-                            "start %d (%s=%d) exits or reads everything" % (live.n, hook, n))
-                if done == "exited":
-                    rc = live.p.returncode
-                    expect(rc == want_rc, "start %d: %s=%d: exit status %d, want %d; stderr:\n      %s" % (
-                        live.n, hook, n, rc, want_rc, live.tail()))
-                    if live.caught_up():
-                        break
-                    part_way += 1
-                else:
-                    # read to the end before its N-th checkpoint: a plain stop
+                how = exited_or_caught_up(live, "%s=%d" % (hook, n))
+                if how == "caught up":
                     live.p.send_signal(signal.SIGTERM)
-                    rc = live.p.wait(STOP_DEADLINE)
-                    expect(rc in (0, want_rc), "start %d: exit status %d after SIGTERM" % (live.n, rc))
+                rc = live.p.wait(STOP_DEADLINE)
+                expect(rc == 0, "start %d (%s=%d): exit status %d, want 0; stderr:\n      %s" % (
+                    live.n, hook, n, rc, live.tail()))
+                if how == "caught up" or live.caught_up():
                     break
+                part_way += 1
             expect(part_way >= 2, "only %d start(s) with %s stopped before the input was read to its end: "
                    "the series did not test restarts part-way" % (part_way, hook))
-            repeats = finish_series(live, case, "drop" if want_rc == 137 else "forbid")
-            return "%d start(s) with the hook, %d of them stopped before the end of the input%s" % (
-                live.n - 1, part_way, "; %d repeated line(s) dropped" % repeats if want_rc == 137 else "")
+            finish_series(live, case, "forbid")
+            return "%d start(s) with the hook, %d of them stopped before the end of the input" % (
+                live.n - 1, part_way)
         finally:
             live.kill()
     return fn
 
 
 def kill9_series(case, label, seed, kills=3):
-    """Real kill -9s while it reads: each once the checkpoint shows a seeded
+    """Real kill -9s while it reads (small reads, see small_reads; a
+    checkpoint after every batch): each once the checkpoint shows a seeded
     random share of the input read, after a seeded jitter of 0-20 ms (the
-    jitter picks the moment; it waits for nothing). Whether a kill came
-    before the end of the input is timing: it is printed, not asserted."""
+    jitter picks the moment; it waits for nothing); then a restart without
+    test variables to the end. Whether a kill came before the end of the
+    input is timing: it is printed, not asserted."""
     def fn():
         rng = random.Random("%s/%s" % (seed, case.name))
         live = case.setup(label, interval="0s")
@@ -820,9 +905,8 @@ def kill9_series(case, label, seed, kills=3):
                 if live.caught_up():
                     break
                 part_way += 1
-            repeats = finish_series(live, case, "drop")
-            return "%d of %d kill -9 came before the end of the input; %d repeated line(s) dropped" % (
-                part_way, live.n - 1, repeats)
+            r, d = finish_series(live, case, "drop")
+            return "%d of %d kill -9 came before the end of the input; %s" % (part_way, live.n - 1, repeats_note(r, d))
         finally:
             live.kill()
     return fn
@@ -986,10 +1070,10 @@ def main():
         cases.append(golden_case(os.path.join(GOLDEN, name)))
     jobs = []
     for c in cases:
-        jobs.append(("restarts/%s: crashes after 1, 2, 3, 5, 8 ... checkpoints" % c.name,
-                     hook_series(c, c.name + "-crash", "QW_TEST_CRASH_AFTER_CHECKPOINTS", 137)))
-        jobs.append(("restarts/%s: graceful stops after 1, 2, 3, 5, 8 ... checkpoints" % c.name,
-                     hook_series(c, c.name + "-stop", "QW_TEST_STOP_AFTER_CHECKPOINTS", 0)))
+        jobs.append(("restarts/%s: a crash after N = 1, 2, 3, 5, 8 ... checkpoints, then a restart" % c.name,
+                     crash_series(c, c.name + "-crash")))
+        jobs.append(("restarts/%s: graceful stops after 1, 2, 3, 5, 8 ... checkpoints in a row" % c.name,
+                     stop_series(c, c.name + "-stop")))
         jobs.append(("restarts/%s: kill -9 at random moments" % c.name, kill9_series(c, c.name + "-kill9", seed)))
     if any(t.wanted(label) for label, _ in jobs):
         print("     (kill -9 seed %d; QW_LIVE_SEED=%d repeats it)" % (seed, seed), flush=True)
