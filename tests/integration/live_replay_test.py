@@ -29,8 +29,9 @@ test pins run to replay.
    first occurrence kept) and the rest must be replay's lines; after
    graceful stops nothing may repeat.
 4. File names with a tab, a space, non-ASCII letters and a newline (raw
-   CometBFT logs): one node stalls 3 minutes; replay reports it (expectations
-   by reasoning, docs/DETECTION.md), run writes the same, across restarts.
+   CometBFT JSON logs, RFC 3339 stamps): one node stops committing for 3
+   minutes; replay reports it (expectations by reasoning,
+   docs/DETECTION.md), run writes the same, across a SIGTERM and restarts.
 
 Expectations come from reasoning about the inputs or, for equality, from
 replay; never from run's own output. Every wait polls a condition (every
@@ -920,14 +921,49 @@ STALLER = "node\nd"
 OFFSET_MS = {"node\ta": 110, "node b": 230, "n\u00f6de-\u00e7": 350, "node\nd": 470}
 T0 = ns_of(datetime.datetime(2025, 6, 1, 10, 0, 0, tzinfo=UTC))
 H0 = 9_000_001
-BLOCKS, K_STOP, K_BACK = 100, 30, 60  # the staller's last commit before the stall, first after
+# 20 heights (blocks 0-19) from every node; then STALLER commits nothing for
+# 3 minutes (its last advance at block K_STOP, its next one 1.5 s after
+# block K_BACK) while the others go on; then it catches up and all go on
+# together to block BLOCKS - 1.
+BLOCKS, K_STOP, K_BACK = 60, 19, 49
+
+
+def ts_nano(ns):
+    """CometBFT's JSON logger (`"ts"`): RFC 3339 with nanoseconds, trailing
+    zeros trimmed (libs/log/tm_json_logger.go, kitlog.DefaultTimestampUTC)."""
+    frac = ("%09d" % (ns % SECOND)).rstrip("0")
+    return utc(ns).strftime("%Y-%m-%dT%H:%M:%S") + ("." + frac if frac else "") + "Z"
+
+
+def tmjson(ns, msg, level, module, **fields):
+    """One line of CometBFT's JSON logger, keys sorted as it writes them
+    (the shape of the `committed state` test line in patterns/cometbft.yaml)."""
+    o = dict(fields, _msg=msg, level=level, module=module, ts=ts_nano(ns))
+    return json.dumps(o, sort_keys=True, separators=(",", ":"))
+
+
+def json_commit(ns, h, rng):
+    return tmjson(ns, "committed state", "info", "state", height=h, num_txs=rng.randint(0, 12),
+                  app_hash=hashlib.sha256(b"%d" % h).hexdigest().upper())
+
+
+def json_p2p(ns, rng):
+    peer = "Peer{MConn{%s.%d:26656} %s out}" % (
+        rng.choice(("192.0.2", "198.51.100", "203.0.113")), rng.randint(2, 250),
+        hashlib.sha1(b"%f" % rng.random()).hexdigest())
+    if rng.random() < 0.5:
+        return tmjson(ns, "Added peer", "info", "p2p", peer=peer)
+    return tmjson(ns, "Stopping peer for error", "error", "p2p", peer=peer,
+                  err=rng.choice(("EOF", "read tcp: connection reset by peer", "pong timeout")))
 
 
 def gen_names(dest):
-    """Raw CometBFT 0.37 plain logs (stamped `I[2006-01-02|15:04:05.000]`,
-    UTC): a height every 6 s, a p2p line between commits. STALLER commits
-    nothing from block K_STOP + 1 for 3 minutes, then catches up 30 heights
-    100 ms apart, 1.5 s after block K_BACK; all times whole milliseconds."""
+    """Raw (not CRI) CometBFT JSON logs stamped RFC 3339 (`"ts"`, UTC), one
+    per name: a height every 6 s and a p2p line 2.5 s after each block, from
+    every node, STALLER included (it stops committing, not logging: its
+    file goes on, so its node stays visible). STALLER commits nothing from
+    block K_STOP + 1 on, then catches up 30 heights 100 ms apart from 1.5 s
+    after block K_BACK; all times whole milliseconds."""
     rng = random.Random(7)
     os.makedirs(dest)
     paths = []
@@ -936,12 +972,12 @@ def gen_names(dest):
         for k in range(BLOCKS):
             t = T0 + k * 6 * SECOND + OFFSET_MS[name] * MS
             if name != STALLER or k <= K_STOP or k > K_BACK:
-                lines.append((t, commit_line(t, H0 + k, rng)))
-            lines.append((t + 2500 * MS, p2p_noise(t + 2500 * MS, rng)))
+                lines.append((t, json_commit(t, H0 + k, rng)))
+            lines.append((t + 2500 * MS, json_p2p(t + 2500 * MS, rng)))
         if name == STALLER:
             for j, h in enumerate(range(H0 + K_STOP + 1, H0 + K_BACK + 1)):
                 t = T0 + K_BACK * 6 * SECOND + (1500 + 100 * j) * MS
-                lines.append((t, commit_line(t, h, rng)))
+                lines.append((t, json_commit(t, h, rng)))
         lines.sort(key=lambda x: x[0])
         p = os.path.join(dest, name + ".log")
         with open(p, "w", encoding="utf-8") as f:
@@ -951,21 +987,26 @@ def gen_names(dest):
 
 
 def names_expected():
-    """docs/DETECTION.md with stall_after 60 s, max_lag 5, 6 s blocks."""
+    """docs/DETECTION.md with the CometBFT defaults (stall_after 60 s,
+    max_lag 5), 6 s blocks; the node is the file's base name without .log."""
     def t_of(k, name):
         return T0 + k * 6 * SECOND + OFFSET_MS[name] * MS
     first_other = min(OFFSET_MS[n] for n in NAMES if n != STALLER)
+    catch_up = T0 + K_BACK * 6 * SECOND + 1500 * MS
     ev = [
-        # lagging: the first advance of any node to K_STOP + 6 (more than 5 behind)
+        # lagging: the first advance of another node to K_STOP + 6 leaves it
+        # 6 (more than max_lag 5) behind, 36 s after its last advance
         (T0 + (K_STOP + 6) * 6 * SECOND + first_other * MS, "out_of_consensus", "warning", H0 + K_STOP,
          {"reason": "lagging"}),
-        # no advance for stall_after
-        (t_of(K_STOP, STALLER) + 60 * SECOND, "node_stalled", "warning", H0 + K_STOP, {}),
-        # the first advance after the stall
-        (T0 + K_BACK * 6 * SECOND + 1500 * MS, "node_recovered", "info", H0 + K_STOP + 1, {}),
-        # within 5 of the head (K_BACK, committed by the others before the catch-up)
-        (T0 + K_BACK * 6 * SECOND + (1500 + 100 * (K_BACK - 5 - K_STOP - 1)) * MS, "back_in_consensus", "info",
-         H0 + K_BACK - 5, {}),
+        # no advance for stall_after (already out of consensus: no second
+        # out_of_consensus)
+        (t_of(K_STOP, STALLER) + 60 * SECOND, "node_stalled", "warning", H0 + K_STOP,
+         {"stall_after": "1m00s", "last_commit": event_time(t_of(K_STOP, STALLER))}),
+        # the first advance after the stall, ~3 minutes after the last one
+        (catch_up, "node_recovered", "info", H0 + K_STOP + 1, {}),
+        # within 5 of the head (K_BACK, committed by the others just before
+        # the catch-up began): its advance to K_BACK - 5
+        (catch_up + 100 * (K_BACK - 5 - K_STOP - 1) * MS, "back_in_consensus", "info", H0 + K_BACK - 5, {}),
     ]
     return [{"time": event_time(t), "event": k, "severity": s, "chain": "cosmoshub", "node": STALLER,
              "height": h, "detail": d} for t, k, s, h, d in ev]
