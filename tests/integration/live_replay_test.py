@@ -1043,16 +1043,20 @@ def check_names_replay(gen_dir):
     return fn
 
 
-def check_names_run(gen_dir):
-    """Start (256 bytes a poll, a checkpoint after every batch), SIGTERM
-    once the checkpoint shows progress, start again to the end, start a
-    third time: exit 0 each time, replay's events, nothing written twice.
-    Where the first stop came is printed, not asserted (it is timing)."""
+def check_names_run(gen_dir, interval):
+    """Start (256 bytes a poll), SIGTERM once the checkpoint shows
+    progress, start again to the end, start a third time: exit 0 each time,
+    replay's events, nothing written twice. Where the first stop came is
+    printed, not asserted (it is timing). Twice: with the ordinary
+    checkpoint_interval of section 1 (the names on any binary that runs at
+    all; the input is usually read whole before the first checkpoint), and
+    with 0s (a checkpoint after every batch: the SIGTERM comes part-way, so
+    the restart resumes mid-file on the odd paths)."""
     def fn():
         case = Case("names", gen_dir, ["--chain", "cosmoshub"], sorted(os.listdir(gen_dir)),
                     [("{}", "cosmoshub")], "")
         want = case.want()
-        live = case.setup("names", interval="0s")
+        live = case.setup("names", interval=interval)
         try:
             total = live.total_bytes()
             live.start(QW_TEST_READ_CHUNK="256")
@@ -1124,7 +1128,9 @@ def main():
     names_dir = os.path.join(TMP, "gen-names")
     gen_names(names_dir)
     t.run([("names: replay reports the stall of %r, names JSON-escaped" % STALLER, check_names_replay(names_dir)),
-           ("names: run == replay, across SIGTERM and restarts", check_names_run(names_dir))])
+           ("names: run == replay, across SIGTERM and restarts", check_names_run(names_dir, "100ms")),
+           ("names: run == replay, SIGTERM part-way (checkpoint_interval 0s) and restarts",
+            check_names_run(names_dir, "0s"))])
 
     print("     (%.0f s)" % (time.monotonic() - started))
     if t.failed == 0:
