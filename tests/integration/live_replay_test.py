@@ -22,15 +22,19 @@ test pins run to replay.
    ending shortly before now: no event from replay, none from run (with
    `max_bans: 3`, and with max_bans at its default).
 3. Stopped part-way and restarted on the same state_dir (test hooks of
-   docs/PIPELINE.md): a crash series (`QW_TEST_CRASH_AFTER_CHECKPOINTS`),
-   a graceful-stop series (`QW_TEST_STOP_AFTER_CHECKPOINTS`) and real
-   `kill -9`s at seeded random moments, `checkpoint_interval: 0s` and
-   QW_TEST_READ_CHUNK=4096 (less for small inputs, see small_reads); after
-   crashes a line repeated with its id is dropped, keeping the first; after
+   docs/PIPELINE.md, `checkpoint_interval: 0s`): for each N = 1, 2, 3, 5,
+   8 ... a fresh start with QW_TEST_READ_CHUNK=4096 that crashes after its
+   N-th checkpoint (QW_TEST_CRASH_AFTER_CHECKPOINTS) and a restart without
+   it to the end, until the run ends before N checkpoints; a series of
+   graceful stops in a row (QW_TEST_STOP_AFTER_CHECKPOINTS) and real
+   `kill -9`s at seeded random moments, both with smaller reads for small
+   inputs (small_reads). After a crash, repeats are dropped by id (the
+   first occurrence kept) and the rest must be replay's lines; after
    graceful stops nothing may repeat.
 4. File names with a tab, a space, non-ASCII letters and a newline (raw
-   CometBFT logs): one node stalls 3 minutes; replay reports it (expectations
-   by reasoning, docs/DETECTION.md), run writes the same, across restarts.
+   CometBFT JSON logs, RFC 3339 stamps): one node stops committing for 3
+   minutes; replay reports it (expectations by reasoning,
+   docs/DETECTION.md), run writes the same, across a SIGTERM and restarts.
 
 Expectations come from reasoning about the inputs or, for equality, from
 replay; never from run's own output. Every wait polls a condition (every
@@ -269,24 +273,31 @@ def show_diff(want, got, n=40):
 
 def same_events(want_data, got_data, repeats):
     """run's events (got) against replay's stdout (want), byte for byte, in
-    order. repeats: "forbid" (after graceful stops only: the lines must be
-    replay's exactly) or "drop" (after a crash, lines read again give their
-    events again, with the same id: a line identical to an earlier line of
-    the same id is dropped, the first occurrence counts). Ids alone do not
-    say "repeat": replay itself prints distinct events with one id (several
-    missed_precommit of one height in examples_eos and examples_solana).
-    Returns the number of repeats dropped."""
-    want, _ = event_lines(want_data, "replay stdout")
+    order. repeats: "forbid" (no crash: the lines must be replay's exactly)
+    or "drop" (after a crash, lines read again give their events again with
+    the same id, README "quorumwatch run": repeats are dropped by id, the
+    first occurrence kept, and the rest must be replay's lines exactly).
+    Replay itself prints distinct events with one id in a few examples
+    (several missed_precommit of one slot in examples_eos, examples_solana):
+    for such an id only a line identical to an earlier one is a repeat.
+    Returns (repeats dropped, repeats whose bytes differ from the first
+    occurrence: allowed, since a consumer drops by id, but reported)."""
+    want, want_objs = event_lines(want_data, "replay stdout")
     got, objs = event_lines(got_data, "run's events file")
-    kept, repeated = got, []
+    kept, repeated, differing = got, 0, 0
     if repeats == "drop":
+        per_id = {}
+        for o in want_objs:
+            per_id[o["id"]] = per_id.get(o["id"], 0) + 1
         seen = {}
         kept = []
         for line, o in zip(got, objs):
-            if line in seen.setdefault(o["id"], set()):
-                repeated.append(o["id"])
+            first = seen.get(o["id"])
+            if first is not None and (line in first or per_id.get(o["id"], 0) <= 1):
+                repeated += 1
+                differing += line not in first
                 continue
-            seen[o["id"]].add(line)
+            seen.setdefault(o["id"], set()).add(line)
             kept.append(line)
     if kept != want:
         extra = []
@@ -298,10 +309,15 @@ def same_events(want_data, got_data, repeats):
                 counts[line] = counts.get(line, 0) - 1
             extra = [l for l, c in counts.items() if c < 0]
         raise Failure("run's events differ from replay's (%d line(s) vs replay's %d%s%s):\n%s" % (
-            len(kept), len(want), ", after dropping %d repeat(s)" % len(repeated) if repeated else "",
+            len(kept), len(want), ", after dropping %d repeat(s) by id" % repeated if repeated else "",
             "; run wrote %d line(s) more often than replay prints them (no crash: none may repeat)"
             % len(extra) if extra else "", show_diff(want, kept)))
-    return len(repeated)
+    return repeated, differing
+
+
+def repeats_note(repeated, differing):
+    return "%d repeated event(s) dropped by id%s" % (
+        repeated, " (%d of them not byte-identical to the first occurrence)" % differing if differing else "")
 
 
 def not_late(data, last_ns, what):
@@ -432,16 +448,24 @@ class Live:
         return self.p is not None and self.p.poll() is None
 
     def checkpoint(self):
+        """The checkpoint, or None before the first one. It is replaced
+        atomically (rename), so a read sees a whole document."""
         try:
             with open(self.cp_path, "rb") as f:
                 cp = json.loads(f.read())
         except (FileNotFoundError, ValueError):
             return None
-        expect(cp.get("version") == 2, "checkpoint version %r, want 2" % cp.get("version"))
+        expect(isinstance(cp, dict) and cp.get("version") in (1, 2),
+               "%s: checkpoint version %r, want 1 or 2" % (self.cp_path, cp.get("version") if isinstance(cp, dict) else cp))
         return cp
 
     def offsets(self, cp):
-        return {os.path.realpath(s["path"]): s["offset"] for s in cp.get("streams", [])}
+        """path -> resume offset. Version 2 lists the files under "streams",
+        version 1 under "files"; both are accepted."""
+        entries = cp.get("streams") if cp.get("version") == 2 else cp.get("files")
+        expect(isinstance(entries, list), "%s: version %d checkpoint without its %r list" % (
+            self.cp_path, cp["version"], "streams" if cp["version"] == 2 else "files"))
+        return {os.path.realpath(e["path"]): e["offset"] for e in entries}
 
     def read_bytes(self):
         """Bytes read as far as the checkpoint shows."""
@@ -452,17 +476,17 @@ class Live:
         return sum(os.path.getsize(f) for f in self.files)
 
     def caught_up(self):
-        """The checkpoint shows every input at its end and no event pending.
-        (An empty file may be absent: there is nothing to identify it by.)"""
+        """The checkpoint shows, for every input file, an entry with its path
+        and its size as offset, and no event pending ("pending_events" empty
+        or absent: version 1 has no such list)."""
         cp = self.checkpoint()
         if cp is None:
             return False
         off = self.offsets(cp)
         for f in self.files:
-            size = os.path.getsize(f)
-            if off.get(os.path.realpath(f), 0 if size == 0 else -1) != size:
+            if off.get(os.path.realpath(f)) != os.path.getsize(f):
                 return False
-        return cp.get("pending_events") == []
+        return not cp.get("pending_events")
 
     def outage(self):
         t = self.stderr()
@@ -480,9 +504,28 @@ class Live:
         def done():
             self.running("before it had read everything")
             return self.caught_up() and self.outage()
-        wait(done, "start %d: every input read to its end in the checkpoint, nothing pending, "
-             "then \"input outage\" on stderr" % self.n)
+        try:
+            wait(done, "start %d: every input read to its end in the checkpoint, nothing pending, "
+                 "then \"input outage\" on stderr" % self.n)
+        except Failure as e:
+            raise Failure(str(e) + self.progress())
         self.stop()
+
+    def progress(self):
+        """What the checkpoint shows, for a failure message."""
+        try:
+            cp = self.checkpoint()
+        except Failure as e:
+            return "\n  " + str(e)
+        if cp is None:
+            return "\n  no checkpoint at %s; stderr:\n      %s" % (self.cp_path, self.tail())
+        off = self.offsets(cp)
+        rows = ["    %s  offset %s of %d" % (os.path.basename(f)[:60].encode("unicode_escape").decode(),
+                                          off.get(os.path.realpath(f), "(no entry)"), os.path.getsize(f))
+                for f in self.files]
+        return "\n  the checkpoint (version %s) shows:\n%s\n    pending_events: %d; \"input outage\" last on " \
+               "stderr: %s; stderr:\n      %s" % (cp.get("version"), "\n".join(rows),
+                                              len(cp.get("pending_events") or []), self.outage(), self.tail())
 
     def stop(self):
         if self.p.poll() is None:
@@ -716,68 +759,138 @@ def check_healthy(gen_dir, label):
 
 
 
+READ_CHUNK = {"QW_TEST_READ_CHUNK": "4096"}
+
+
 def small_reads(live):
-    """QW_TEST_READ_CHUNK: 4096 bytes per file and poll, less for small
-    inputs (at least ~256 reads per file, at least 256 bytes a read). The
-    reader runs ahead of the checkpoints by at most the pool of batches
-    (threads x 4 + 4, one batch a poll here) plus what the ordering holds:
-    with that many reads, the first few checkpoints come before the end of
-    the input, whatever the machine's speed."""
+    """QW_TEST_READ_CHUNK for the graceful stops and the kill -9s: 4096
+    bytes per file and poll, less for small inputs (at least ~256 reads per
+    file, at least 256 bytes a read). A graceful stop after the N-th
+    checkpoint first drains the batches already read (up to the pool,
+    threads x 4 + 4, one batch a poll here) into its last checkpoint, and
+    a kill -9 aimed "while it reads" must find it still reading: with 4096
+    bytes a read, a scenario of ~40 KB per file is read whole by then (seen:
+    upgrade_halt's first graceful stop, at N=1, had read everything)."""
     per_file = live.total_bytes() // max(1, len(live.files))
     return {"QW_TEST_READ_CHUNK": str(max(256, min(4096, per_file // 256)))}
 
 
 def finish_series(live, case, repeats):
-    """The last start, without a stop or crash hook, to the end; then the
-    comparison with replay."""
-    live.start(**small_reads(live))
+    """A restart without any test variable, to the end; then the comparison
+    with replay. Returns same_events's (repeats, differing)."""
+    live.start()
     live.finish()
     got = live.data()
     not_late(got, last_record_ns(live.files), "run")
     return same_events(case.want(), got, repeats)
 
 
-def hook_series(case, label, hook, want_rc):
-    """Starts with hook=N for N in 1, 2, 3, 5, 8 ... (each start counts its
-    own checkpoints, `checkpoint_interval: 0s`: one after every batch) while
-    the input is not yet read, then once without the hook to the end. The
-    first two stops must come part-way (see small_reads)."""
+def exited_or_caught_up(live, what):
+    return wait(lambda: "exited" if not live.alive() else ("caught up" if live.caught_up() else None),
+                "start %d (%s) exits or shows every input read in its checkpoint" % (live.n, what))
+
+
+def crash_series(case, label):
+    """For N = 1, 2, 3, 5, 8 ...: a fresh state_dir, a start with
+    QW_TEST_CRASH_AFTER_CHECKPOINTS=N and QW_TEST_READ_CHUNK=4096
+    (`checkpoint_interval: 0s`: a checkpoint after every batch), which exits
+    137 right after its N-th checkpoint; then a restart without the crash
+    variable to the end, and replay's events after dropping repeats by id.
+    The series ends with the first N the run reaches the end before: that
+    start simply completes (its SIGTERM's own checkpoint may be the N-th,
+    so 137 is accepted there). At least two crashes must come part-way."""
+    hook = "QW_TEST_CRASH_AFTER_CHECKPOINTS"
+
+    def fn():
+        part_way, crashes, notes = [], 0, []
+        for n in FIB:
+            live = case.setup("%s-%d" % (label, n), interval="0s")
+            try:
+                live.start(**READ_CHUNK, **{hook: str(n)})
+                how = exited_or_caught_up(live, "%s=%d" % (hook, n))
+                if how == "caught up":
+                    # read to the end before its N-th checkpoint: it simply completes
+                    def done():
+                        return not live.alive() or live.outage()
+                    wait(done, "start 1 (%s=%d): \"input outage\" on stderr after reading everything" % (hook, n))
+                    if live.alive():
+                        live.p.send_signal(signal.SIGTERM)
+                    try:
+                        rc = live.p.wait(STOP_DEADLINE)
+                    except subprocess.TimeoutExpired:
+                        raise Failure("%s=%d: no exit within %d s of SIGTERM" % (hook, n, STOP_DEADLINE))
+                    expect(rc in (0, 137), "%s=%d, read to the end: exit status %d after SIGTERM, want 0 (or 137 "
+                           "if the stop's checkpoint was the N-th); stderr:\n      %s" % (hook, n, rc, live.tail()))
+                    got = live.data()
+                    not_late(got, last_record_ns(live.files), "run")
+                    same_events(case.want(), got, "drop" if rc == 137 else "forbid")
+                    notes.append("N=%d read everything first" % n)
+                    break
+                rc = live.p.returncode
+                expect(rc == 137, "%s=%d: exit status %d, want 137; stderr:\n      %s" % (hook, n, rc, live.tail()))
+                crashes += 1
+                at = live.read_bytes()
+                if not live.caught_up():
+                    part_way.append(n)
+                try:
+                    r, d = finish_series(live, case, "drop")
+                except Failure as e:
+                    raise Failure("after a crash at checkpoint %d (it showed byte %d of %d read): %s" % (
+                        n, at, live.total_bytes(), e))
+                if r:
+                    notes.append("N=%d: %s" % (n, repeats_note(r, d)))
+            finally:
+                live.kill()
+            shutil.rmtree(live.root, ignore_errors=True)  # this N passed: its copy goes
+        else:
+            notes.append("still part-way at N=%d" % FIB[-1])
+        expect(len(part_way) >= 2, "only %d crash(es) came before the input was read to its end (N = %s): the "
+               "series did not test restarts part-way" % (len(part_way), part_way))
+        return "%d crash(es), part-way at N = %s; %s" % (crashes, ", ".join(map(str, part_way)), "; ".join(notes))
+    return fn
+
+
+def stop_series(case, label):
+    """One state_dir, successive starts with QW_TEST_STOP_AFTER_CHECKPOINTS=N
+    for N = 1, 2, 3, 5, 8 ... and small reads (see small_reads; each stops
+    gracefully, exit 0, after its own N-th checkpoint) while the input is
+    not read to its end, then a start without test variables to the end:
+    replay's events, nothing written twice. At least two stops must come
+    part-way."""
+    hook = "QW_TEST_STOP_AFTER_CHECKPOINTS"
+
     def fn():
         live = case.setup(label, interval="0s")
         try:
             part_way = 0
             for n in FIB:
                 live.start(**small_reads(live), **{hook: str(n)})
-                done = wait(lambda: "exited" if not live.alive() else ("caught up" if live.caught_up() else None),
-                            "start %d (%s=%d) exits or reads everything" % (live.n, hook, n))
-                if done == "exited":
-                    rc = live.p.returncode
-                    expect(rc == want_rc, "start %d: %s=%d: exit status %d, want %d; stderr:\n      %s" % (
-                        live.n, hook, n, rc, want_rc, live.tail()))
-                    if live.caught_up():
-                        break
-                    part_way += 1
-                else:
-                    # read to the end before its N-th checkpoint: a plain stop
+                how = exited_or_caught_up(live, "%s=%d" % (hook, n))
+                if how == "caught up":
                     live.p.send_signal(signal.SIGTERM)
-                    rc = live.p.wait(STOP_DEADLINE)
-                    expect(rc in (0, want_rc), "start %d: exit status %d after SIGTERM" % (live.n, rc))
+                rc = live.p.wait(STOP_DEADLINE)
+                expect(rc == 0, "start %d (%s=%d): exit status %d, want 0; stderr:\n      %s" % (
+                    live.n, hook, n, rc, live.tail()))
+                if how == "caught up" or live.caught_up():
                     break
+                part_way += 1
             expect(part_way >= 2, "only %d start(s) with %s stopped before the input was read to its end: "
                    "the series did not test restarts part-way" % (part_way, hook))
-            repeats = finish_series(live, case, "drop" if want_rc == 137 else "forbid")
-            return "%d start(s) with the hook, %d of them stopped before the end of the input%s" % (
-                live.n - 1, part_way, "; %d repeated line(s) dropped" % repeats if want_rc == 137 else "")
+            finish_series(live, case, "forbid")
+            return "%d start(s) with the hook, %d of them stopped before the end of the input" % (
+                live.n - 1, part_way)
         finally:
             live.kill()
     return fn
 
 
 def kill9_series(case, label, seed, kills=3):
-    """Real kill -9s while it reads: each once the checkpoint shows a seeded
+    """Real kill -9s while it reads (small reads, see small_reads; a
+    checkpoint after every batch): each once the checkpoint shows a seeded
     random share of the input read, after a seeded jitter of 0-20 ms (the
-    jitter picks the moment; it waits for nothing). Whether a kill came
-    before the end of the input is timing: it is printed, not asserted."""
+    jitter picks the moment; it waits for nothing); then a restart without
+    test variables to the end. Whether a kill came before the end of the
+    input is timing: it is printed, not asserted."""
     def fn():
         rng = random.Random("%s/%s" % (seed, case.name))
         live = case.setup(label, interval="0s")
@@ -796,9 +909,8 @@ def kill9_series(case, label, seed, kills=3):
                 if live.caught_up():
                     break
                 part_way += 1
-            repeats = finish_series(live, case, "drop")
-            return "%d of %d kill -9 came before the end of the input; %d repeated line(s) dropped" % (
-                part_way, live.n - 1, repeats)
+            r, d = finish_series(live, case, "drop")
+            return "%d of %d kill -9 came before the end of the input; %s" % (part_way, live.n - 1, repeats_note(r, d))
         finally:
             live.kill()
     return fn
@@ -812,14 +924,49 @@ STALLER = "node\nd"
 OFFSET_MS = {"node\ta": 110, "node b": 230, "n\u00f6de-\u00e7": 350, "node\nd": 470}
 T0 = ns_of(datetime.datetime(2025, 6, 1, 10, 0, 0, tzinfo=UTC))
 H0 = 9_000_001
-BLOCKS, K_STOP, K_BACK = 100, 30, 60  # the staller's last commit before the stall, first after
+# 20 heights (blocks 0-19) from every node; then STALLER commits nothing for
+# 3 minutes (its last advance at block K_STOP, its next one 1.5 s after
+# block K_BACK) while the others go on; then it catches up and all go on
+# together to block BLOCKS - 1.
+BLOCKS, K_STOP, K_BACK = 60, 19, 49
+
+
+def ts_nano(ns):
+    """CometBFT's JSON logger (`"ts"`): RFC 3339 with nanoseconds, trailing
+    zeros trimmed (libs/log/tm_json_logger.go, kitlog.DefaultTimestampUTC)."""
+    frac = ("%09d" % (ns % SECOND)).rstrip("0")
+    return utc(ns).strftime("%Y-%m-%dT%H:%M:%S") + ("." + frac if frac else "") + "Z"
+
+
+def tmjson(ns, msg, level, module, **fields):
+    """One line of CometBFT's JSON logger, keys sorted as it writes them
+    (the shape of the `committed state` test line in patterns/cometbft.yaml)."""
+    o = dict(fields, _msg=msg, level=level, module=module, ts=ts_nano(ns))
+    return json.dumps(o, sort_keys=True, separators=(",", ":"))
+
+
+def json_commit(ns, h, rng):
+    return tmjson(ns, "committed state", "info", "state", height=h, num_txs=rng.randint(0, 12),
+                  app_hash=hashlib.sha256(b"%d" % h).hexdigest().upper())
+
+
+def json_p2p(ns, rng):
+    peer = "Peer{MConn{%s.%d:26656} %s out}" % (
+        rng.choice(("192.0.2", "198.51.100", "203.0.113")), rng.randint(2, 250),
+        hashlib.sha1(b"%f" % rng.random()).hexdigest())
+    if rng.random() < 0.5:
+        return tmjson(ns, "Added peer", "info", "p2p", peer=peer)
+    return tmjson(ns, "Stopping peer for error", "error", "p2p", peer=peer,
+                  err=rng.choice(("EOF", "read tcp: connection reset by peer", "pong timeout")))
 
 
 def gen_names(dest):
-    """Raw CometBFT 0.37 plain logs (stamped `I[2006-01-02|15:04:05.000]`,
-    UTC): a height every 6 s, a p2p line between commits. STALLER commits
-    nothing from block K_STOP + 1 for 3 minutes, then catches up 30 heights
-    100 ms apart, 1.5 s after block K_BACK; all times whole milliseconds."""
+    """Raw (not CRI) CometBFT JSON logs stamped RFC 3339 (`"ts"`, UTC), one
+    per name: a height every 6 s and a p2p line 2.5 s after each block, from
+    every node, STALLER included (it stops committing, not logging: its
+    file goes on, so its node stays visible). STALLER commits nothing from
+    block K_STOP + 1 on, then catches up 30 heights 100 ms apart from 1.5 s
+    after block K_BACK; all times whole milliseconds."""
     rng = random.Random(7)
     os.makedirs(dest)
     paths = []
@@ -828,12 +975,12 @@ def gen_names(dest):
         for k in range(BLOCKS):
             t = T0 + k * 6 * SECOND + OFFSET_MS[name] * MS
             if name != STALLER or k <= K_STOP or k > K_BACK:
-                lines.append((t, commit_line(t, H0 + k, rng)))
-            lines.append((t + 2500 * MS, p2p_noise(t + 2500 * MS, rng)))
+                lines.append((t, json_commit(t, H0 + k, rng)))
+            lines.append((t + 2500 * MS, json_p2p(t + 2500 * MS, rng)))
         if name == STALLER:
             for j, h in enumerate(range(H0 + K_STOP + 1, H0 + K_BACK + 1)):
                 t = T0 + K_BACK * 6 * SECOND + (1500 + 100 * j) * MS
-                lines.append((t, commit_line(t, h, rng)))
+                lines.append((t, json_commit(t, h, rng)))
         lines.sort(key=lambda x: x[0])
         p = os.path.join(dest, name + ".log")
         with open(p, "w", encoding="utf-8") as f:
@@ -843,21 +990,26 @@ def gen_names(dest):
 
 
 def names_expected():
-    """docs/DETECTION.md with stall_after 60 s, max_lag 5, 6 s blocks."""
+    """docs/DETECTION.md with the CometBFT defaults (stall_after 60 s,
+    max_lag 5), 6 s blocks; the node is the file's base name without .log."""
     def t_of(k, name):
         return T0 + k * 6 * SECOND + OFFSET_MS[name] * MS
     first_other = min(OFFSET_MS[n] for n in NAMES if n != STALLER)
+    catch_up = T0 + K_BACK * 6 * SECOND + 1500 * MS
     ev = [
-        # lagging: the first advance of any node to K_STOP + 6 (more than 5 behind)
+        # lagging: the first advance of another node to K_STOP + 6 leaves it
+        # 6 (more than max_lag 5) behind, 36 s after its last advance
         (T0 + (K_STOP + 6) * 6 * SECOND + first_other * MS, "out_of_consensus", "warning", H0 + K_STOP,
          {"reason": "lagging"}),
-        # no advance for stall_after
-        (t_of(K_STOP, STALLER) + 60 * SECOND, "node_stalled", "warning", H0 + K_STOP, {}),
-        # the first advance after the stall
-        (T0 + K_BACK * 6 * SECOND + 1500 * MS, "node_recovered", "info", H0 + K_STOP + 1, {}),
-        # within 5 of the head (K_BACK, committed by the others before the catch-up)
-        (T0 + K_BACK * 6 * SECOND + (1500 + 100 * (K_BACK - 5 - K_STOP - 1)) * MS, "back_in_consensus", "info",
-         H0 + K_BACK - 5, {}),
+        # no advance for stall_after (already out of consensus: no second
+        # out_of_consensus)
+        (t_of(K_STOP, STALLER) + 60 * SECOND, "node_stalled", "warning", H0 + K_STOP,
+         {"stall_after": "1m00s", "last_commit": event_time(t_of(K_STOP, STALLER))}),
+        # the first advance after the stall, ~3 minutes after the last one
+        (catch_up, "node_recovered", "info", H0 + K_STOP + 1, {}),
+        # within 5 of the head (K_BACK, committed by the others just before
+        # the catch-up began): its advance to K_BACK - 5
+        (catch_up + 100 * (K_BACK - 5 - K_STOP - 1) * MS, "back_in_consensus", "info", H0 + K_BACK - 5, {}),
     ]
     return [{"time": event_time(t), "event": k, "severity": s, "chain": "cosmoshub", "node": STALLER,
              "height": h, "detail": d} for t, k, s, h, d in ev]
@@ -894,16 +1046,20 @@ def check_names_replay(gen_dir):
     return fn
 
 
-def check_names_run(gen_dir):
-    """Start (256 bytes a poll, a checkpoint after every batch), SIGTERM
-    once the checkpoint shows progress, start again to the end, start a
-    third time: exit 0 each time, replay's events, nothing written twice.
-    Where the first stop came is printed, not asserted (it is timing)."""
+def check_names_run(gen_dir, interval):
+    """Start (256 bytes a poll), SIGTERM once the checkpoint shows
+    progress, start again to the end, start a third time: exit 0 each time,
+    replay's events, nothing written twice. Where the first stop came is
+    printed, not asserted (it is timing). Twice: with the ordinary
+    checkpoint_interval of section 1 (the names on any binary that runs at
+    all; the input is usually read whole before the first checkpoint), and
+    with 0s (a checkpoint after every batch: the SIGTERM comes part-way, so
+    the restart resumes mid-file on the odd paths)."""
     def fn():
         case = Case("names", gen_dir, ["--chain", "cosmoshub"], sorted(os.listdir(gen_dir)),
                     [("{}", "cosmoshub")], "")
         want = case.want()
-        live = case.setup("names", interval="0s")
+        live = case.setup("names", interval=interval)
         try:
             total = live.total_bytes()
             live.start(QW_TEST_READ_CHUNK="256")
@@ -962,10 +1118,10 @@ def main():
         cases.append(golden_case(os.path.join(GOLDEN, name)))
     jobs = []
     for c in cases:
-        jobs.append(("restarts/%s: crashes after 1, 2, 3, 5, 8 ... checkpoints" % c.name,
-                     hook_series(c, c.name + "-crash", "QW_TEST_CRASH_AFTER_CHECKPOINTS", 137)))
-        jobs.append(("restarts/%s: graceful stops after 1, 2, 3, 5, 8 ... checkpoints" % c.name,
-                     hook_series(c, c.name + "-stop", "QW_TEST_STOP_AFTER_CHECKPOINTS", 0)))
+        jobs.append(("restarts/%s: a crash after N = 1, 2, 3, 5, 8 ... checkpoints, then a restart" % c.name,
+                     crash_series(c, c.name + "-crash")))
+        jobs.append(("restarts/%s: graceful stops after 1, 2, 3, 5, 8 ... checkpoints in a row" % c.name,
+                     stop_series(c, c.name + "-stop")))
         jobs.append(("restarts/%s: kill -9 at random moments" % c.name, kill9_series(c, c.name + "-kill9", seed)))
     if any(t.wanted(label) for label, _ in jobs):
         print("     (kill -9 seed %d; QW_LIVE_SEED=%d repeats it)" % (seed, seed), flush=True)
@@ -975,7 +1131,9 @@ def main():
     names_dir = os.path.join(TMP, "gen-names")
     gen_names(names_dir)
     t.run([("names: replay reports the stall of %r, names JSON-escaped" % STALLER, check_names_replay(names_dir)),
-           ("names: run == replay, across SIGTERM and restarts", check_names_run(names_dir))])
+           ("names: run == replay, across SIGTERM and restarts", check_names_run(names_dir, "100ms")),
+           ("names: run == replay, SIGTERM part-way (checkpoint_interval 0s) and restarts",
+            check_names_run(names_dir, "0s"))])
 
     print("     (%.0f s)" % (time.monotonic() - started))
     if t.failed == 0:
