@@ -18,7 +18,7 @@ constexpr Nanos kT0 = 1684219980LL * kSecond;  // 2023-05-16T06:53:00Z
 constexpr Nanos kBlock = 6 * kSecond;
 constexpr int64_t kH0 = 15583000;
 
-class CountEvents : public detect::EventOutput {
+class CountEvents : public EventOutput {
  public:
   void Emit(Event) override { ++count; }
   uint64_t count = 0;

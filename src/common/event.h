@@ -1,5 +1,6 @@
 // Event: what the detectors report; the one type that crosses into the sinks.
-// Its JSON form is the output contract (DESIGN.md, "Events").
+// Its JSON form is the output contract (README.md, "Events (one JSON object
+// per line)"; what triggers each kind: docs/DETECTION.md).
 #pragma once
 
 #include <cstdint>
@@ -65,5 +66,14 @@ std::string MakeEventId(std::string_view chain, std::string_view node, std::stri
 
 // One JSON line (without newline) in the contract's field order.
 void AppendEventJson(std::string& out, const Event& e);
+
+// Receives events as they are decided (the detector emits them), in no
+// particular order within one instant; the sinks' EventOrderer restores the
+// output order.
+class EventOutput {
+ public:
+  virtual ~EventOutput() = default;
+  virtual void Emit(Event e) = 0;
+};
 
 }  // namespace qw

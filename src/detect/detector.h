@@ -13,30 +13,11 @@
 
 #include "common/event.h"
 #include "common/signal.h"
+#include "common/summary.h"
 #include "detect/node_state.h"
 #include "detect/thresholds.h"
 
 namespace qw::detect {
-
-// Receives events as they are decided, in no particular order within one
-// instant; EventOrderer (sink side) restores the output order.
-class EventOutput {
- public:
-  virtual ~EventOutput() = default;
-  virtual void Emit(Event e) = 0;
-};
-
-struct NodeSummary {
-  std::string node, namespace_, chain, family;
-  bool signer = false;
-  int64_t first_height = -1, last_height = -1, commits = 0;
-  int64_t missed_precommits = -1;  // -1: not a signer (null)
-  double longest_stall_seconds = 0;
-  double seconds_out_of_consensus = 0;
-  int bans = 0;
-  uint64_t lines_read = 0, lines_matched = 0, lines_rejected = 0;
-  std::string status;
-};
 
 class Detector {
  public:

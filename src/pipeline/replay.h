@@ -42,7 +42,7 @@ struct ReplayFile {
 struct ReplayResult {
   uint64_t batches = 0, records = 0, matched = 0, prefilter_failures = 0;
   std::vector<ReplayFile> files;  // in input order
-  std::vector<detect::NodeSummary> summary;
+  std::vector<NodeSummary> summary;
   uint64_t events = 0;
 };
 

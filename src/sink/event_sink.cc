@@ -69,7 +69,7 @@ std::string Num(double v) {
 }
 }  // namespace
 
-std::string SummaryJson(const std::vector<detect::NodeSummary>& nodes) {
+std::string SummaryJson(const std::vector<NodeSummary>& nodes) {
   std::string out = "[";
   bool first = true;
   for (const auto& s : nodes) {
@@ -97,7 +97,7 @@ std::string SummaryJson(const std::vector<detect::NodeSummary>& nodes) {
   return out;
 }
 
-std::string SummaryTable(const std::vector<detect::NodeSummary>& nodes) {
+std::string SummaryTable(const std::vector<NodeSummary>& nodes) {
   std::string out = fmt::format("{:<28} {:<14} {:>10} {:>10} {:>8} {:>7} {:>10} {:>10} {:>5}  {}\n",
                                 "NODE", "CHAIN", "FIRST", "LAST", "COMMITS", "MISSED",
                                 "MAX STALL", "OUT OF C.", "BANS", "STATUS");

@@ -8,7 +8,7 @@
 
 #include "common/event.h"
 #include "common/metrics.h"
-#include "detect/detector.h"
+#include "common/summary.h"
 #include "sink/status.h"
 
 namespace qw::sink {
@@ -33,7 +33,7 @@ class EventSink {
 // Buffers events and releases them ordered by (time, chain, node, kind)
 // once the watermark has passed their time: no later decision can precede
 // them then. Owned by the detector's thread.
-class EventOrderer : public detect::EventOutput {
+class EventOrderer : public EventOutput {
  public:
   explicit EventOrderer(std::vector<EventSink*> sinks) : sinks_(std::move(sinks)) {}
   void Emit(Event e) override { pending_.push_back(std::move(e)); }
@@ -77,9 +77,9 @@ class TextSink : public EventSink {
   std::FILE* f_;
 };
 
-// The --summary JSON array (DESIGN.md, "Summary").
-std::string SummaryJson(const std::vector<detect::NodeSummary>& nodes);
+// The --summary JSON array (README.md, "Summary (--summary FILE)").
+std::string SummaryJson(const std::vector<NodeSummary>& nodes);
 // The summary as a table for the text format.
-std::string SummaryTable(const std::vector<detect::NodeSummary>& nodes);
+std::string SummaryTable(const std::vector<NodeSummary>& nodes);
 
 }  // namespace qw::sink
