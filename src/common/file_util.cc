@@ -24,7 +24,9 @@ bool FsyncDir(const std::string& dir) {
   int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd < 0) return false;
   bool ok = ::fsync(dfd) == 0;
+  int err = errno;
   ::close(dfd);
+  errno = err;
   return ok;
 }
 
@@ -44,8 +46,14 @@ Result<void> WriteFileAtomic(const std::string& path, std::string_view data) {
     ::unlink(tmp.c_str());
     return Fail(path + ": " + std::strerror(err));
   }
+  // Without this the rename itself may not survive a crash: the caller
+  // must know that the new contents are not durable yet.
   size_t slash = path.rfind('/');
-  FsyncDir(slash == std::string::npos ? "." : path.substr(0, slash == 0 ? 1 : slash));
+  std::string dir = slash == std::string::npos ? "." : path.substr(0, slash == 0 ? 1 : slash);
+  if (!FsyncDir(dir)) {
+    return Fail(dir + ": cannot sync the folder after replacing " + path + ": " +
+                std::strerror(errno));
+  }
   return {};
 }
 

@@ -13,11 +13,15 @@ namespace qw {
 bool WriteAll(int fd, std::string_view data);
 
 // fsync of a folder, so a file created or renamed in it survives a crash.
+// On failure errno holds the reason.
 bool FsyncDir(const std::string& dir);
 
 // Replaces `path` atomically: `path`.tmp written and fsynced, renamed over
-// `path`, then the folder fsynced. On failure the old file is untouched and
-// the error reads "<file>: <reason>".
+// `path`, then the folder fsynced. When writing or renaming fails the old
+// file is untouched and the error reads "<file>: <reason>". When only the
+// folder's fsync fails the new contents are in place but may not survive a
+// crash, and the error reads "<folder>: cannot sync the folder after
+// replacing <path>: <reason>".
 [[nodiscard]] Result<void> WriteFileAtomic(const std::string& path, std::string_view data);
 
 // The whole file; the error is the system's reason (e.g. "No such file or

@@ -459,7 +459,9 @@ struct BanSink::Impl {
     }
     if (auto w = WriteFileAtomic(path, data); !w) {
       Log("cannot compact the outbox: " + w.error().message);
-      return;
+      // Only the folder's fsync failed when the file was replaced: the
+      // compacted file is the outbox now, and appends must go to it.
+      if (!Replaced()) return;
     }
     if (fd >= 0) ::close(fd);
     fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
@@ -474,6 +476,14 @@ struct BanSink::Impl {
       }
     }
     items = std::move(rest);
+  }
+
+  // True when `path` is no longer the file `fd` has open (a rename replaced
+  // it). REQUIRES: mu held.
+  bool Replaced() const {
+    struct stat open_st, path_st;
+    if (fd < 0 || ::fstat(fd, &open_st) != 0 || ::stat(path.c_str(), &path_st) != 0) return false;
+    return open_st.st_dev != path_st.st_dev || open_st.st_ino != path_st.st_ino;
   }
 
   // REQUIRES: mu held.
