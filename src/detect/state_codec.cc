@@ -1,6 +1,9 @@
+// Detector state <-> JSON (state_codec.h). One file of ~650 lines on
+// purpose: the encoder and the decoder share the node field table and the
+// layout below, and must change together.
 #include "detect/state_codec.h"
 
-#include <simdjson.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cstdint>
@@ -9,12 +12,13 @@
 #include <string_view>
 #include <tuple>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "common/json.h"
 
-// Format (version 1), one JSON object, keys written in a fixed order and
-// chains, nodes and votes sorted, so equal states encode to equal bytes:
+// Layout (version 1), one JSON object, keys in a fixed order and chains,
+// nodes and votes sorted, so equal states encode to equal bytes:
 //
 //   {"version":1,
 //    "chains":{"<chain>":{"head":H,"halted":B,"halt_height":H,"halted_at":T,
@@ -22,156 +26,176 @@
 //              "votes":[{"validator":S,"height":H,"round":R,"type":N,
 //                        "node":"<node key>","block_id":S},...]},...},
 //    "holds":["<node reference>",...],
-//    "nodes":{"<node key>":{<every NodeState field but spec, open_streams and
-//              retired>},...}}
+//    "nodes":{"<node key>":{<the fields of kNodeFields, in that order>},...}}
 //
 // Times are int64 nanoseconds since the epoch, kNoTime as null; durations
 // (longest_gap, ooc_total) are int64 nanoseconds.
 // own_precommit is [[slot,height],...] for the slots not -1; missed_ring is
 // a string of '0'/'1'; evidence is the 6 ring slots as strings (with
 // evidence_next). Streams are not saved: a restarted instance re-attaches
-// them, and a node with saved state is never restored retired.
+// them, and a node with saved state is never restored retired. Keys added
+// after version 1 was first written ("holds", and the fields marked so in
+// kNodeFields) may be absent: the defaults stay. Unknown keys are ignored.
 
 namespace qw::detect {
 namespace {
 
+using Json = nlohmann::ordered_json;
+
 constexpr int64_t kVersion = 1;
+constexpr int64_t kInt64Max = std::numeric_limits<int64_t>::max();
+constexpr int64_t kInt64Min = std::numeric_limits<int64_t>::min();
+
+// ---------------------------------------------------------------------------
+// The node fields, in encoding order.
+
+enum class Kind {
+  kHeight,    // int64: -1 (none) or more
+  kCount,     // int64: 0 or more
+  kTime,      // int64 nanoseconds since the epoch, or null (kNoTime)
+  kDuration,  // int64 nanoseconds, 0 or more
+  kBool,
+  kString,
+  kUint,      // uint64
+  kSmall,     // int: 0 or more (bans)
+  kRingPos,   // int: a slot of missed_ring
+  kRingCount, // int: 0 to the size of missed_ring
+  kEvidenceNext,
+  kOwnPrecommit,
+  kMissedRing,
+  kEvidence,
+};
+
+using Member = std::variant<std::monostate, int64_t NodeState::*, int NodeState::*,
+                            uint64_t NodeState::*, bool NodeState::*, std::string NodeState::*>;
+
+struct NodeField {
+  std::string_view name;
+  Kind kind;
+  Member member;
+  bool optional = false;  // added after version 1 was first written
+};
+
+const NodeField kNodeFields[] = {
+    // Heights.
+    {"first_height", Kind::kHeight, &NodeState::first_height},
+    {"last_height", Kind::kHeight, &NodeState::last_height},
+    {"last_advance", Kind::kTime, &NodeState::last_advance},
+    {"stall_base", Kind::kTime, &NodeState::stall_base},
+    {"commits", Kind::kCount, &NodeState::commits},
+    {"longest_gap", Kind::kDuration, &NodeState::longest_gap},
+    // Conditions.
+    {"stalled", Kind::kBool, &NodeState::stalled},
+    {"stall_pending", Kind::kBool, &NodeState::stall_pending},
+    {"failed", Kind::kBool, &NodeState::failed},
+    {"failed_height", Kind::kHeight, &NodeState::failed_height},
+    {"failed_at", Kind::kTime, &NodeState::failed_at, true},
+    {"syncing", Kind::kBool, &NodeState::syncing},
+    {"sync_since", Kind::kTime, &NodeState::sync_since},
+    {"lagging", Kind::kBool, &NodeState::lagging},
+    {"was_in_consensus", Kind::kBool, &NodeState::was_in_consensus},
+    {"upgrade_height", Kind::kHeight, &NodeState::upgrade_height},
+    // Out of consensus and bans.
+    {"ooc", Kind::kBool, &NodeState::ooc},
+    {"ooc_since", Kind::kTime, &NodeState::ooc_since},
+    {"ooc_reason", Kind::kString, &NodeState::ooc_reason},
+    {"ooc_total", Kind::kDuration, &NodeState::ooc_total},
+    {"period_open", Kind::kBool, &NodeState::period_open},
+    {"period_start", Kind::kTime, &NodeState::period_start},
+    {"period_reason", Kind::kString, &NodeState::period_reason},
+    {"back_since", Kind::kTime, &NodeState::back_since},
+    {"banned", Kind::kBool, &NodeState::banned},
+    {"ban_held", Kind::kBool, &NodeState::ban_held},
+    {"ban_held_rail", Kind::kString, &NodeState::ban_held_rail, true},
+    {"banned_at", Kind::kTime, &NodeState::banned_at},
+    {"bans", Kind::kSmall, &NodeState::bans},
+    // Votes.
+    {"signer", Kind::kBool, &NodeState::signer},
+    {"validator", Kind::kString, &NodeState::validator},
+    {"first_vote_height", Kind::kHeight, &NodeState::first_vote_height},
+    {"own_precommit", Kind::kOwnPrecommit, {}},
+    {"last_judged", Kind::kHeight, &NodeState::last_judged},
+    {"missed_ring", Kind::kMissedRing, {}},
+    {"missed_ring_pos", Kind::kRingPos, &NodeState::missed_ring_pos},
+    {"missed_in_window", Kind::kRingCount, &NodeState::missed_in_window},
+    {"missed_total", Kind::kCount, &NodeState::missed_total},
+    {"last_double_sign_height", Kind::kHeight, &NodeState::last_double_sign_height},
+    {"double_sign_at", Kind::kTime, &NodeState::double_sign_at, true},
+    {"double_sign_critical", Kind::kBool, &NodeState::double_sign_critical, true},
+    {"double_sign_reason", Kind::kString, &NodeState::double_sign_reason, true},
+    // Evidence.
+    {"evidence", Kind::kEvidence, {}},
+    {"evidence_next", Kind::kEvidenceNext, &NodeState::evidence_next},
+    // Counters.
+    {"lines_read", Kind::kUint, &NodeState::lines_read},
+    {"lines_matched", Kind::kUint, &NodeState::lines_matched},
+    {"lines_rejected", Kind::kUint, &NodeState::lines_rejected},
+};
+
+// The member a field names, of type T.
+template <typename T>
+const T& At(const NodeState& n, const NodeField& f) {
+  return n.*std::get<T NodeState::*>(f.member);
+}
+template <typename T>
+T* At(NodeState* n, const NodeField& f) {
+  return &(n->*std::get<T NodeState::*>(f.member));
+}
 
 // ---------------------------------------------------------------------------
 // Encoding
 
-class Writer {
- public:
-  explicit Writer(std::string* out) : out_(*out) {}
+Json TimeJson(Nanos t) { return t == kNoTime ? Json(nullptr) : Json(t); }
 
-  void Key(std::string_view k) {
-    if (!first_) out_.push_back(',');
-    first_ = false;
-    AppendJsonString(out_, k);
-    out_.push_back(':');
-  }
-  void Int(std::string_view k, int64_t v) {
-    Key(k);
-    out_.append(std::to_string(v));
-  }
-  void Uint(std::string_view k, uint64_t v) {
-    Key(k);
-    out_.append(std::to_string(v));
-  }
-  void Bool(std::string_view k, bool v) {
-    Key(k);
-    out_.append(v ? "true" : "false");
-  }
-  void Time(std::string_view k, Nanos v) {
-    Key(k);
-    out_.append(v == kNoTime ? std::string("null") : std::to_string(v));
-  }
-  void Str(std::string_view k, std::string_view v) {
-    Key(k);
-    AppendJsonString(out_, v);
-  }
-  // Opens a nested object / array after Key(); the caller closes it.
-  void BeginObject() {
-    out_.push_back('{');
-    first_ = true;
-  }
-  void EndObject() {
-    out_.push_back('}');
-    first_ = false;
-  }
-  std::string& raw() { return out_; }
+// Strings come from log lines and file names: bad bytes become U+FFFD here,
+// so the document is valid whoever dumps it.
+Json Text(std::string_view s) { return Json(ToValidUtf8(s)); }
 
- private:
-  std::string& out_;
-  bool first_ = true;
-};
-
-void EncodeNode(Writer& w, const NodeState& n) {
-  w.BeginObject();
-  // Heights.
-  w.Int("first_height", n.first_height);
-  w.Int("last_height", n.last_height);
-  w.Time("last_advance", n.last_advance);
-  w.Time("stall_base", n.stall_base);
-  w.Int("commits", n.commits);
-  w.Int("longest_gap", n.longest_gap);
-  // Conditions.
-  w.Bool("stalled", n.stalled);
-  w.Bool("stall_pending", n.stall_pending);
-  w.Bool("failed", n.failed);
-  w.Int("failed_height", n.failed_height);
-  w.Time("failed_at", n.failed_at);
-  w.Bool("syncing", n.syncing);
-  w.Time("sync_since", n.sync_since);
-  w.Bool("lagging", n.lagging);
-  w.Bool("was_in_consensus", n.was_in_consensus);
-  w.Int("upgrade_height", n.upgrade_height);
-  // Out of consensus and bans.
-  w.Bool("ooc", n.ooc);
-  w.Time("ooc_since", n.ooc_since);
-  w.Str("ooc_reason", n.ooc_reason);
-  w.Int("ooc_total", n.ooc_total);
-  w.Bool("period_open", n.period_open);
-  w.Time("period_start", n.period_start);
-  w.Str("period_reason", n.period_reason);
-  w.Time("back_since", n.back_since);
-  w.Bool("banned", n.banned);
-  w.Bool("ban_held", n.ban_held);
-  w.Str("ban_held_rail", n.ban_held_rail);
-  w.Time("banned_at", n.banned_at);
-  w.Int("bans", n.bans);
-  // Votes.
-  w.Bool("signer", n.signer);
-  w.Str("validator", n.validator);
-  w.Int("first_vote_height", n.first_vote_height);
-  w.Key("own_precommit");
-  {
-    std::string& o = w.raw();
-    o.push_back('[');
-    bool first = true;
-    for (size_t slot = 0; slot < n.own_precommit.size(); ++slot) {
-      if (n.own_precommit[slot] == -1) continue;
-      if (!first) o.push_back(',');
-      first = false;
-      o.push_back('[');
-      o.append(std::to_string(slot));
-      o.push_back(',');
-      o.append(std::to_string(n.own_precommit[slot]));
-      o.push_back(']');
+Json FieldJson(const NodeState& n, const NodeField& f) {
+  switch (f.kind) {
+    case Kind::kHeight:
+    case Kind::kCount:
+    case Kind::kDuration:
+      return Json(At<int64_t>(n, f));
+    case Kind::kTime:
+      return TimeJson(At<int64_t>(n, f));
+    case Kind::kSmall:
+    case Kind::kRingPos:
+    case Kind::kRingCount:
+    case Kind::kEvidenceNext:
+      return Json(At<int>(n, f));
+    case Kind::kUint:
+      return Json(At<uint64_t>(n, f));
+    case Kind::kBool:
+      return Json(At<bool>(n, f));
+    case Kind::kString:
+      return Text(At<std::string>(n, f));
+    case Kind::kOwnPrecommit: {
+      Json own = Json::array();
+      for (size_t slot = 0; slot < n.own_precommit.size(); ++slot) {
+        if (n.own_precommit[slot] != -1) own.push_back(Json::array({slot, n.own_precommit[slot]}));
+      }
+      return own;
     }
-    o.push_back(']');
-  }
-  w.Int("last_judged", n.last_judged);
-  {
-    std::string ring;
-    ring.reserve(n.missed_ring.size());
-    for (uint8_t m : n.missed_ring) ring.push_back(m ? '1' : '0');
-    w.Str("missed_ring", ring);
-  }
-  w.Int("missed_ring_pos", n.missed_ring_pos);
-  w.Int("missed_in_window", n.missed_in_window);
-  w.Int("missed_total", n.missed_total);
-  w.Int("last_double_sign_height", n.last_double_sign_height);
-  w.Time("double_sign_at", n.double_sign_at);
-  w.Bool("double_sign_critical", n.double_sign_critical);
-  w.Str("double_sign_reason", n.double_sign_reason);
-  // Evidence.
-  w.Key("evidence");
-  {
-    std::string& o = w.raw();
-    o.push_back('[');
-    for (size_t i = 0; i < n.evidence.size(); ++i) {
-      if (i > 0) o.push_back(',');
-      AppendJsonString(o, n.evidence[i]);
+    case Kind::kMissedRing: {
+      std::string ring;
+      ring.reserve(n.missed_ring.size());
+      for (uint8_t m : n.missed_ring) ring.push_back(m ? '1' : '0');
+      return Json(std::move(ring));
     }
-    o.push_back(']');
+    case Kind::kEvidence: {
+      Json lines = Json::array();
+      for (const auto& line : n.evidence) lines.push_back(Text(line));
+      return lines;
+    }
   }
-  w.Int("evidence_next", n.evidence_next);
-  // Counters.
-  w.Uint("lines_read", n.lines_read);
-  w.Uint("lines_matched", n.lines_matched);
-  w.Uint("lines_rejected", n.lines_rejected);
-  w.EndObject();
+  return Json(nullptr);
+}
+
+Json NodeJson(const NodeState& n) {
+  Json o = Json::object();
+  for (const NodeField& f : kNodeFields) o.emplace(f.name, FieldJson(n, f));
+  return o;
 }
 
 std::string KeyOf(const Detector& d, int i) {
@@ -182,11 +206,8 @@ std::string KeyOf(const Detector& d, int i) {
 // ---------------------------------------------------------------------------
 // Decoding
 
-using simdjson::dom::array;
-using simdjson::dom::element;
-using simdjson::dom::object;
-
-// Collects the first error; every getter returns false once one is set.
+// Collects the first error; every check returns false once one is set.
+// `where` is a path such as nodes["c|ns/pod"].last_height.
 class Reader {
  public:
   bool ok() const { return error_.empty(); }
@@ -199,104 +220,201 @@ class Reader {
     return false;
   }
 
-  // For keys added after version 1 was first written: absent keeps defaults.
-  static bool Has(object o, std::string_view key) {
-    element e;
-    return !o.at_key(key).get(e);
+  static std::string Path(const std::string& where, std::string_view key) {
+    return where.empty() ? std::string(key) : where + "." + std::string(key);
   }
-  bool Get(object o, const std::string& where, std::string_view key, element* out) {
+
+  // o[key], or nullptr (after failing with "missing" unless `optional`).
+  const Json* Get(const Json& o, const std::string& where, std::string_view key,
+                  bool optional = false) {
+    if (!ok()) return nullptr;
+    auto it = o.find(key);
+    if (it != o.end()) return &*it;
+    if (!optional) Fail(where, "missing \"" + std::string(key) + "\"");
+    return nullptr;
+  }
+  const Json* Object(const Json& o, const std::string& where, std::string_view key) {
+    const Json* v = Get(o, where, key);
+    if (v != nullptr && !v->is_object()) {
+      Fail(Path(where, key), "expected an object");
+      return nullptr;
+    }
+    return v;
+  }
+  const Json* Array(const Json& v, const std::string& where) {
+    if (!ok()) return nullptr;
+    if (v.is_array()) return &v;
+    Fail(where, "expected an array");
+    return nullptr;
+  }
+
+  // Parsed numbers are unsigned when not negative; built ones are signed.
+  bool Int(const Json& v, const std::string& where, int64_t lo, int64_t hi, int64_t* out) {
     if (!ok()) return false;
-    if (o.at_key(key).get(*out)) return Fail(where, "missing \"" + std::string(key) + "\"");
-    return true;
-  }
-  bool Object(object o, const std::string& where, std::string_view key, object* out) {
-    element e;
-    if (!Get(o, where, key, &e)) return false;
-    if (e.get_object().get(*out)) return Fail(Path(where, key), "expected an object");
-    return true;
-  }
-  bool Array(object o, const std::string& where, std::string_view key, array* out) {
-    element e;
-    if (!Get(o, where, key, &e)) return false;
-    if (e.get_array().get(*out)) return Fail(Path(where, key), "expected an array");
-    return true;
-  }
-  bool Int(object o, const std::string& where, std::string_view key, int64_t lo, int64_t hi,
-           int64_t* out) {
-    element e;
-    if (!Get(o, where, key, &e)) return false;
-    return IntValue(e, Path(where, key), lo, hi, out);
-  }
-  bool IntValue(element e, const std::string& where, int64_t lo, int64_t hi, int64_t* out) {
-    if (!ok()) return false;
-    if (e.get_int64().get(*out)) return Fail(where, "expected a 64-bit integer");
+    if (v.is_number_unsigned()) {
+      uint64_t u = v.get<uint64_t>();
+      if (u > static_cast<uint64_t>(kInt64Max)) return Fail(where, "expected a 64-bit integer");
+      *out = static_cast<int64_t>(u);
+    } else if (v.is_number_integer()) {
+      *out = v.get<int64_t>();
+    } else {
+      return Fail(where, "expected a 64-bit integer");
+    }
     if (*out < lo || *out > hi) {
       return Fail(where, "out of range [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
     }
     return true;
   }
-  bool Int32(object o, const std::string& where, std::string_view key, int64_t lo, int64_t hi,
-             int* out) {
-    int64_t v = 0;
-    if (!Int(o, where, key, lo, hi, &v)) return false;
-    *out = static_cast<int>(v);
+  bool Int32(const Json& v, const std::string& where, int64_t lo, int64_t hi, int* out) {
+    int64_t x = 0;
+    if (!Int(v, where, lo, hi, &x)) return false;
+    *out = static_cast<int>(x);
     return true;
   }
-  // A height: -1 (none) or more.
-  bool Height(object o, const std::string& where, std::string_view key, int64_t* out) {
-    return Int(o, where, key, -1, std::numeric_limits<int64_t>::max(), out);
-  }
-  bool Count(object o, const std::string& where, std::string_view key, int64_t* out) {
-    return Int(o, where, key, 0, std::numeric_limits<int64_t>::max(), out);
-  }
-  bool Uint(object o, const std::string& where, std::string_view key, uint64_t* out) {
-    element e;
-    if (!Get(o, where, key, &e)) return false;
-    if (e.get_uint64().get(*out)) return Fail(Path(where, key), "expected an unsigned integer");
+  bool Uint(const Json& v, const std::string& where, uint64_t* out) {
+    if (!ok()) return false;
+    if (v.is_number_unsigned()) {
+      *out = v.get<uint64_t>();
+    } else if (v.is_number_integer() && v.get<int64_t>() >= 0) {
+      *out = static_cast<uint64_t>(v.get<int64_t>());
+    } else {
+      return Fail(where, "expected an unsigned integer");
+    }
     return true;
   }
   // An int64 nanosecond time, or null for kNoTime.
-  bool Time(object o, const std::string& where, std::string_view key, Nanos* out) {
-    element e;
-    if (!Get(o, where, key, &e)) return false;
-    if (e.is_null()) {
+  bool Time(const Json& v, const std::string& where, Nanos* out) {
+    if (!ok()) return false;
+    if (v.is_null()) {
       *out = kNoTime;
       return true;
     }
-    if (e.get_int64().get(*out)) return Fail(Path(where, key), "expected an integer or null");
-    return true;
+    if (!v.is_number_integer()) return Fail(where, "expected an integer or null");
+    return Int(v, where, kInt64Min, kInt64Max, out);
   }
-  // A duration: an int64 of nanoseconds, 0 or more.
-  bool Duration(object o, const std::string& where, std::string_view key, Nanos* out) {
-    return Int(o, where, key, 0, std::numeric_limits<int64_t>::max(), out);
-  }
-  bool Bool(object o, const std::string& where, std::string_view key, bool* out) {
-    element e;
-    if (!Get(o, where, key, &e)) return false;
-    if (e.get_bool().get(*out)) return Fail(Path(where, key), "expected true or false");
-    return true;
-  }
-  bool Str(object o, const std::string& where, std::string_view key, std::string* out) {
-    element e;
-    if (!Get(o, where, key, &e)) return false;
-    return StrValue(e, Path(where, key), out);
-  }
-  bool StrValue(element e, const std::string& where, std::string* out) {
+  bool Bool(const Json& v, const std::string& where, bool* out) {
     if (!ok()) return false;
-    std::string_view v;
-    if (e.get_string().get(v)) return Fail(where, "expected a string");
-    out->assign(v.data(), v.size());
+    if (!v.is_boolean()) return Fail(where, "expected true or false");
+    *out = v.get<bool>();
     return true;
   }
-
-  static std::string Path(const std::string& where, std::string_view key) {
-    return where.empty() ? std::string(key) : where + "." + std::string(key);
+  bool Str(const Json& v, const std::string& where, std::string* out) {
+    if (!ok()) return false;
+    if (!v.is_string()) return Fail(where, "expected a string");
+    *out = v.get<std::string>();
+    return true;
   }
-  static std::string Quoted(std::string_view s) { return JsonString(s); }
+  // A member of `o` that must be there.
+  bool IntAt(const Json& o, const std::string& where, std::string_view key, int64_t lo,
+             int64_t hi, int64_t* out) {
+    const Json* v = Get(o, where, key);
+    return v != nullptr && Int(*v, Path(where, key), lo, hi, out);
+  }
+  bool StrAt(const Json& o, const std::string& where, std::string_view key, std::string* out) {
+    const Json* v = Get(o, where, key);
+    return v != nullptr && Str(*v, Path(where, key), out);
+  }
+  bool BoolAt(const Json& o, const std::string& where, std::string_view key, bool* out) {
+    const Json* v = Get(o, where, key);
+    return v != nullptr && Bool(*v, Path(where, key), out);
+  }
+  bool TimeAt(const Json& o, const std::string& where, std::string_view key, Nanos* out) {
+    const Json* v = Get(o, where, key);
+    return v != nullptr && Time(*v, Path(where, key), out);
+  }
 
  private:
   std::string error_;
 };
+
+bool ReadOwnPrecommit(Reader& r, const Json& v, const std::string& at, NodeState* n) {
+  if (r.Array(v, at) == nullptr) return false;
+  for (const Json& entry : v) {
+    if (!entry.is_array() || entry.size() != 2) return r.Fail(at, "expected [slot, height] pairs");
+    int64_t slot = 0, height = 0;
+    if (!r.Int(entry[0], at, 0, kVoteRing - 1, &slot) ||
+        !r.Int(entry[1], at, kInt64Min, kInt64Max, &height)) {
+      return false;
+    }
+    n->own_precommit[static_cast<size_t>(slot)] = height;
+  }
+  return true;
+}
+
+bool ReadMissedRing(Reader& r, const Json& v, const std::string& at, NodeState* n) {
+  std::string ring;
+  if (!r.Str(v, at, &ring)) return false;
+  if (ring.empty()) return r.Fail(at, "empty");
+  if (ring.find_first_not_of("01") != std::string::npos) {
+    return r.Fail(at, "expected a string of 0 and 1");
+  }
+  if (ring.size() > static_cast<size_t>(std::numeric_limits<int>::max())) {
+    return r.Fail(at, "too long");
+  }
+  n->missed_ring.resize(ring.size());
+  for (size_t i = 0; i < ring.size(); ++i) n->missed_ring[i] = ring[i] == '1';
+  return true;
+}
+
+bool ReadEvidence(Reader& r, const Json& v, const std::string& at, NodeState* n) {
+  if (r.Array(v, at) == nullptr) return false;
+  if (v.size() > static_cast<size_t>(kEvidenceLines)) {
+    return r.Fail(at, "more than " + std::to_string(kEvidenceLines) + " lines");
+  }
+  size_t i = 0;
+  for (const Json& line : v) {
+    if (!r.Str(line, at, &n->evidence[i++])) return false;
+  }
+  return true;
+}
+
+bool ReadField(Reader& r, const Json& v, const std::string& at, const NodeField& f, NodeState* n) {
+  const auto ring = static_cast<int64_t>(n->missed_ring.size());
+  switch (f.kind) {
+    case Kind::kHeight:
+      return r.Int(v, at, -1, kInt64Max, At<int64_t>(n, f));
+    case Kind::kCount:
+    case Kind::kDuration:
+      return r.Int(v, at, 0, kInt64Max, At<int64_t>(n, f));
+    case Kind::kTime:
+      return r.Time(v, at, At<int64_t>(n, f));
+    case Kind::kSmall:
+      return r.Int32(v, at, 0, std::numeric_limits<int>::max(), At<int>(n, f));
+    case Kind::kRingPos:
+      return r.Int32(v, at, 0, ring - 1, At<int>(n, f));
+    case Kind::kRingCount:
+      return r.Int32(v, at, 0, ring, At<int>(n, f));
+    case Kind::kEvidenceNext:
+      return r.Int32(v, at, 0, kEvidenceLines - 1, At<int>(n, f));
+    case Kind::kUint:
+      return r.Uint(v, at, At<uint64_t>(n, f));
+    case Kind::kBool:
+      return r.Bool(v, at, At<bool>(n, f));
+    case Kind::kString:
+      return r.Str(v, at, At<std::string>(n, f));
+    case Kind::kOwnPrecommit:
+      return ReadOwnPrecommit(r, v, at, n);
+    case Kind::kMissedRing:
+      return ReadMissedRing(r, v, at, n);
+    case Kind::kEvidence:
+      return ReadEvidence(r, v, at, n);
+  }
+  return r.Fail(at, "unknown field kind (internal)");
+}
+
+bool DecodeNode(Reader& r, const Json& o, const std::string& where, NodeState* n) {
+  n->own_precommit.fill(-1);
+  for (const NodeField& f : kNodeFields) {
+    const Json* v = r.Get(o, where, f.name, f.optional);
+    if (v != nullptr) ReadField(r, *v, Reader::Path(where, f.name), f, n);
+    if (!r.ok()) return false;
+  }
+  // States the detector never produces, and whose timers would be nonsense.
+  if (n->period_open && n->period_start == kNoTime) return r.Fail(where, "period_open without period_start");
+  if (n->ooc && n->ooc_since == kNoTime) return r.Fail(where, "ooc without ooc_since");
+  if (n->banned && n->banned_at == kNoTime) return r.Fail(where, "banned without banned_at");
+  return true;
+}
 
 struct SavedVote {
   VoteKey key;
@@ -314,139 +432,27 @@ struct SavedChain {
   std::vector<SavedVote> votes;
 };
 
-bool DecodeNode(Reader& r, object o, const std::string& where, NodeState* n) {
-  r.Height(o, where, "first_height", &n->first_height);
-  r.Height(o, where, "last_height", &n->last_height);
-  r.Time(o, where, "last_advance", &n->last_advance);
-  r.Time(o, where, "stall_base", &n->stall_base);
-  r.Count(o, where, "commits", &n->commits);
-  r.Duration(o, where, "longest_gap", &n->longest_gap);
-
-  r.Bool(o, where, "stalled", &n->stalled);
-  r.Bool(o, where, "stall_pending", &n->stall_pending);
-  r.Bool(o, where, "failed", &n->failed);
-  r.Height(o, where, "failed_height", &n->failed_height);
-  if (r.Has(o, "failed_at")) r.Time(o, where, "failed_at", &n->failed_at);
-  r.Bool(o, where, "syncing", &n->syncing);
-  r.Time(o, where, "sync_since", &n->sync_since);
-  r.Bool(o, where, "lagging", &n->lagging);
-  r.Bool(o, where, "was_in_consensus", &n->was_in_consensus);
-  r.Height(o, where, "upgrade_height", &n->upgrade_height);
-
-  r.Bool(o, where, "ooc", &n->ooc);
-  r.Time(o, where, "ooc_since", &n->ooc_since);
-  r.Str(o, where, "ooc_reason", &n->ooc_reason);
-  r.Duration(o, where, "ooc_total", &n->ooc_total);
-  r.Bool(o, where, "period_open", &n->period_open);
-  r.Time(o, where, "period_start", &n->period_start);
-  r.Str(o, where, "period_reason", &n->period_reason);
-  r.Time(o, where, "back_since", &n->back_since);
-  r.Bool(o, where, "banned", &n->banned);
-  r.Bool(o, where, "ban_held", &n->ban_held);
-  if (r.Has(o, "ban_held_rail")) r.Str(o, where, "ban_held_rail", &n->ban_held_rail);
-  r.Time(o, where, "banned_at", &n->banned_at);
-  r.Int32(o, where, "bans", 0, std::numeric_limits<int>::max(), &n->bans);
-
-  r.Bool(o, where, "signer", &n->signer);
-  r.Str(o, where, "validator", &n->validator);
-  r.Height(o, where, "first_vote_height", &n->first_vote_height);
-  n->own_precommit.fill(-1);
-  array own;
-  if (r.Array(o, where, "own_precommit", &own)) {
-    std::string at = Reader::Path(where, "own_precommit");
-    for (element entry : own) {
-      array pair;
-      element first, second;
-      if (entry.get_array().get(pair) || pair.size() != 2 || pair.at(0).get(first) ||
-          pair.at(1).get(second)) {
-        r.Fail(at, "expected [slot, height] pairs");
-        break;
-      }
-      int64_t slot = 0, height = 0;
-      if (!r.IntValue(first, at, 0, kVoteRing - 1, &slot) ||
-          !r.IntValue(second, at, std::numeric_limits<int64_t>::min(),
-                      std::numeric_limits<int64_t>::max(), &height)) {
-        break;
-      }
-      n->own_precommit[static_cast<size_t>(slot)] = height;
-    }
-  }
-  r.Height(o, where, "last_judged", &n->last_judged);
-  std::string ring;
-  if (r.Str(o, where, "missed_ring", &ring)) {
-    if (ring.empty()) {
-      r.Fail(Reader::Path(where, "missed_ring"), "empty");
-    } else if (ring.find_first_not_of("01") != std::string::npos) {
-      r.Fail(Reader::Path(where, "missed_ring"), "expected a string of 0 and 1");
-    } else if (ring.size() > static_cast<size_t>(std::numeric_limits<int>::max())) {
-      r.Fail(Reader::Path(where, "missed_ring"), "too long");
-    } else {
-      n->missed_ring.resize(ring.size());
-      for (size_t i = 0; i < ring.size(); ++i) n->missed_ring[i] = ring[i] == '1';
-    }
-  }
-  if (r.ok()) {
-    const auto size = static_cast<int64_t>(n->missed_ring.size());
-    r.Int32(o, where, "missed_ring_pos", 0, size - 1, &n->missed_ring_pos);
-    r.Int32(o, where, "missed_in_window", 0, size, &n->missed_in_window);
-  }
-  r.Count(o, where, "missed_total", &n->missed_total);
-  r.Height(o, where, "last_double_sign_height", &n->last_double_sign_height);
-  if (r.Has(o, "double_sign_at")) {
-    r.Time(o, where, "double_sign_at", &n->double_sign_at);
-    r.Bool(o, where, "double_sign_critical", &n->double_sign_critical);
-    r.Str(o, where, "double_sign_reason", &n->double_sign_reason);
-  }
-
-  array evidence;
-  if (r.Array(o, where, "evidence", &evidence)) {
-    std::string at = Reader::Path(where, "evidence");
-    if (evidence.size() > static_cast<size_t>(kEvidenceLines)) {
-      r.Fail(at, "more than " + std::to_string(kEvidenceLines) + " lines");
-    } else {
-      size_t i = 0;
-      for (element line : evidence) {
-        if (!r.StrValue(line, at, &n->evidence[i++])) break;
-      }
-    }
-  }
-  r.Int32(o, where, "evidence_next", 0, kEvidenceLines - 1, &n->evidence_next);
-
-  r.Uint(o, where, "lines_read", &n->lines_read);
-  r.Uint(o, where, "lines_matched", &n->lines_matched);
-  r.Uint(o, where, "lines_rejected", &n->lines_rejected);
-
-  // States the detector never produces, and whose timers would be nonsense.
-  if (r.ok()) {
-    if (n->period_open && n->period_start == kNoTime) r.Fail(where, "period_open without period_start");
-    else if (n->ooc && n->ooc_since == kNoTime) r.Fail(where, "ooc without ooc_since");
-    else if (n->banned && n->banned_at == kNoTime) r.Fail(where, "banned without banned_at");
-  }
-  return r.ok();
-}
-
-bool DecodeChain(Reader& r, object o, const std::string& where, SavedChain* c) {
-  r.Height(o, where, "head", &c->head);
-  r.Bool(o, where, "halted", &c->halted);
-  r.Height(o, where, "halt_height", &c->halt_height);
-  r.Time(o, where, "halted_at", &c->halted_at);
-  r.Height(o, where, "votes_pruned_at", &c->votes_pruned_at);
+bool DecodeChain(Reader& r, const Json& o, const std::string& where, SavedChain* c) {
+  r.IntAt(o, where, "head", -1, kInt64Max, &c->head);
+  r.BoolAt(o, where, "halted", &c->halted);
+  r.IntAt(o, where, "halt_height", -1, kInt64Max, &c->halt_height);
+  r.TimeAt(o, where, "halted_at", &c->halted_at);
+  r.IntAt(o, where, "votes_pruned_at", -1, kInt64Max, &c->votes_pruned_at);
   if (r.ok() && c->halted && c->halted_at == kNoTime) r.Fail(where, "halted without halted_at");
-  array votes;
-  if (!r.Array(o, where, "votes", &votes)) return false;
+  const Json* votes = r.Get(o, where, "votes");
+  if (votes == nullptr || r.Array(*votes, Reader::Path(where, "votes")) == nullptr) return false;
   size_t i = 0;
-  for (element v : votes) {
+  for (const Json& v : *votes) {
     std::string at = Reader::Path(where, "votes") + "[" + std::to_string(i++) + "]";
-    object vo;
-    if (v.get_object().get(vo)) return r.Fail(at, "expected an object");
+    if (!v.is_object()) return r.Fail(at, "expected an object");
     SavedVote sv;
     int64_t type = 0;
-    r.Str(vo, at, "validator", &sv.key.validator);
-    r.Int(vo, at, "height", 0, std::numeric_limits<int64_t>::max(), &sv.key.height);
-    r.Int(vo, at, "round", -1, std::numeric_limits<int64_t>::max(), &sv.key.round);
-    r.Int(vo, at, "type", 0, static_cast<int64_t>(VoteType::kProposal), &type);
-    r.Str(vo, at, "node", &sv.node);
-    r.Str(vo, at, "block_id", &sv.block_id);
+    r.StrAt(v, at, "validator", &sv.key.validator);
+    r.IntAt(v, at, "height", 0, kInt64Max, &sv.key.height);
+    r.IntAt(v, at, "round", -1, kInt64Max, &sv.key.round);
+    r.IntAt(v, at, "type", 0, static_cast<int64_t>(VoteType::kProposal), &type);
+    r.StrAt(v, at, "node", &sv.node);
+    r.StrAt(v, at, "block_id", &sv.block_id);
     if (!r.ok()) return false;
     sv.key.type = static_cast<uint8_t>(type);
     c->votes.push_back(std::move(sv));
@@ -456,12 +462,9 @@ bool DecodeChain(Reader& r, object o, const std::string& where, SavedChain* c) {
 
 }  // namespace
 
-std::string EncodeState(const Detector& d) {
-  std::string out;
-  out.reserve(4096 + d.node_count() * 1024);
-  Writer w(&out);
-  w.BeginObject();
-  w.Int("version", kVersion);
+Json EncodeStateJson(const Detector& d) {
+  Json out = Json::object();
+  out.emplace("version", kVersion);
 
   // Node keys (sorted); the first node of a key wins should two share one.
   std::map<std::string, int> by_key;
@@ -472,21 +475,13 @@ std::string EncodeState(const Detector& d) {
   }
 
   // Chains, by name.
-  std::map<std::string, int> chains;
+  std::map<std::string, int> chain_by_name;
   for (size_t i = 0; i < d.chain_count(); ++i) {
-    chains.emplace(d.chain(static_cast<int>(i)).spec.name, static_cast<int>(i));
+    chain_by_name.emplace(d.chain(static_cast<int>(i)).spec.name, static_cast<int>(i));
   }
-  w.Key("chains");
-  w.BeginObject();
-  for (const auto& [name, ci] : chains) {
+  Json chains = Json::object();
+  for (const auto& [name, ci] : chain_by_name) {
     const ChainState& c = d.chain(ci);
-    w.Key(name);
-    w.BeginObject();
-    w.Int("head", c.head);
-    w.Bool("halted", c.halted);
-    w.Int("halt_height", c.halt_height);
-    w.Time("halted_at", c.halted_at);
-    w.Int("votes_pruned_at", c.votes_pruned_at);
     std::vector<const std::pair<const VoteKey, VoteSeen>*> votes;
     votes.reserve(c.votes.size());
     for (const auto& v : c.votes) {
@@ -498,122 +493,103 @@ std::string EncodeState(const Detector& d) {
       return std::tie(a->first.height, a->first.round, a->first.type, a->first.validator) <
              std::tie(b->first.height, b->first.round, b->first.type, b->first.validator);
     });
-    w.Key("votes");
-    std::string& o = w.raw();
-    o.push_back('[');
-    for (size_t i = 0; i < votes.size(); ++i) {
-      if (i > 0) o.push_back(',');
-      const auto& [key, seen] = *votes[i];
-      Writer vw(&o);
-      vw.BeginObject();
-      vw.Str("validator", key.validator);
-      vw.Int("height", key.height);
-      vw.Int("round", key.round);
-      vw.Int("type", key.type);
-      vw.Str("node", key_of[static_cast<size_t>(seen.node)]);
-      vw.Str("block_id", seen.block_id);
-      vw.EndObject();
+    Json vote_list = Json::array();
+    for (const auto* v : votes) {
+      const auto& [key, seen] = *v;
+      Json vo = Json::object();
+      vo.emplace("validator", Text(key.validator));
+      vo.emplace("height", key.height);
+      vo.emplace("round", key.round);
+      vo.emplace("type", static_cast<int>(key.type));
+      vo.emplace("node", Text(key_of[static_cast<size_t>(seen.node)]));
+      vo.emplace("block_id", Text(seen.block_id));
+      vote_list.push_back(std::move(vo));
     }
-    o.push_back(']');
-    w.EndObject();
+    Json co = Json::object();
+    co.emplace("head", c.head);
+    co.emplace("halted", c.halted);
+    co.emplace("halt_height", c.halt_height);
+    co.emplace("halted_at", TimeJson(c.halted_at));
+    co.emplace("votes_pruned_at", c.votes_pruned_at);
+    co.emplace("votes", std::move(vote_list));
+    chains.emplace(ToValidUtf8(name), std::move(co));
   }
-  w.EndObject();
+  out.emplace("chains", std::move(chains));
+
+  Json holds = Json::array();
+  for (const auto& ref : d.holds()) holds.push_back(Text(ref));
+  out.emplace("holds", std::move(holds));
 
   // Live nodes, and restored states whose node has not come back yet (a
   // file that reappears later must still find its state after the next
   // checkpoint), in key order.
-  std::map<std::string, const NodeState*> nodes;
-  for (const auto& [key, ni] : by_key) nodes.emplace(key, &d.node(ni));
-  for (const auto& [key, state] : d.restored_nodes()) nodes.emplace(key, &state);
-  w.Key("holds");
-  {
-    std::string& o = w.raw();
-    o.push_back('[');
-    bool first = true;
-    for (const auto& ref : d.holds()) {
-      if (!first) o.push_back(',');
-      first = false;
-      AppendJsonString(o, ref);
-    }
-    o.push_back(']');
-  }
-  w.Key("nodes");
-  w.BeginObject();
-  for (const auto& [key, state] : nodes) {
-    w.Key(key);
-    Writer nw(&out);
-    EncodeNode(nw, *state);
-  }
-  w.EndObject();
-  w.EndObject();
+  std::map<std::string, const NodeState*> states;
+  for (const auto& [key, ni] : by_key) states.emplace(key, &d.node(ni));
+  for (const auto& [key, state] : d.restored_nodes()) states.emplace(key, &state);
+  Json nodes = Json::object();
+  for (const auto& [key, state] : states) nodes.emplace(ToValidUtf8(key), NodeJson(*state));
+  out.emplace("nodes", std::move(nodes));
   return out;
 }
 
+std::string EncodeState(const Detector& d) { return DumpJson(EncodeStateJson(d)); }
+
 Result<void> DecodeState(const std::string& json, Detector* d) {
-  simdjson::dom::parser parser;
-  simdjson::padded_string padded(json);
-  element root;
-  if (auto err = parser.parse(padded).get(root)) {
-    return Fail("state: not valid JSON (" + std::string(simdjson::error_message(err)) + ")");
-  }
-  object top;
-  if (root.get_object().get(top)) return Fail("state: expected a JSON object");
+  auto doc = ParseJson(json);
+  if (!doc) return Fail("state: not valid JSON (" + doc.error().message + ")");
+  return DecodeStateJson(*doc, d);
+}
+
+Result<void> DecodeStateJson(const Json& top, Detector* d) {
+  if (!top.is_object()) return Fail("state: expected a JSON object");
 
   // Everything is read and checked before anything is applied: a malformed
   // state leaves `d` as it was.
   Reader r;
   int64_t version = 0;
-  if (!r.Int(top, "", "version", std::numeric_limits<int64_t>::min(),
-             std::numeric_limits<int64_t>::max(), &version)) {
-    return Fail(r.error());
-  }
+  if (!r.IntAt(top, "", "version", kInt64Min, kInt64Max, &version)) return Fail(r.error());
   if (version != kVersion) {
     return Fail("state: unsupported version " + std::to_string(version) + " (expected " +
                 std::to_string(kVersion) + ")");
   }
 
   std::vector<std::pair<std::string, NodeState>> nodes;
-  object nodes_obj;
-  if (r.Object(top, "", "nodes", &nodes_obj)) {
-    for (auto [key, value] : nodes_obj) {
-      std::string where = "nodes[" + Reader::Quoted(key) + "]";
-      object o;
-      if (value.get_object().get(o)) {
+  if (const Json* nodes_obj = r.Object(top, "", "nodes")) {
+    for (const auto& [key, value] : nodes_obj->items()) {
+      std::string where = "nodes[" + JsonString(key) + "]";
+      if (!value.is_object()) {
         r.Fail(where, "expected an object");
         break;
       }
       NodeState n;
-      if (!DecodeNode(r, o, where, &n)) break;
-      nodes.emplace_back(std::string(key), std::move(n));
+      if (!DecodeNode(r, value, where, &n)) break;
+      nodes.emplace_back(key, std::move(n));
     }
   }
   if (!r.ok()) return Fail(r.error());
 
   std::vector<SavedChain> chains;
-  object chains_obj;
-  if (r.Object(top, "", "chains", &chains_obj)) {
-    for (auto [name, value] : chains_obj) {
-      std::string where = "chains[" + Reader::Quoted(name) + "]";
-      object o;
-      if (value.get_object().get(o)) {
+  if (const Json* chains_obj = r.Object(top, "", "chains")) {
+    for (const auto& [name, value] : chains_obj->items()) {
+      std::string where = "chains[" + JsonString(name) + "]";
+      if (!value.is_object()) {
         r.Fail(where, "expected an object");
         break;
       }
       SavedChain c;
-      c.name = std::string(name);
-      if (!DecodeChain(r, o, where, &c)) break;
+      c.name = name;
+      if (!DecodeChain(r, value, where, &c)) break;
       chains.push_back(std::move(c));
     }
   }
   if (!r.ok()) return Fail(r.error());
 
   std::vector<std::string> holds;
-  if (Reader::Has(top, "holds")) {
-    array holds_arr;
-    if (r.Array(top, "", "holds", &holds_arr)) {
-      for (element h : holds_arr) {
+  if (const Json* list = r.Get(top, "", "holds", true)) {
+    if (r.Array(*list, "holds") != nullptr) {
+      for (const Json& h : *list) {
         std::string ref;
-        if (!r.StrValue(h, "holds", &ref)) break;
+        if (!r.Str(h, "holds", &ref)) break;
         holds.push_back(std::move(ref));
       }
     }
@@ -622,7 +598,9 @@ Result<void> DecodeState(const std::string& json, Detector* d) {
 
   // Apply. Nodes are matched by key; the first saved entry of a key wins.
   std::map<std::string, int> index;
-  for (size_t i = 0; i < d->node_count(); ++i) index.emplace(KeyOf(*d, static_cast<int>(i)), static_cast<int>(i));
+  for (size_t i = 0; i < d->node_count(); ++i) {
+    index.emplace(KeyOf(*d, static_cast<int>(i)), static_cast<int>(i));
+  }
   std::map<std::string, bool> seen;
   for (auto& [key, saved] : nodes) {
     if (!seen.emplace(key, true).second) continue;

@@ -1,8 +1,10 @@
 // Detector state as JSON, for checkpoints (live mode) and, later, the Kafka
 // service's changelog. Nodes and chains are matched by name on restore, so
 // a restart may add or drop nodes; times are absolute (a ban timer goes on
-// where it was).
+// where it was). The layout is described at the top of state_codec.cc.
 #pragma once
+
+#include <nlohmann/json_fwd.hpp>
 
 #include <string>
 
@@ -13,13 +15,21 @@ namespace qw::detect {
 
 // Every field of every NodeState (except spec, which comes from the
 // configuration) and ChainState (except spec), keyed by chain name and by
-// "namespace/pod" (or pod). REQUIRES: called on the detector's thread.
+// "namespace/pod" (or pod). Equal states give equal documents (and equal
+// bytes). Strings are well-formed UTF-8 (bad bytes become U+FFFD).
+// REQUIRES: called on the detector's thread.
+nlohmann::ordered_json EncodeStateJson(const Detector& d);
+// The same as compact JSON text (DumpJson).
 std::string EncodeState(const Detector& d);
 
-// Restores what `json` holds into `d`, whose chains and nodes are already
+// Restores what `state` holds into `d`, whose chains and nodes are already
 // added (from the configuration and the streams seen). State of nodes or
 // chains that `d` does not have is kept aside and applied when AddNode adds
-// them later (see Detector::AddNode). Fails on malformed JSON with the reason.
+// them later (see Detector::AddNode). Everything is checked before anything
+// is applied: on failure (the reason, starting "state: ", names the field)
+// `d` is as it was.
+[[nodiscard]] Result<void> DecodeStateJson(const nlohmann::ordered_json& state, Detector* d);
+// The same from JSON text; text that is not JSON fails with the reason.
 [[nodiscard]] Result<void> DecodeState(const std::string& json, Detector* d);
 
 }  // namespace qw::detect

@@ -10,6 +10,8 @@
 
 #include <doctest/doctest.h>
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <cstring>
 #include <map>
@@ -854,4 +856,50 @@ TEST_CASE("state: a checkpoint written before the delivery fields existed still 
   REQUIRE_MESSAGE(r.has_value(), r.error().message);
   CHECK(fresh.Node("node-c").banned);
   CHECK(fresh.det->holds().empty());
+}
+
+TEST_CASE("state: the document form goes into a checkpoint and back without text") {
+  const Snapshot& snap = TheSnapshot();
+  World w(AllNodes());
+  Before(w);
+  nlohmann::ordered_json doc = EncodeStateJson(*w.det);
+  CHECK(DumpJson(doc) == snap.json);
+
+  // Embedded in a larger document next to other keys, as the checkpoint
+  // does, and decoded from there: numbers built in memory are signed
+  // (parsed ones unsigned), and both decode alike.
+  nlohmann::ordered_json checkpoint = {{"version", 2}, {"streams", nlohmann::ordered_json::array()}};
+  checkpoint["detector"] = doc;
+  World fresh(AllNodes());
+  auto r = DecodeStateJson(checkpoint["detector"], fresh.det.get());
+  REQUIRE_MESSAGE(r.has_value(), r.error().message);
+  CHECK(EncodeState(*fresh.det) == snap.json);
+  // node-c's evidence held an invalid byte: the document already has U+FFFD.
+  CHECK(doc["nodes"]["cosmoshub|cosmos/node-c"]["evidence"][0].get<std::string>().find("\xEF\xBF\xBD") !=
+        std::string::npos);
+
+  // The document form refuses what the text form refuses, with a reason.
+  World other(AllNodes());
+  Before(other);
+  const std::string before = EncodeState(*other.det);
+  for (const auto& bad : {nlohmann::ordered_json(nullptr), nlohmann::ordered_json::array(),
+                          nlohmann::ordered_json{{"version", 1}}}) {
+    auto e = DecodeStateJson(bad, other.det.get());
+    REQUIRE_FALSE(e.has_value());
+    CHECK(e.error().message.rfind("state: ", 0) == 0);
+  }
+  nlohmann::ordered_json wrong = doc;
+  wrong["nodes"]["cosmoshub|cosmos/val-a"]["lines_read"] = -3;
+  auto e = DecodeStateJson(wrong, other.det.get());
+  REQUIRE_FALSE(e.has_value());
+  CHECK(e.error().message.find("nodes[\"cosmoshub|cosmos/val-a\"].lines_read") != std::string::npos);
+  CHECK(EncodeState(*other.det) == before);
+}
+
+TEST_CASE("state: text that is not JSON fails with the parser's reason and position") {
+  World w(AllNodes());
+  auto r = DecodeState("{\"version\":1,\n\"nodes\":{,}}", w.det.get());
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error().message.rfind("state: not valid JSON (", 0) == 0);
+  CHECK(r.error().message.find("line 2") != std::string::npos);
 }
