@@ -1,12 +1,21 @@
 #include "sink/event_sink.h"
 
 #include <fmt/format.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
 
 #include "common/json.h"
 
 namespace qw::sink {
+
+constexpr Nanos kReportEvery = 60 * kSecond;  // a failing output: one line at most
 
 void EventOrderer::Release(Nanos watermark) {
   if (pending_.empty()) return;
@@ -33,16 +42,87 @@ void EventOrderer::ReleaseAll() {
   for (EventSink* s : sinks_) s->Flush();
 }
 
+WriteErrorLog::WriteErrorLog(OutputOptions options) : options_(std::move(options)) {
+  if (!options_.log) {
+    options_.log = [](const std::string& line) {
+      std::fprintf(stderr, "quorumwatch: %s\n", line.c_str());
+    };
+  }
+  if (options_.clock == nullptr) options_.clock = SystemClock::Get();
+}
+
+void WriteErrorLog::Failed(std::string_view what, int err) {
+  errors_.fetch_add(1, std::memory_order_relaxed);
+  const Nanos now = options_.clock->Now();
+  const std::string reason = std::strerror(err);
+  if (!failing_) {
+    failing_ = true;
+    episode_failures_ = 1;
+    unreported_ = 0;
+    last_line_ = now;
+    options_.log(fmt::format("{}: {} failed: {}; events are lost until writing succeeds again",
+                             options_.name, what, reason));
+    return;
+  }
+  ++episode_failures_;
+  ++unreported_;
+  if (now - last_line_ < kReportEvery) return;
+  options_.log(fmt::format("{}: still failing: {} more failed write(s) in the last {} ({})",
+                           options_.name, unreported_, FormatDuration(now - last_line_), reason));
+  unreported_ = 0;
+  last_line_ = now;
+}
+
+void WriteErrorLog::Succeeded() {
+  if (!failing_) return;
+  failing_ = false;
+  options_.log(fmt::format("{}: recovered: writing succeeds again after {} failed write(s)",
+                           options_.name, episode_failures_));
+}
+
+FileSink::FileSink(std::FILE* f, ComponentCounters counters, OutputOptions options)
+    : f_(f), counters_(counters), errors_(std::move(options)) {}
+
+void FileSink::WriteLine(std::string_view line) {
+  counters_.received->fetch_add(1, std::memory_order_relaxed);
+  ++unflushed_;
+  if (std::fwrite(line.data(), 1, line.size(), f_) != line.size()) Lost("write", errno);
+}
+
+void FileSink::Lost(std::string_view what, int err) {
+  counters_.errors->fetch_add(1, std::memory_order_relaxed);
+  // stdio drops its buffer when a write fails: what it held is gone.
+  counters_.dropped->fetch_add(unflushed_, std::memory_order_relaxed);
+  unflushed_ = 0;
+  std::clearerr(f_);
+  errors_.Failed(what, err);
+}
+
+bool FileSink::FlushFile() {
+  if (std::fflush(f_) != 0) {
+    Lost("flush", errno);
+    return false;
+  }
+  counters_.processed->fetch_add(unflushed_, std::memory_order_relaxed);
+  unflushed_ = 0;
+  errors_.Succeeded();
+  return true;
+}
+
+bool FileSink::Sync() {
+  if (!FlushFile()) return false;
+  if (::fdatasync(::fileno(f_)) != 0 && errno != EINVAL) {  // EINVAL: a pipe or a terminal
+    Lost("sync", errno);
+    return false;
+  }
+  return true;
+}
+
 void JsonlSink::Write(const Event& e) {
   buf_.clear();
   AppendEventJson(buf_, e);
   buf_.push_back('\n');
-  counters_.received->fetch_add(1, std::memory_order_relaxed);
-  if (std::fwrite(buf_.data(), 1, buf_.size(), f_) == buf_.size()) {
-    counters_.processed->fetch_add(1, std::memory_order_relaxed);
-  } else {
-    counters_.errors->fetch_add(1, std::memory_order_relaxed);
-  }
+  WriteLine(buf_);
 }
 
 void TextSink::Write(const Event& e) {
@@ -57,43 +137,56 @@ void TextSink::Write(const Event& e) {
     line += " " + k + "=" + v;
   }
   line.push_back('\n');
-  std::fwrite(line.data(), 1, line.size(), f_);
+  WriteLine(line);
 }
 
 namespace {
-std::string Num(double v) {
-  std::string s = fmt::format("{:.3f}", v);
-  while (!s.empty() && s.back() == '0') s.pop_back();
-  if (!s.empty() && s.back() == '.') s.pop_back();
-  return s;
+
+using Json = nlohmann::ordered_json;
+
+Json HeightJson(int64_t h) { return h < 0 ? Json(nullptr) : Json(h); }
+
+// Seconds to the millisecond, written without trailing zeros ("2049",
+// "6.372"): an integer when whole, else the double nearest to the 3-decimal
+// value, which prints as exactly those decimals.
+Json SecondsJson(double v) {
+  const double r = std::strtod(fmt::format("{:.3f}", v).c_str(), nullptr);
+  if (r == std::trunc(r) && std::fabs(r) < 9e15) return Json(static_cast<int64_t>(r));
+  return Json(r);
 }
+
+Json SummaryObject(const NodeSummary& s) {
+  Json o = Json::object();
+  o.emplace("node", s.node);
+  if (!s.namespace_.empty()) o.emplace("namespace", s.namespace_);
+  o.emplace("chain", s.chain);
+  o.emplace("family", s.family);
+  o.emplace("signer", s.signer);
+  o.emplace("first_height", HeightJson(s.first_height));
+  o.emplace("last_height", HeightJson(s.last_height));
+  o.emplace("commits", s.commits);
+  o.emplace("missed_precommits", HeightJson(s.missed_precommits));
+  o.emplace("longest_stall_seconds", SecondsJson(s.longest_stall_seconds));
+  o.emplace("seconds_out_of_consensus", SecondsJson(s.seconds_out_of_consensus));
+  o.emplace("bans", s.bans);
+  o.emplace("lines_read", s.lines_read);
+  o.emplace("lines_matched", s.lines_matched);
+  o.emplace("lines_rejected", s.lines_rejected);
+  o.emplace("status", s.status);
+  return o;
+}
+
 }  // namespace
 
 std::string SummaryJson(const std::vector<NodeSummary>& nodes) {
+  if (nodes.empty()) return "[]\n";
+  // One node a line: a person can read it, a diff shows the node that changed.
   std::string out = "[";
-  bool first = true;
   for (const auto& s : nodes) {
-    out += first ? "\n  {" : ",\n  {";
-    first = false;
-    out += "\"node\":" + JsonString(s.node);
-    if (!s.namespace_.empty()) out += ",\"namespace\":" + JsonString(s.namespace_);
-    out += ",\"chain\":" + JsonString(s.chain);
-    out += ",\"family\":" + JsonString(s.family);
-    out += fmt::format(",\"signer\":{}", s.signer ? "true" : "false");
-    auto h = [](int64_t v) { return v < 0 ? std::string("null") : std::to_string(v); };
-    out += ",\"first_height\":" + h(s.first_height);
-    out += ",\"last_height\":" + h(s.last_height);
-    out += fmt::format(",\"commits\":{}", s.commits);
-    out += ",\"missed_precommits\":" + h(s.missed_precommits);
-    out += ",\"longest_stall_seconds\":" + Num(s.longest_stall_seconds);
-    out += ",\"seconds_out_of_consensus\":" + Num(s.seconds_out_of_consensus);
-    out += fmt::format(",\"bans\":{}", s.bans);
-    out += fmt::format(",\"lines_read\":{},\"lines_matched\":{},\"lines_rejected\":{}",
-                       s.lines_read, s.lines_matched, s.lines_rejected);
-    out += ",\"status\":" + JsonString(s.status);
-    out += "}";
+    out += out.size() == 1 ? "\n  " : ",\n  ";
+    out += DumpJson(SummaryObject(s));
   }
-  out += nodes.empty() ? "]\n" : "\n]\n";
+  out += "\n]\n";
   return out;
 }
 

@@ -2,10 +2,14 @@
 // contract's order before they reach the sinks.
 #pragma once
 
+#include <atomic>
 #include <cstdio>
+#include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/event.h"
 #include "common/metrics.h"
 #include "common/summary.h"
@@ -21,6 +25,11 @@ class EventSink {
   virtual void Write(const Event& e) = 0;
   // After a group of writes (detector's thread).
   virtual void Flush() {}
+  // Makes what was written so far durable (a file's data on disk), for the
+  // checkpoint that implies it (docs/PIPELINE.md, "Checkpoints"). False
+  // when that failed. Sinks with their own durability (the ban outbox) or
+  // none to offer return true. Detector's thread.
+  virtual bool Sync() { return true; }
   // A state snapshot, about once a second and after batches with events
   // (detector's thread). Level-triggered sinks work from these.
   virtual void OnStatus(const Status& status) { (void)status; }
@@ -51,33 +60,87 @@ class EventOrderer : public EventOutput {
   uint64_t written_ = 0;
 };
 
-// One JSON object per line (the events contract). Does not own `f`.
-// Counts events received and written (processed) or failed (errors).
-class JsonlSink : public EventSink {
+// How a file sink names itself and reports failed writes.
+struct OutputOptions {
+  std::string name = "event output";  // in messages: the path, or "stdout"
+  // Receives one line per report; default: stderr, "quorumwatch: <line>".
+  std::function<void(const std::string&)> log;
+  const Clock* clock = nullptr;  // for the rate limit; default: the system clock
+};
+
+// Failed writes of one output, counted and reported without flooding: the
+// first failure of an episode at once, then at most one line a minute with
+// the number of failures since the last line, and one line when writing
+// succeeds again. Detector's thread, but errors() from any thread.
+class WriteErrorLog {
  public:
-  explicit JsonlSink(std::FILE* f, ComponentCounters counters = ComponentCounters::Detached())
-      : f_(f), counters_(counters) {}
-  void Write(const Event& e) override;
-  void Flush() override { std::fflush(f_); }
+  explicit WriteErrorLog(OutputOptions options);
+  // A failed write (`what`: "write", "flush", "sync"), errno `err`.
+  void Failed(std::string_view what, int err);
+  // A write that reached the file: ends an episode of failures.
+  void Succeeded();
+  uint64_t errors() const { return errors_.load(std::memory_order_relaxed); }
 
  private:
+  OutputOptions options_;
+  std::atomic<uint64_t> errors_{0};
+  bool failing_ = false;
+  uint64_t episode_failures_ = 0;  // failures in this episode
+  uint64_t unreported_ = 0;        // failures since the last line
+  Nanos last_line_ = kNoTime;
+};
+
+// Lines to a stdio file (not owned). Counters: received = events,
+// processed = events that reached the file (at a successful flush),
+// dropped = events lost to a failed write, errors = failed writes,
+// flushes and syncs (also write_errors()), each reported (WriteErrorLog).
+class FileSink : public EventSink {
+ public:
+  void Flush() override { FlushFile(); }
+  // fflush, then fdatasync of the file (a pipe or terminal, which cannot
+  // be synced, counts as done).
+  bool Sync() override;
+  uint64_t write_errors() const { return errors_.errors(); }
+
+ protected:
+  FileSink(std::FILE* f, ComponentCounters counters, OutputOptions options);
+  // One event's text, with its newline.
+  void WriteLine(std::string_view line);
+
+ private:
+  bool FlushFile();
+  // Events written since the last flush are lost with a failed write.
+  void Lost(std::string_view what, int err);
+
   std::FILE* f_;
   ComponentCounters counters_;
+  WriteErrorLog errors_;
+  uint64_t unflushed_ = 0;  // events in stdio's buffer
+};
+
+// One JSON object per line (the events contract).
+class JsonlSink : public FileSink {
+ public:
+  explicit JsonlSink(std::FILE* f, ComponentCounters counters = ComponentCounters::Detached(),
+                     OutputOptions options = {})
+      : FileSink(f, counters, std::move(options)) {}
+  void Write(const Event& e) override;
+
+ private:
   std::string buf_;
 };
 
-// A readable timeline line per event. Does not own `f`.
-class TextSink : public EventSink {
+// A readable timeline line per event.
+class TextSink : public FileSink {
  public:
-  explicit TextSink(std::FILE* f) : f_(f) {}
+  explicit TextSink(std::FILE* f, ComponentCounters counters = ComponentCounters::Detached(),
+                    OutputOptions options = {})
+      : FileSink(f, counters, std::move(options)) {}
   void Write(const Event& e) override;
-  void Flush() override { std::fflush(f_); }
-
- private:
-  std::FILE* f_;
 };
 
-// The --summary JSON array (README.md, "Summary (--summary FILE)").
+// The --summary JSON array (README.md, "Summary (--summary FILE)"): one
+// node object a line.
 std::string SummaryJson(const std::vector<NodeSummary>& nodes);
 // The summary as a table for the text format.
 std::string SummaryTable(const std::vector<NodeSummary>& nodes);
