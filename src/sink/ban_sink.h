@@ -1,5 +1,7 @@
 // Ban sink: delivers ban and unban decisions to the ban controller, at
-// least once, through a durable outbox in state_dir.
+// least once, through a durable outbox in state_dir (sink/ban_outbox.h;
+// the rules: docs/BAN-OUTBOX.md, the body and the receiver's side:
+// README.md, "Ban controller").
 //
 // A `ban` event (not a held one: detail.held) or an `unban` event becomes a
 // decision. It is appended to the outbox file and fsynced before Write
@@ -13,35 +15,13 @@
 
 #include <memory>
 #include <string>
-#include <vector>
 
 #include "common/result.h"
+#include "sink/ban_outbox.h"
 #include "sink/event_sink.h"
 #include "sink/sink_config.h"
 
 namespace qw::sink {
-
-struct BanDecision {
-  std::string action;           // ban | unban
-  std::string id;               // the event's id
-  std::string idempotency_key;  // derived from action, node and period start
-  std::string chain, namespace_, node, validator, reason;
-  std::string since;            // RFC 3339: start of the out-of-consensus period
-  std::string decided_at;       // RFC 3339: event time of the decision
-  int64_t height = -1;
-  std::vector<std::string> evidence;
-  bool operator_request = false;  // from `quorumwatch bans unban`
-  std::string body;             // the JSON body delivered (and signed)
-};
-
-// One decision as the outbox holds it.
-struct OutboxEntry {
-  std::string sink;  // outbox name (one per ban sink)
-  BanDecision decision;
-  bool acknowledged = false;
-  int attempts = 0;
-  std::string last_error;
-};
 
 class BanSink : public EventSink {
  public:
@@ -64,9 +44,6 @@ class BanSink : public EventSink {
   explicit BanSink(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
-
-// Every outbox in state_dir (for `quorumwatch bans list`).
-[[nodiscard]] Result<std::vector<OutboxEntry>> ReadOutboxes(const std::string& state_dir);
 
 // hex(HMAC-SHA256(secret, body)): the X-Quorumwatch-Signature value after
 // "sha256=".
