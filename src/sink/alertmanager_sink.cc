@@ -2,8 +2,9 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
-#include <simdjson.h>
 #include <unistd.h>
+
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cerrno>
@@ -23,6 +24,7 @@
 #include "common/json.h"
 #include "common/metrics.h"
 #include "common/time.h"
+#include "sink/alert_rules.h"
 #include "sink/http_transport.h"
 
 namespace qw::sink {
@@ -31,81 +33,18 @@ namespace {
 constexpr Nanos kBackoffStart = 1 * kSecond;  // first retry after a failed POST
 constexpr Nanos kBackoffMax = 30 * kSecond;   // doubling stops here
 constexpr Nanos kLogEvery = 60 * kSecond;     // failure lines per URL, at most
-constexpr Nanos kDoubleSignHold = 3600 * kSecond;
-constexpr Nanos kDroppingWindow = 600 * kSecond;
-constexpr uint64_t kLaggingBytes = uint64_t{64} << 20;
-constexpr Nanos kBanUndeliveredAfter = 120 * kSecond;
 // Status snapshots missing for this long (at least; see Impl::stale_after)
 // mean the detector is wedged: re-sending stops, so the Watchdog expires.
 constexpr Nanos kStaleStatusMin = 120 * kSecond;
 constexpr size_t kMaxBatch = 64;        // alerts per POST, as Prometheus
-constexpr size_t kMaxLabelBytes = 512;  // per label value
-constexpr size_t kMaxAnnotationBytes = 4096;
 constexpr auto kCloseGrace = std::chrono::seconds(3);
 // Waits are computed on ctx.clock, which a test may step: a thread never
 // sleeps longer than this in real time before it looks at the clock again.
 constexpr auto kMaxRealWait = std::chrono::seconds(1);
 
-constexpr std::string_view kWatchdog = "Watchdog";
 constexpr std::string_view kStateFile = "alertmanager.json";
 
-using Annotations = std::vector<std::pair<std::string, std::string>>;
-
-// A label or annotation value Alertmanager accepts and a pager shows:
-// well-formed UTF-8 (a bad byte becomes U+FFFD), control characters (C0,
-// DEL, C1) become spaces, and at most `max` bytes, cut on a character
-// boundary and marked with "...".
-std::string Sanitize(std::string_view s, size_t max) {
-  std::string out;
-  out.reserve(std::min(s.size(), max));
-  bool cut = false;
-  for (size_t i = 0; i < s.size();) {
-    uint32_t cp = 0;
-    size_t n = Utf8SeqLen(s, i, &cp);
-    std::string_view piece;
-    if (n == 0) {
-      piece = "\xEF\xBF\xBD";
-      n = 1;
-    } else if (cp < 0x20 || cp == 0x7F || (cp >= 0x80 && cp < 0xA0)) {
-      piece = " ";
-    } else {
-      piece = s.substr(i, n);
-    }
-    if (out.size() + piece.size() > max) {
-      cut = true;
-      break;
-    }
-    out.append(piece);
-    i += n;
-  }
-  if (cut) {
-    // Make room for the marker without splitting a character.
-    while (!out.empty() && out.size() + 3 > max) {
-      size_t k = out.size() - 1;
-      while (k > 0 && (static_cast<unsigned char>(out[k]) & 0xC0) == 0x80) --k;
-      out.resize(k);
-    }
-    out.append("...");
-  }
-  return out;
-}
-
-// Prometheus' label name syntax, which Alertmanager enforces.
-bool ValidLabelName(std::string_view n) {
-  if (n.empty()) return false;
-  for (size_t i = 0; i < n.size(); ++i) {
-    char c = n[i];
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
-              (i > 0 && c >= '0' && c <= '9');
-    if (!ok) return false;
-  }
-  return true;
-}
-
-bool Reserved(std::string_view n) {
-  return n == "alertname" || n == "chain" || n == "node" || n == "namespace" || n == "severity" ||
-         n.substr(0, 2) == "__";
-}
+using Json = nlohmann::ordered_json;
 
 // The URL as logs may show it: without "user:password@".
 std::string Redact(const std::string& url) {
@@ -120,42 +59,6 @@ std::string Redact(const std::string& url) {
 }
 
 std::string Time(Nanos t) { return FormatRfc3339Millis(t); }
-
-std::string LabelsJson(const std::map<std::string, std::string>& labels) {
-  std::string out = "{";
-  for (const auto& [k, v] : labels) {
-    if (v.empty()) continue;  // Alertmanager drops empty labels: absent is the same
-    if (out.size() > 1) out.push_back(',');
-    AppendJsonString(out, k);
-    out.push_back(':');
-    AppendJsonString(out, v);
-  }
-  out.push_back('}');
-  return out;
-}
-
-std::string AnnotationsJson(const Annotations& ann) {
-  std::string out = "{";
-  for (const auto& [k, v] : ann) {
-    if (v.empty()) continue;
-    if (out.size() > 1) out.push_back(',');
-    AppendJsonString(out, k);
-    out.push_back(':');
-    AppendJsonString(out, Sanitize(v, kMaxAnnotationBytes));
-  }
-  out.push_back('}');
-  return out;
-}
-
-// One alert as Alertmanager identifies it: its label set. Immutable once
-// built, shared between the firing set and the URLs' pending updates.
-struct Alert {
-  std::string name;         // alertname
-  std::string labels;       // JSON object, sorted by name: the identity
-  std::string annotations;  // JSON object
-  Nanos starts_at = kNoTime;
-};
-
 }  // namespace
 
 struct AlertmanagerSink::Impl {
@@ -187,7 +90,6 @@ struct AlertmanagerSink::Impl {
   SinkContext ctx;
   const Clock* clock = nullptr;
   ComponentCounters counters;
-  std::map<std::string, std::string> static_labels;  // sanitised values
   std::string state_path;                            // "" without a state_dir
   Nanos hold = 0;                                    // 4 x resend_interval
   Nanos stale_after = 0;
@@ -212,9 +114,7 @@ struct AlertmanagerSink::Impl {
   uint64_t seq = 0;
 
   // Owned by the detector's thread (OnStatus).
-  uint64_t bad_lines = 0;
-  Nanos bad_lines_at = kNoTime;
-  Nanos outbox_seen = kNoTime;  // when a non-empty ban outbox was first seen
+  AlertRules rules;
 
   // Owned by the thread that created the sink.
   bool closed = false;
@@ -223,230 +123,23 @@ struct AlertmanagerSink::Impl {
     if (ctx.log) ctx.log(msg);
   }
 
-  // --- building alerts (detector's thread; reads only set-up state)
-
-  Alert Make(std::string_view name, std::string_view severity, std::string_view chain,
-             std::string_view node, std::string_view ns, Nanos own_start,
-             const Annotations& ann) const {
-    std::map<std::string, std::string> labels = static_labels;
-    labels["alertname"] = Sanitize(name, kMaxLabelBytes);
-    labels["severity"] = Sanitize(severity, kMaxLabelBytes);
-    labels["chain"] = Sanitize(chain, kMaxLabelBytes);
-    labels["node"] = Sanitize(node, kMaxLabelBytes);
-    labels["namespace"] = Sanitize(ns, kMaxLabelBytes);
-    Alert a;
-    a.name = std::string(name);
-    a.labels = LabelsJson(labels);
-    a.annotations = AnnotationsJson(ann);
-    a.starts_at = own_start;
-    return a;
-  }
-
-  // The alerts a status snapshot calls for. starts_at is the state's own
-  // time when it has one, else kNoTime (filled in from the firing set).
-  std::vector<Alert> Evaluate(const Status& s, Nanos now) {
-    std::vector<Alert> out;
-    auto h = [](int64_t v) { return v < 0 ? std::string("unknown") : std::to_string(v); };
-    auto t = [](Nanos v) { return v == kNoTime ? std::string("unknown") : Time(v); };
-    std::map<std::string, int64_t> heads;
-    for (const ChainStatus& c : s.chains) heads[c.name] = c.head;
-
-    for (const NodeStatus& n : s.nodes) {
-      if (n.retired) continue;  // its log is gone: nothing to say about it
-      std::string who = n.node + " on " + n.chain;
-      int64_t head = heads.count(n.chain) ? heads[n.chain] : -1;
-      auto add = [&](std::string_view name, std::string_view severity, Nanos start,
-                     Annotations ann) {
-        if (!n.validator.empty()) ann.emplace_back("validator", n.validator);
-        out.push_back(Make(name, severity, n.chain, n.node, n.namespace_, start, ann));
-      };
-      if (n.signer && n.missed_window > 0 && n.missed_in_window > n.missed_max) {
-        add("ValidatorMissedPrecommits", "warning", kNoTime,
-            {{"summary", fmt::format("{} missed {} of its last {} precommits (more than {})", who,
-                                     n.missed_in_window, n.missed_window, n.missed_max)},
-             {"description",
-              fmt::format("The validator signed too few of the recent heights: {} missed in the "
-                          "window of {} (threshold {}), {} missed since quorumwatch started "
-                          "following it. Last committed height {}.",
-                          n.missed_in_window, n.missed_window, n.missed_max, n.missed_total,
-                          h(n.height))},
-             {"missed_in_window", std::to_string(n.missed_in_window)},
-             {"missed_window", std::to_string(n.missed_window)},
-             {"missed_max", std::to_string(n.missed_max)},
-             {"height", h(n.height)}});
-      }
-      if (n.stalled) {
-        add("NodeStalled", "warning", n.stalled_since,
-            {{"summary", fmt::format("{} has committed no block since {} (height {})", who,
-                                     t(n.last_advance), h(n.height))},
-             {"description",
-              fmt::format("No height advance for longer than the chain's stall_after while the "
-                          "node's log still arrives. Last committed height {} at {}; chain head "
-                          "{}.",
-                          h(n.height), t(n.last_advance), h(head))},
-             {"height", h(n.height)},
-             {"last_commit", t(n.last_advance)},
-             {"since", t(n.stalled_since)}});
-      }
-      if (n.out_of_consensus) {
-        // Critical for a signer: it misses blocks and heads for a ban.
-        add("NodeOutOfConsensus", n.signer ? "critical" : "warning", n.out_of_consensus_since,
-            {{"summary", fmt::format("{} is out of consensus ({}) since {}", who,
-                                     n.out_of_consensus_reason, t(n.out_of_consensus_since))},
-             {"description",
-              fmt::format("Reason: {}. Height {}, chain head {}. After ban_after out of "
-                          "consensus (period started {}) a ban is decided so the standby "
-                          "takes over.",
-                          n.out_of_consensus_reason, h(n.height), h(head), t(n.period_start))},
-             {"reason", n.out_of_consensus_reason},
-             {"height", h(n.height)},
-             {"chain_head", h(head)},
-             {"since", t(n.out_of_consensus_since)}});
-      }
-      if (n.consensus_failure) {
-        add("ConsensusFailure", "critical", n.consensus_failure_at,
-            {{"summary", fmt::format("{} logged CONSENSUS FAILURE at height {}", who,
-                                     h(n.consensus_failure_height))},
-             {"description",
-              fmt::format("The node's consensus stopped with a failure at {} (height {}). The "
-                          "alert lasts until the node commits a new height.",
-                          t(n.consensus_failure_at), h(n.consensus_failure_height))},
-             {"height", h(n.consensus_failure_height)},
-             {"since", t(n.consensus_failure_at)}});
-      }
-      Nanos ref = s.detector_time != kNoTime ? s.detector_time : s.now;
-      if (n.double_sign && n.double_sign_at != kNoTime &&
-          ref - n.double_sign_at < kDoubleSignHold) {
-        add("DoubleSignRisk", n.double_sign_critical ? "critical" : "warning", n.double_sign_at,
-            {{"summary", fmt::format("{}: double-sign risk ({}) at height {}", who,
-                                     n.double_sign_reason, h(n.double_sign_height))},
-             {"description",
-              fmt::format("{} at {} (height {}). The alert lasts an hour after the latest risk.",
-                          n.double_sign_critical
-                              ? "Our validator may sign conflicting votes: stop all but one signer"
-                              : "Two of our nodes sign for the same validator: only one producer "
-                                "should be live",
-                          t(n.double_sign_at), h(n.double_sign_height))},
-             {"reason", n.double_sign_reason},
-             {"height", h(n.double_sign_height)},
-             {"since", t(n.double_sign_at)}});
-      }
-      if (n.banned) {
-        add("NodeBanned", "critical", n.banned_at,
-            {{"summary", fmt::format("{} is banned since {}", who, t(n.banned_at))},
-             {"description",
-              fmt::format("The node was out of consensus for ban_after: the ban controller was "
-                          "asked to take it out of service (out-of-consensus period started {}).",
-                          t(n.period_start))},
-             {"height", h(n.height)},
-             {"since", t(n.banned_at)}});
-      }
-      if (n.ban_held && !n.banned) {
-        // An operator's own hold is known to them; a rail holding a due
-        // ban leaves a broken node in service: someone must act.
-        add("NodeBanHeld", n.operator_hold ? "warning" : "critical", kNoTime,
-            {{"summary", fmt::format("A ban of {} is due but held back ({})", who,
-                                     n.ban_held_rail.empty() ? "hold" : n.ban_held_rail)},
-             {"description",
-              fmt::format("The node has been out of consensus for ban_after (period started {}) "
-                          "but the ban is held by '{}'; the standby does not take over.",
-                          t(n.period_start), n.ban_held_rail)},
-             {"rail", n.ban_held_rail},
-             {"since", t(n.period_start)}});
-      }
-    }
-
-    for (const ChainStatus& c : s.chains) {
-      if (!c.halted) continue;
-      out.push_back(
-          Make("ChainHalted", "warning", c.name, "", "", c.halted_at,
-               {{"summary", fmt::format("Chain {} is halted at height {} since {}", c.name,
-                                        h(c.halt_height), t(c.halted_at))},
-                {"description",
-                 "Every visible node stopped at the same height (or an upgrade halt was logged): "
-                 "nodes are not judged stalled or out of consensus while the chain is halted."},
-                {"height", h(c.halt_height)},
-                {"since", t(c.halted_at)}}));
-    }
-
-    const HealthStatus& hs = s.health;
-    if (hs.input_outage) {
-      out.push_back(Make("QuorumwatchInputStalled", "warning", "", "", "", kNoTime,
-                         {{"summary", fmt::format("quorumwatch receives no log line from "
-                                                  "any stream (the last one at {})",
-                                                  t(hs.last_input))},
-                          {"description",
-                           "No stream has produced a line for input_outage_after: stalls are "
-                           "not judged meanwhile. Check the log files, the runtime and the "
-                           "mounts."},
-                          {"since", t(hs.last_input)}}));
-    }
-    if (hs.bytes_behind > kLaggingBytes) {
-      out.push_back(
-          Make("QuorumwatchLagging", "warning", "", "", "", kNoTime,
-               {{"summary", fmt::format("quorumwatch is {} MiB behind the logs in {} file(s)",
-                                        hs.bytes_behind >> 20, hs.files_behind)},
-                {"description", "Reading falls behind what the nodes write: alerts come late."},
-                {"bytes_behind", std::to_string(hs.bytes_behind)}}));
-    }
-    uint64_t bad = hs.lines_cut + hs.lines_rejected;
-    if (bad > bad_lines) bad_lines_at = now;
-    bad_lines = bad;
-    if (bad_lines_at != kNoTime && now - bad_lines_at < kDroppingWindow) {
-      out.push_back(
-          Make("QuorumwatchDroppingLines", "warning", "", "", "", kNoTime,
-               {{"summary", fmt::format("quorumwatch cut or rejected log lines in the last 10 "
-                                        "minutes ({} cut, {} rejected since start)",
-                                        hs.lines_cut, hs.lines_rejected)},
-                {"description",
-                 "Lines over max_line_bytes are cut; undecodable lines are skipped. "
-                 "What they said is not judged."},
-                {"lines_cut", std::to_string(hs.lines_cut)},
-                {"lines_rejected", std::to_string(hs.lines_rejected)}}));
-    }
-    if (hs.ban_outbox_pending == 0) {
-      outbox_seen = kNoTime;
-    } else if (outbox_seen == kNoTime) {
-      outbox_seen = now;
-    }
-    // Undelivered since the decision, but not before this sink saw it (a
-    // decision replayed from old history is not two minutes late at once).
-    Nanos since = outbox_seen;
-    if (since != kNoTime && hs.ban_outbox_oldest != kNoTime) {
-      since = std::max(since, hs.ban_outbox_oldest);
-    }
-    if (since != kNoTime && now - since > kBanUndeliveredAfter) {
-      out.push_back(
-          Make("QuorumwatchBanUndelivered", "critical", "", "", "", kNoTime,
-               {{"summary", fmt::format("{} ban decision(s) not delivered to the ban controller, "
-                                        "the oldest since {}",
-                                        hs.ban_outbox_pending, t(hs.ban_outbox_oldest))},
-                {"description",
-                 "The failover a ban asks for has not happened: check the ban "
-                 "controller and quorumwatch's log."},
-                {"pending", std::to_string(hs.ban_outbox_pending)},
-                {"since", t(hs.ban_outbox_oldest)}}));
-    }
-    return out;
-  }
-
   // --- the firing set (any thread; REQUIRES: mu held)
 
   void QueueAll(const std::shared_ptr<const Alert>& a, Nanos resolved_at) {
-    for (auto& t : targets) t->pending[a->labels] = Update{a, resolved_at, ++seq};
+    for (auto& t : targets) t->pending[a->key] = Update{a, resolved_at, ++seq};
   }
 
   // Diffs the desired alerts against the firing set and queues the changes
   // for every URL. Returns a line to log ("" for none). REQUIRES: mu held.
   std::string Apply(std::vector<Alert> desired, Nanos now) {
     std::map<std::string, std::shared_ptr<const Alert>> before = firing;
-    before.erase(watchdog->labels);
+    before.erase(watchdog->key);
     if (!evaluated) before.insert(restored.begin(), restored.end());
     std::map<std::string, std::shared_ptr<const Alert>> next;
     bool changed = !evaluated;
     for (Alert& a : desired) {
-      if (next.count(a.labels)) continue;
-      auto prev = before.find(a.labels);
+      if (next.count(a.key)) continue;
+      auto prev = before.find(a.key);
       bool known = prev != before.end();
       if (a.starts_at == kNoTime) {
         a.starts_at = known ? prev->second->starts_at : now;
@@ -460,7 +153,7 @@ struct AlertmanagerSink::Impl {
       // every firing alert does. The rest waits for the re-send tick.
       if (!known || restarted || !evaluated) QueueAll(sp, kNoTime);
       changed = changed || !known || restarted;
-      next.emplace(sp->labels, std::move(sp));
+      next.emplace(sp->key, std::move(sp));
     }
     for (const auto& [key, a] : before) {
       if (next.count(key)) continue;
@@ -468,7 +161,7 @@ struct AlertmanagerSink::Impl {
       QueueAll(a, std::max(now, a->starts_at));
       changed = true;
     }
-    next.emplace(watchdog->labels, watchdog);
+    next.emplace(watchdog->key, watchdog);
     firing = std::move(next);
     restored.clear();
     evaluated = true;
@@ -576,23 +269,14 @@ struct AlertmanagerSink::Impl {
     req.url = t.endpoint;
     req.headers = {{"Content-Type", "application/json"}, {"User-Agent", "quorumwatch"}};
     req.timeout = timeout;
-    req.body = "[";
+    Json batch = Json::array();
     for (const auto& [key, u] : t.pending) {
       if (sent.size() == kMaxBatch) break;
-      if (!sent.empty()) req.body.push_back(',');
-      const Alert& a = *u.alert;
       Nanos ends = u.resolved_at != kNoTime ? u.resolved_at : now + hold;
-      req.body += "{\"labels\":" + a.labels + ",\"annotations\":" + a.annotations;
-      req.body += ",\"startsAt\":\"" + Time(a.starts_at) + "\",\"endsAt\":\"" +
-                  Time(std::max(ends, a.starts_at)) + "\"";
-      if (!config.generator_url.empty()) {
-        req.body += ",\"generatorURL\":";
-        AppendJsonString(req.body, config.generator_url);
-      }
-      req.body.push_back('}');
+      batch.push_back(AlertJson(*u.alert, ends, config.generator_url));
       sent.emplace_back(key, u.seq);
     }
-    req.body.push_back(']');
+    req.body = DumpJson(batch);
 
     lock.unlock();
     HttpResponse resp = transport.Send(req);
@@ -646,17 +330,19 @@ struct AlertmanagerSink::Impl {
 
   // REQUIRES: mu held.
   std::string StateJson() const {
-    std::string out = "{\"version\":1,\"alerts\":[";
-    bool first = true;
+    Json alerts = Json::array();
     for (const auto& [key, a] : firing) {
       if (a == watchdog) continue;
-      out += first ? "\n" : ",\n";
-      first = false;
-      out += "{\"labels\":" + a->labels + ",\"annotations\":" + a->annotations +
-             ",\"startsAt\":\"" + Time(a->starts_at) + "\"}";
+      Json o = Json::object();
+      o.emplace("labels", Json(a->labels));
+      o.emplace("annotations", Json(a->annotations));
+      o.emplace("startsAt", Time(a->starts_at));
+      alerts.push_back(std::move(o));
     }
-    out += "]}\n";
-    return out;
+    Json doc = Json::object();
+    doc.emplace("version", 1);
+    doc.emplace("alerts", std::move(alerts));
+    return DumpJson(doc) + "\n";
   }
 
   void WriteState() {
@@ -689,45 +375,38 @@ struct AlertmanagerSink::Impl {
     }
   }
 
+  // Fills `restored` from the file's text; returns what is wrong with it
+  // ("" when nothing).
   std::string ReadState(const std::string& text) {
-    simdjson::dom::parser parser;
-    simdjson::padded_string padded(text);
-    simdjson::dom::element doc;
-    if (parser.parse(padded).get(doc)) return "not valid JSON";
-    simdjson::dom::array alerts;
-    if (doc["alerts"].get_array().get(alerts)) return "no \"alerts\" array";
-    for (simdjson::dom::element e : alerts) {
-      simdjson::dom::object labels_obj, ann_obj;
-      std::string_view starts;
-      if (e["labels"].get_object().get(labels_obj) || e["annotations"].get_object().get(ann_obj) ||
-          e["startsAt"].get_string().get(starts)) {
+    auto doc = ParseJson(text);
+    if (!doc) return "not valid JSON (" + doc.error().message + ")";
+    auto alerts = doc->find("alerts");
+    if (alerts == doc->end() || !alerts->is_array()) return "no \"alerts\" array";
+    for (const Json& e : *alerts) {
+      auto labels_in = e.find("labels");
+      auto ann_in = e.find("annotations");
+      auto starts = e.find("startsAt");
+      if (labels_in == e.end() || !labels_in->is_object() || ann_in == e.end() ||
+          !ann_in->is_object() || starts == e.end() || !starts->is_string()) {
         return "an alert without labels, annotations or startsAt";
       }
       std::map<std::string, std::string> labels;
-      for (auto field : labels_obj) {
-        std::string_view v;
-        if (field.value.get_string().get(v) || !ValidLabelName(field.key)) {
-          return "a bad label in an alert";
-        }
-        labels[std::string(field.key)] = Sanitize(v, kMaxLabelBytes);
+      for (const auto& [k, v] : labels_in->items()) {
+        if (!v.is_string() || !ValidLabelName(k)) return "a bad label in an alert";
+        labels[k] = SanitizeLabelValue(v.get<std::string>(), kMaxLabelBytes);
       }
       Annotations ann;
-      for (auto field : ann_obj) {
-        std::string_view v;
-        if (field.value.get_string().get(v) || !ValidLabelName(field.key)) {
-          return "a bad annotation in an alert";
-        }
-        ann.emplace_back(std::string(field.key), std::string(v));
+      for (const auto& [k, v] : ann_in->items()) {
+        if (!v.is_string() || !ValidLabelName(k)) return "a bad annotation in an alert";
+        ann.emplace_back(k, v.get<std::string>());
       }
-      Alert a;
-      a.name = labels["alertname"];
-      a.starts_at = ParseRfc3339(starts);
-      if (a.name.empty() || a.starts_at == kNoTime) return "an alert without alertname or time";
-      if (a.name == kWatchdog) continue;
-      a.labels = LabelsJson(labels);
-      a.annotations = AnnotationsJson(ann);
-      std::string key = a.labels;
-      restored.emplace(std::move(key), std::make_shared<const Alert>(std::move(a)));
+      std::string name = labels["alertname"];
+      Nanos starts_at = ParseRfc3339(starts->get<std::string>());
+      if (name.empty() || starts_at == kNoTime) return "an alert without alertname or time";
+      if (name == kWatchdog) continue;
+      auto a = std::make_shared<const Alert>(std::move(name), LabelsJson(labels),
+                                             AnnotationsJson(ann), starts_at);
+      restored.emplace(a->key, std::move(a));
     }
     return "";
   }
@@ -776,10 +455,10 @@ Result<std::unique_ptr<AlertmanagerSink>> AlertmanagerSink::Create(const SinkCon
   if (config.timeout <= 0) return Fail(where + "'timeout' must be positive");
   for (const auto& [name, value] : config.labels) {
     if (!ValidLabelName(name)) {
-      return Fail(where + "label name '" + Sanitize(name, 64) +
+      return Fail(where + "label name '" + SanitizeLabelValue(name, 64) +
                   "' is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)");
     }
-    if (Reserved(name)) {
+    if (ReservedLabel(name)) {
       return Fail(where + "label '" + name +
                   "' is set by quorumwatch itself and cannot be "
                   "configured");
@@ -791,20 +470,22 @@ Result<std::unique_ptr<AlertmanagerSink>> AlertmanagerSink::Create(const SinkCon
   m->ctx = ctx;
   m->clock = ctx.clock != nullptr ? ctx.clock : SystemClock::Get();
   m->counters = ComponentCounters::For(ctx.metrics, "sink", "alertmanager");
+  std::map<std::string, std::string> static_labels;
   for (const auto& [name, value] : config.labels) {
-    m->static_labels[name] = Sanitize(value, kMaxLabelBytes);
+    static_labels[name] = SanitizeLabelValue(value, kMaxLabelBytes);
   }
+  m->rules = AlertRules(std::move(static_labels));
   m->hold = 4 * config.resend_interval;
   m->stale_after = std::max(kStaleStatusMin, 3 * config.resend_interval);
   Nanos now = m->clock->Now();
   m->last_status = now;
   m->watchdog = std::make_shared<const Alert>(
-      m->Make(kWatchdog, "none", "", "", "", now,
+      m->rules.Make(kWatchdog, "none", "", "", "", now,
               {{"summary", "quorumwatch is running: this alert always fires"},
                {"description",
                 "Route it to a dead man's switch: its absence means quorumwatch or its "
                 "delivery to Alertmanager has stopped."}}));
-  m->firing.emplace(m->watchdog->labels, m->watchdog);
+  m->firing.emplace(m->watchdog->key, m->watchdog);
   if (!ctx.state_dir.empty()) {
     m->state_path = ctx.state_dir + "/" + std::string(kStateFile);
     m->LoadState();
@@ -841,7 +522,7 @@ void AlertmanagerSink::OnStatus(const Status& status) {
     if (m.closing) return;
     msg = m.KeepFiring(now);
   } else {
-    std::vector<Alert> desired = m.Evaluate(status, now);
+    std::vector<Alert> desired = m.rules.Evaluate(status, now);
     std::lock_guard<std::mutex> lock(m.mu);
     if (m.closing) return;
     msg = m.Apply(std::move(desired), now);

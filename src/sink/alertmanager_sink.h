@@ -52,6 +52,8 @@
 // the first status snapshot). Close resolves nothing, the Watchdog
 // included: alerts run out at their endsAt, as when Prometheus stops.
 //
+// Which alerts fire, and their labels and annotations: sink/alert_rules.h.
+//
 // Counters (kind "sink", component "alertmanager"): received = alert
 // changes (an alert starting or ending), processed = alerts delivered (per
 // URL), dropped = updates given up (rejected with a 4xx, a resolve older

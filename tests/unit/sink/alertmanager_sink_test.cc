@@ -2,6 +2,9 @@
 // and can fail or hang per URL. Time is a ManualClock the tests step; a test
 // waits for what the delivery threads do on a condition variable with a
 // deadline, never by sleeping.
+//
+// One file of ~1000 lines: every case shares the fake network, the fixture
+// and the parsing of posted bodies above them.
 #include "sink/alertmanager_sink.h"
 
 #include <doctest/doctest.h>
@@ -797,6 +800,41 @@ TEST_CASE("a damaged state file is reported and ignored") {
   CHECK(CountLogs(f.net.CopyLogs(), "alertmanager.json: not valid JSON") == 1);
   sink->OnStatus(f.Snap({Node("val-a")}));
   sink->Close();
+}
+
+TEST_CASE("a state file in the earlier layout (one alert a line) is read; the new one is a document") {
+  Fixture f;
+  const Nanos started = kT0 - 300 * kSecond;
+  {
+    std::ofstream out(f.state_dir + "/alertmanager.json");
+    out << "{\"version\":1,\"alerts\":[\n"
+           "{\"labels\":{\"alertname\":\"NodeStalled\",\"chain\":\"cosmoshub\","
+           "\"namespace\":\"cosmos-mainnet\",\"node\":\"val-a\",\"region\":\"eu-1\","
+           "\"severity\":\"warning\"},\"annotations\":{\"summary\":\"val-a stalled\"},"
+           "\"startsAt\":\"" << T(started) << "\"},\n"
+           "{\"labels\":{\"alertname\":\"Watchdog\",\"severity\":\"none\"},"
+           "\"annotations\":{},\"startsAt\":\"" << T(started) << "\"}]}\n";
+  }
+  auto sink = f.Make(f.Config());
+  // val-a is fine now: the alert restored from the file is resolved at once.
+  sink->OnStatus(f.Snap({Node("val-a")}));
+  REQUIRE(f.Wait([&](const auto& r) { return Has(r, "am-1", "NodeStalled", "val-a", kT0, started); }));
+  Posted resolved = Delivered(f.net.CopyRequests(), "am-1", "NodeStalled", "val-a").back();
+  CHECK(resolved.annotations.at("summary") == "val-a stalled");
+  CHECK(resolved.labels.at("region") == "eu-1");
+  CHECK(f.net.CopyLogs().empty());
+
+  // Firing again: saved as one compact document with a final newline.
+  NodeStatus a = Node("val-a");
+  Stall(a, kT0);
+  sink->OnStatus(f.Snap({a}));
+  sink->Close();
+  std::string saved = f.StateFile();
+  REQUIRE(!saved.empty());
+  CHECK(saved.rfind("{\"version\":1,\"alerts\":[{\"labels\":{\"alertname\":", 0) == 0);
+  CHECK(saved.find('\n') == saved.size() - 1);
+  CHECK(saved.find("\"startsAt\":\"" + T(kT0) + "\"}") != std::string::npos);
+  CHECK(saved.find("Watchdog") == std::string::npos);
 }
 
 TEST_CASE("every alert kind from the status; retired nodes raise none") {
