@@ -1,17 +1,22 @@
 #include "app/bans_cmd.h"
 
-#include <simdjson.h>
+#include <nlohmann/json.hpp>
 
+#include <cerrno>
 #include <cstdio>
-#include <fstream>
+#include <cstring>
 #include <map>
-#include <sstream>
+#include <set>
 #include <vector>
 
 #include "app/config.h"
 #include "app/control.h"
+#include "common/event.h"
+#include "common/file_util.h"
 #include "common/json.h"
 #include "common/time.h"
+#include "detect/detector.h"
+#include "detect/state_codec.h"
 #include "sink/ban_sink.h"
 
 namespace qw::app {
@@ -31,22 +36,37 @@ struct Row {
 
 std::string Time(Nanos t) { return t == kNoTime ? "-" : FormatRfc3339Millis(t); }
 
-Nanos GetTime(simdjson::dom::element o, const char* key) {
-  int64_t v = 0;
-  if (o[key].get(v)) return kNoTime;
-  return v;
-}
+// What `list` needs of the checkpoint: the detector state's nodes and holds.
+struct SavedBans {
+  std::map<std::string, detect::NodeState> nodes;  // by node key
+  std::set<std::string> holds;
+};
 
-bool GetBool(simdjson::dom::element o, const char* key) {
-  bool v = false;
-  if (o[key].get(v)) return false;
-  return v;
-}
+class NoEvents : public EventOutput {
+ public:
+  void Emit(Event) override {}
+};
 
-std::string GetStr(simdjson::dom::element o, const char* key) {
-  std::string_view v;
-  if (o[key].get(v)) return "";
-  return std::string(v);
+// Reads the "detector" object of the checkpoint (docs/PIPELINE.md,
+// "Checkpoints"); the checkpoint's other keys belong to the pipeline and
+// are not looked at. The state is decoded by the state codec itself, into a
+// detector with no chains or nodes: every node's state is kept aside
+// there, by key, as a restart would keep it.
+Result<SavedBans> ReadCheckpoint(const std::string& path, const std::string& text) {
+  auto doc = ParseJson(text);
+  if (!doc) return Fail(path + ": not valid JSON (" + doc.error().message + ")");
+  if (!doc->is_object()) return Fail(path + ": not a JSON object");
+  SavedBans out;
+  auto state = doc->find("detector");
+  if (state == doc->end()) return out;  // nothing decided yet
+  NoEvents none;
+  detect::Detector d({}, &none);
+  if (auto r = detect::DecodeStateJson(*state, &d); !r) {
+    return Fail(path + ": " + r.error().message);
+  }
+  out.nodes = d.restored_nodes();
+  out.holds = d.holds();
+  return out;
 }
 
 // The part of a node key after "chain|".
@@ -66,52 +86,39 @@ int List(const BansArgs& args, const std::string& state_dir) {
   std::vector<Row> rows;
   std::vector<std::string> holds;
   std::string path = state_dir + "/checkpoint.json";
-  std::ifstream in(path, std::ios::binary);
-  if (in) {
-    std::stringstream ss;
-    ss << in.rdbuf();
-    simdjson::dom::parser parser;
-    simdjson::dom::element doc;
-    if (parser.parse(ss.str()).get(doc)) {
-      Err(path + ": not valid JSON");
+  if (auto text = ReadWholeFile(path)) {
+    auto saved = ReadCheckpoint(path, *text);
+    if (!saved) {
+      Err(saved.error().message);
       return 1;
     }
-    simdjson::dom::array ha;
-    if (!doc["detector"]["holds"].get(ha)) {
-      for (auto h : ha) {
-        std::string_view v;
-        if (!h.get(v)) holds.emplace_back(v);
+    holds.assign(saved->holds.begin(), saved->holds.end());
+    for (const auto& [key, n] : saved->nodes) {
+      Row r;
+      r.node = key;
+      r.banned_at = n.banned_at;
+      r.since = n.period_open ? n.period_start : kNoTime;
+      r.reason = n.period_reason;
+      for (const auto& h : holds) r.hold = r.hold || RefMatches(h, r.node);
+      if (n.banned) {
+        r.state = "banned";
+      } else if (n.ban_held && n.period_open) {
+        r.state = "ban held" + (n.ban_held_rail.empty() ? "" : " (" + n.ban_held_rail + ")");
+      } else if (n.ooc) {
+        r.state = "out of consensus";
+      } else if (n.period_open) {
+        r.state = "recovering";
+      } else {
+        r.state = "ok";
+        r.reason.clear();
       }
+      rows.push_back(std::move(r));
     }
-    simdjson::dom::object nodes;
-    if (!doc["detector"]["nodes"].get(nodes)) {
-      for (auto [key, n] : nodes) {
-        Row r;
-        r.node = std::string(key);
-        bool banned = GetBool(n, "banned"), held = GetBool(n, "ban_held"),
-             open = GetBool(n, "period_open"), ooc = GetBool(n, "ooc");
-        r.banned_at = GetTime(n, "banned_at");
-        r.since = open ? GetTime(n, "period_start") : kNoTime;
-        r.reason = GetStr(n, "period_reason");
-        for (const auto& h : holds) r.hold = r.hold || RefMatches(h, r.node);
-        if (banned) {
-          r.state = "banned";
-        } else if (held && open) {
-          std::string rail = GetStr(n, "ban_held_rail");
-          r.state = "ban held" + (rail.empty() ? "" : " (" + rail + ")");
-        } else if (ooc) {
-          r.state = "out of consensus";
-        } else if (open) {
-          r.state = "recovering";
-        } else {
-          r.state = "ok";
-          r.reason.clear();
-        }
-        rows.push_back(std::move(r));
-      }
-    }
-  } else {
+  } else if (text.error().message == std::strerror(ENOENT)) {
     Err(path + ": no checkpoint yet (the instance has not written one)");
+  } else {
+    Err(path + ": " + text.error().message);
+    return 1;
   }
   auto outboxes = sink::ReadOutboxes(state_dir);
   if (!outboxes) {
@@ -139,25 +146,28 @@ int List(const BansArgs& args, const std::string& state_dir) {
   bool running = InstanceRunning(state_dir);
 
   if (args.format == "json") {
-    std::string out = "{\"running\":" + std::string(running ? "true" : "false") + ",\"holds\":[";
-    for (size_t i = 0; i < holds.size(); ++i) out += (i ? "," : "") + JsonString(holds[i]);
-    out += "],\"pending_requests\":[";
-    for (size_t i = 0; i < pending_requests.size(); ++i) {
-      out += (i ? "," : "") + JsonString(pending_requests[i]);
+    auto time_or_null = [](Nanos t) {
+      return t == kNoTime ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(Time(t));
+    };
+    nlohmann::ordered_json nodes = nlohmann::ordered_json::array();
+    for (const Row& r : rows) {
+      nlohmann::ordered_json o = nlohmann::ordered_json::object();
+      o.emplace("node", r.node);
+      o.emplace("state", r.state);
+      o.emplace("since", time_or_null(r.since));
+      o.emplace("banned_at", time_or_null(r.banned_at));
+      o.emplace("reason", r.reason);
+      o.emplace("hold", r.hold);
+      o.emplace("decisions_pending", r.pending);
+      o.emplace("decisions_delivered", r.delivered);
+      nodes.push_back(std::move(o));
     }
-    out += "],\"nodes\":[";
-    for (size_t i = 0; i < rows.size(); ++i) {
-      const Row& r = rows[i];
-      out += (i ? "," : "");
-      out += "{\"node\":" + JsonString(r.node) + ",\"state\":" + JsonString(r.state) +
-             ",\"since\":" + (r.since == kNoTime ? "null" : JsonString(Time(r.since))) +
-             ",\"banned_at\":" + (r.banned_at == kNoTime ? "null" : JsonString(Time(r.banned_at))) +
-             ",\"reason\":" + JsonString(r.reason) + ",\"hold\":" + (r.hold ? "true" : "false") +
-             ",\"decisions_pending\":" + std::to_string(r.pending) +
-             ",\"decisions_delivered\":" + std::to_string(r.delivered) + "}";
-    }
-    out += "]}\n";
-    std::fputs(out.c_str(), stdout);
+    nlohmann::ordered_json out = nlohmann::ordered_json::object();
+    out.emplace("running", running);
+    out.emplace("holds", holds);
+    out.emplace("pending_requests", pending_requests);
+    out.emplace("nodes", std::move(nodes));
+    std::fputs((DumpJson(out) + "\n").c_str(), stdout);
     return 0;
   }
   std::printf("%-44s %-34s %-24s %-24s %-6s %s\n", "NODE", "STATE", "OUT OF CONSENSUS SINCE",

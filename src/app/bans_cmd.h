@@ -1,7 +1,8 @@
 // `quorumwatch bans list|hold|release|unban`: operator control of bans on a
-// state directory (DESIGN.md, "safety rails"). `list` reads the checkpoint
-// and the ban outboxes; the others submit a request that the running
-// instance applies (app/control.h) and wait for its outcome.
+// state directory (README.md, "Ban controller"; the rails and holds:
+// docs/DETECTION.md, "Bans"). `list` reads the checkpoint and the ban
+// outboxes; the others submit a request that the running instance applies
+// (app/control.h) and wait for its outcome.
 #pragma once
 
 #include <string>

@@ -11,7 +11,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <simdjson.h>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "common/clock.h"
@@ -21,7 +21,29 @@
 namespace qw::app {
 namespace {
 
+using Json = nlohmann::ordered_json;
+
 std::string ControlDir(const std::string& state_dir) { return state_dir + "/control"; }
+
+// The request a file's text holds, or what is wrong with it.
+Result<ControlRequest> ParseRequest(const std::string& text) {
+  auto doc = ParseJson(text);
+  if (!doc) return Fail("not JSON: " + doc.error().message);
+  if (!doc->is_object()) return Fail("not a JSON object");
+  auto op = doc->find("op");
+  auto node = doc->find("node");
+  if (op == doc->end() || !op->is_string()) return Fail("no \"op\" string");
+  if (node == doc->end() || !node->is_string() || node->get_ref<const std::string&>().empty()) {
+    return Fail("no \"node\" string");
+  }
+  ControlRequest r;
+  r.op = op->get<std::string>();
+  r.node = node->get<std::string>();
+  if (r.op != "hold" && r.op != "release" && r.op != "unban") {
+    return Fail("op \"" + ToValidUtf8(r.op) + "\" is not hold, release or unban");
+  }
+  return r;
+}
 
 }  // namespace
 
@@ -36,7 +58,10 @@ Result<std::string> SubmitRequest(const std::string& state_dir, const std::strin
   std::snprintf(name, sizeof name, "%020lld-%d-%d",
                 static_cast<long long>(SystemClock::Get()->Now()), static_cast<int>(::getpid()),
                 seq.fetch_add(1));
-  std::string text = "{\"op\":" + JsonString(op) + ",\"node\":" + JsonString(node) + "}\n";
+  Json request = Json::object();
+  request.emplace("op", op);
+  request.emplace("node", node);
+  std::string text = DumpJson(request) + "\n";
   std::string path = dir + "/" + name + ".json";
   if (auto w = WriteFileAtomic(path, text); !w) return Fail("cannot write " + w.error().message);
   return std::string(name);
@@ -55,22 +80,22 @@ std::vector<ControlRequest> PendingRequests(const std::string& state_dir,
   }
   ::closedir(d);
   std::sort(names.begin(), names.end());
-  simdjson::dom::parser parser;
   for (const auto& name : names) {
     auto text = ReadWholeFile(dir + "/" + name + ".json");
-    ControlRequest r;
-    r.name = name;
-    simdjson::dom::element doc;
-    std::string_view op, node;
-    if (!text || parser.parse(*text).get(doc) || doc["op"].get(op) || doc["node"].get(node) ||
-        node.empty() || (op != "hold" && op != "release" && op != "unban")) {
-      if (errors != nullptr) errors->push_back(dir + "/" + name + ".json: not a valid request; removed");
-      CompleteRequest(state_dir, r, "error: not a valid request");
+    Result<ControlRequest> r =
+        text ? ParseRequest(*text) : Fail("cannot read: " + text.error().message);
+    if (!r) {
+      // Answered and removed, so a bad file never blocks the requests after it.
+      if (errors != nullptr) {
+        errors->push_back(dir + "/" + name + ".json: not a valid request (" + r.error().message +
+                          "); removed");
+      }
+      CompleteRequest(state_dir, ControlRequest{name, "", ""},
+                      "error: not a valid request (" + r.error().message + ")");
       continue;
     }
-    r.op = std::string(op);
-    r.node = std::string(node);
-    out.push_back(std::move(r));
+    r->name = name;
+    out.push_back(std::move(*r));
   }
   return out;
 }
