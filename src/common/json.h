@@ -1,9 +1,10 @@
 // JSON helpers. Documents (checkpoints, detector state, Alertmanager and ban
 // bodies, outbox records, control requests, summaries) are built and read
 // with nlohmann::ordered_json through DumpJson and ParseJson below; the
-// per-event line keeps its own writer (AppendEventJson in common/event.h,
-// the hot path: benchmarks/RESULTS.md, "JSON"). Records are decoded with
-// simdjson, the configuration with yaml-cpp.
+// per-event line keeps its own writer (AppendEventJson in common/event.h:
+// the hot path, 6-30x faster than nlohmann; benchmarks/RESULTS.md, "Event
+// line: hand-written or nlohmann"). Records are decoded with simdjson, the
+// configuration with yaml-cpp.
 #pragma once
 
 #include <nlohmann/json_fwd.hpp>
