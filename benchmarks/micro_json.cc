@@ -110,47 +110,35 @@ void CheckSameBytes(benchmark::State& state, const Event& e) {
   }
 }
 
-void Finish(benchmark::State& state, size_t line_bytes) {
+// Times `write(buf, event)` on the typical event (range(0): with evidence).
+template <typename Write>
+void Run(benchmark::State& state, Write write) {
+  const Event e = TypicalEvent(state.range(0) != 0);
+  CheckSameBytes(state, e);
+  std::string buf;
+  for (auto _ : state) {
+    buf.clear();
+    write(buf, e);
+    benchmark::DoNotOptimize(buf.data());
+  }
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
-  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * line_bytes));
-  state.counters["line_bytes"] = static_cast<double>(line_bytes);
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * buf.size()));
+  state.counters["line_bytes"] = static_cast<double>(buf.size());
 }
 
 void BM_EventLineHand(benchmark::State& state) {
-  const Event e = TypicalEvent(state.range(0) != 0);
-  CheckSameBytes(state, e);
-  std::string buf;
-  for (auto _ : state) {
-    buf.clear();
-    AppendEventJson(buf, e);
-    benchmark::DoNotOptimize(buf.data());
-  }
-  Finish(state, buf.size());
+  Run(state, [](std::string& buf, const Event& e) { AppendEventJson(buf, e); });
 }
 
 void BM_EventLineNlohmannParsedDetail(benchmark::State& state) {
-  const Event e = TypicalEvent(state.range(0) != 0);
-  CheckSameBytes(state, e);
-  std::string buf;
-  for (auto _ : state) {
-    buf.clear();
-    AppendEventJsonParsedDetail(buf, e);
-    benchmark::DoNotOptimize(buf.data());
-  }
-  Finish(state, buf.size());
+  Run(state, [](std::string& buf, const Event& e) { AppendEventJsonParsedDetail(buf, e); });
 }
 
 void BM_EventLineNlohmannPrebuiltDetail(benchmark::State& state) {
-  const Event e = TypicalEvent(state.range(0) != 0);
-  CheckSameBytes(state, e);
-  const Json detail = DetailValues(e);
-  std::string buf;
-  for (auto _ : state) {
-    buf.clear();
+  const Json detail = DetailValues(TypicalEvent(state.range(0) != 0));
+  Run(state, [&](std::string& buf, const Event& e) {
     AppendEventJsonPrebuiltDetail(buf, e, detail);
-    benchmark::DoNotOptimize(buf.data());
-  }
-  Finish(state, buf.size());
+  });
 }
 
 BENCHMARK(BM_EventLineHand)->ArgName("evidence")->Arg(0)->Arg(1);

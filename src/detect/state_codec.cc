@@ -410,7 +410,9 @@ bool DecodeNode(Reader& r, const Json& o, const std::string& where, NodeState* n
     if (!r.ok()) return false;
   }
   // States the detector never produces, and whose timers would be nonsense.
-  if (n->period_open && n->period_start == kNoTime) return r.Fail(where, "period_open without period_start");
+  if (n->period_open && n->period_start == kNoTime) {
+    return r.Fail(where, "period_open without period_start");
+  }
   if (n->ooc && n->ooc_since == kNoTime) return r.Fail(where, "ooc without ooc_since");
   if (n->banned && n->banned_at == kNoTime) return r.Fail(where, "banned without banned_at");
   return true;

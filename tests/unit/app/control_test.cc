@@ -23,37 +23,15 @@
 #include "common/json.h"
 #include "detect/detector.h"
 #include "detect/state_codec.h"
+#include "test_files.h"
 
 namespace qw::app {
 namespace {
 
 namespace fs = std::filesystem;
-
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/qw-control-test-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-void WriteFile(const std::string& path, const std::string& data) {
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  f << data;
-}
+using testing::ReadFile;
+using testing::TempDir;
+using testing::WriteFile;
 
 // What a function prints on stdout and stderr (file descriptors 1 and 2).
 struct Captured {
@@ -123,7 +101,7 @@ nlohmann::ordered_json State() {
 }
 
 TEST_CASE("requests are written as JSON and read back in submission order") {
-  TempDir dir;
+  TempDir dir("qw-control-test");
   auto first = SubmitRequest(dir.path(), "hold", "cosmos/v\xC3\xA4l-\"a\"");
   auto second = SubmitRequest(dir.path(), "unban", "val-b");
   REQUIRE(first.has_value());
@@ -147,7 +125,7 @@ TEST_CASE("requests are written as JSON and read back in submission order") {
 }
 
 TEST_CASE("a bad request file is answered with the reason and removed; the others go on") {
-  TempDir dir;
+  TempDir dir("qw-control-test");
   fs::create_directories(dir.path() + "/control");
   struct Bad {
     const char* name;
@@ -187,7 +165,7 @@ TEST_CASE("a bad request file is answered with the reason and removed; the other
 }
 
 TEST_CASE("bans list reads only the checkpoint's detector state") {
-  TempDir dir;
+  TempDir dir("qw-control-test");
   nlohmann::ordered_json cp = nlohmann::ordered_json::object();
   cp["version"] = 2;
   cp["written"] = 1;
@@ -221,7 +199,7 @@ TEST_CASE("bans list reads only the checkpoint's detector state") {
 }
 
 TEST_CASE("bans list: a damaged checkpoint is a clear error, not a crash") {
-  TempDir dir;
+  TempDir dir("qw-control-test");
   BansArgs args;
   args.op = "list";
   args.state_dir = dir.path();

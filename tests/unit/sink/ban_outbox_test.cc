@@ -14,35 +14,17 @@
 
 #include "common/clock.h"
 #include "common/time.h"
+#include "test_files.h"
 
 namespace qw::sink {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::ReadFile;
+using testing::TempDir;
 
 const std::string kFffd = "\xEF\xBF\xBD";
 constexpr Nanos kNow = 1735790000000000000;  // 2025-01-02T03:53:20Z
-
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/qw-outbox-test-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 
 BanDecision Decision(const std::string& key) {
   BanDecision d;
@@ -102,7 +84,7 @@ TEST_CASE("decision body: evidence lines with non-ASCII, invalid UTF-8 and contr
 }
 
 TEST_CASE("outbox: records appended, reloaded by a new instance, acknowledgements kept") {
-  TempDir dir;
+  TempDir dir("qw-outbox-test");
   ManualClock clock(kNow);
   std::vector<std::string> log;
   auto logger = [&](const std::string& l) { log.push_back(l); };
@@ -158,7 +140,7 @@ TEST_CASE("outbox: records appended, reloaded by a new instance, acknowledgement
 }
 
 TEST_CASE("outbox: a file written by the earlier writer (\\u escapes, compacted records) loads") {
-  TempDir dir;
+  TempDir dir("qw-outbox-test");
   ManualClock clock(kNow);
   const std::string body =
       "{\"version\":1,\"action\":\"unban\",\"id\":\"x1\",\"idempotency_key\":\"unban-k\","
@@ -194,7 +176,7 @@ TEST_CASE("outbox: a file written by the earlier writer (\\u escapes, compacted 
 }
 
 TEST_CASE("outbox: compaction keeps every pending decision and folds the attempts in") {
-  TempDir dir;
+  TempDir dir("qw-outbox-test");
   ManualClock clock(kNow);
   Outbox box(dir.path(), "webhook-1", &clock, [](const std::string&) {});
   REQUIRE(box.Open().has_value());

@@ -34,11 +34,15 @@
 #include "common/metrics.h"
 #include "common/time.h"
 #include "sink/http_transport.h"
+#include "test_files.h"
 
 namespace qw::sink {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::ReadFile;
+using testing::TempDir;
+using testing::WriteFile;
 
 constexpr Nanos kSince = 1735787094000000000;  // 2025-01-02T03:04:54Z
 constexpr Nanos kBanAt = kSince + 1800 * kSecond;
@@ -78,21 +82,6 @@ std::string Sha256Hex(const std::string& s) {
   return Hex(d, len);
 }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-void WriteFile(const std::string& path, const std::string& data, bool executable = false) {
-  {
-    std::ofstream f(path, std::ios::binary | std::ios::trunc);
-    f << data;
-  }
-  if (executable) ::chmod(path.c_str(), 0755);
-}
-
 std::vector<std::string> Lines(const std::string& s) {
   std::vector<std::string> out;
   std::string line;
@@ -107,20 +96,6 @@ size_t Count(const std::string& hay, const std::string& needle) {
   return n;
 }
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/qw-ban-test-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  const std::string& path() const { return path_; }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
 
 // What the fake receiver saw and will answer. Shared by the test and the
 // transport (the delivery thread).
@@ -185,7 +160,7 @@ HttpResponse TransportError(std::string what) {
 
 // Everything a sink is built from, owned by the test.
 struct Fixture {
-  TempDir dir;
+  TempDir dir{"qw-ban-test"};
   ManualClock clock{kBanAt + 5 * kSecond};
   Metrics metrics;
   Receiver receiver;

@@ -50,14 +50,28 @@ std::string Line(const Event& e) {
   return s + "\n";
 }
 
-struct Logged {
+// What a sink under test reports (log lines, counters), on a ManualClock.
+struct Reports {
+  ManualClock clock{kT0};
   std::vector<std::string> lines;
-  OutputOptions Options(const std::string& name, const Clock* clock) {
+  ComponentCounters counters = ComponentCounters::Detached();
+
+  OutputOptions Options(const std::string& name) {
     OutputOptions o;
     o.name = name;
     o.log = [this](const std::string& l) { lines.push_back(l); };
-    o.clock = clock;
+    o.clock = &clock;
     return o;
+  }
+};
+
+// /dev/full opened for appending (declared before the sink that writes to
+// it, so it is closed after).
+struct DevFull {
+  std::FILE* f = std::fopen("/dev/full", "a");
+  DevFull() { REQUIRE(f != nullptr); }
+  ~DevFull() {
+    if (f != nullptr) std::fclose(f);
   }
 };
 
@@ -85,41 +99,38 @@ struct Switchable {
 };
 
 TEST_CASE("JsonlSink on a full disk: every failed flush counted, the first reported at once") {
-  std::FILE* f = std::fopen("/dev/full", "a");
-  REQUIRE(f != nullptr);
-  ManualClock clock(kT0);
-  Logged log;
-  ComponentCounters counters = ComponentCounters::Detached();
-  JsonlSink sink(f, counters, log.Options("/dev/full", &clock));
+  DevFull full;
+  Reports out;
+  JsonlSink sink(full.f, out.counters, out.Options("/dev/full"));
 
   sink.Write(Stall(1));
   sink.Flush();  // the buffered line meets the device here
   CHECK(sink.write_errors() == 1);
-  CHECK(Get(counters.errors) == 1);
-  CHECK(Get(counters.received) == 1);
-  CHECK(Get(counters.dropped) == 1);
-  CHECK(Get(counters.processed) == 0);
-  REQUIRE(log.lines.size() == 1);
-  CHECK(log.lines[0] ==
+  CHECK(Get(out.counters.errors) == 1);
+  CHECK(Get(out.counters.received) == 1);
+  CHECK(Get(out.counters.dropped) == 1);
+  CHECK(Get(out.counters.processed) == 0);
+  REQUIRE(out.lines.size() == 1);
+  CHECK(out.lines[0] ==
         "/dev/full: flush failed: No space left on device; events are lost until writing "
         "succeeds again");
 
   // More failures within the minute: counted, not logged.
   sink.Write(Stall(2));
   sink.Flush();
-  clock.Advance(59 * kSecond);
+  out.clock.Advance(59 * kSecond);
   sink.Write(Stall(3));
   sink.Flush();
   CHECK(sink.write_errors() == 3);
-  CHECK(log.lines.size() == 1);
+  CHECK(out.lines.size() == 1);
 
   // A minute after the last line: one line with the count since then.
-  clock.Advance(1 * kSecond);
+  out.clock.Advance(1 * kSecond);
   sink.Write(Stall(4));
   sink.Flush();
   CHECK(sink.write_errors() == 4);
-  REQUIRE(log.lines.size() == 2);
-  CHECK(log.lines[1] ==
+  REQUIRE(out.lines.size() == 2);
+  CHECK(out.lines[1] ==
         "/dev/full: still failing: 3 more failed write(s) in the last 1m00s (No space left on "
         "device)");
 
@@ -127,63 +138,56 @@ TEST_CASE("JsonlSink on a full disk: every failed flush counted, the first repor
   sink.Write(Stall(5));
   CHECK_FALSE(sink.Sync());
   CHECK(sink.write_errors() == 5);
-  CHECK(Get(counters.errors) == 5);
-  CHECK(Get(counters.dropped) == 5);
-  CHECK(Get(counters.received) == 5);
-  CHECK(Get(counters.processed) == 0);
-  CHECK(log.lines.size() == 2);
-  std::fclose(f);
+  CHECK(Get(out.counters.errors) == 5);
+  CHECK(Get(out.counters.dropped) == 5);
+  CHECK(Get(out.counters.received) == 5);
+  CHECK(Get(out.counters.processed) == 0);
+  CHECK(out.lines.size() == 2);
 }
 
 TEST_CASE("a lone failed write larger than stdio's buffer is reported at the write") {
-  std::FILE* f = std::fopen("/dev/full", "a");
-  REQUIRE(f != nullptr);
-  ManualClock clock(kT0);
-  Logged log;
-  ComponentCounters counters = ComponentCounters::Detached();
-  JsonlSink sink(f, counters, log.Options("events.jsonl", &clock));
+  DevFull full;
+  Reports out;
+  JsonlSink sink(full.f, out.counters, out.Options("events.jsonl"));
   Event big = Stall(7);
   big.AddDetailString("line", std::string(20000, 'x'));  // more than BUFSIZ
   sink.Write(big);
   CHECK(sink.write_errors() == 1);
-  CHECK(Get(counters.dropped) == 1);
-  REQUIRE(log.lines.size() == 1);
-  CHECK(log.lines[0].rfind("events.jsonl: write failed: No space left on device", 0) == 0);
-  std::fclose(f);
+  CHECK(Get(out.counters.dropped) == 1);
+  REQUIRE(out.lines.size() == 1);
+  CHECK(out.lines[0].rfind("events.jsonl: write failed: No space left on device", 0) == 0);
 }
 
 TEST_CASE("after failures, the first successful flush is reported as a recovery") {
   Switchable target;
   std::FILE* f = target.Open();
   REQUIRE(f != nullptr);
-  ManualClock clock(kT0);
-  Logged log;
-  ComponentCounters counters = ComponentCounters::Detached();
-  JsonlSink sink(f, counters, log.Options("events.jsonl", &clock));
+  Reports out;
+  JsonlSink sink(f, out.counters, out.Options("events.jsonl"));
 
   sink.Write(Stall(1));
   sink.Flush();
-  CHECK(log.lines.empty());  // no failure, nothing to say
-  CHECK(Get(counters.processed) == 1);
+  CHECK(out.lines.empty());  // no failure, nothing to say
+  CHECK(Get(out.counters.processed) == 1);
 
   target.fail = true;
   sink.Write(Stall(2));
   sink.Flush();
   sink.Write(Stall(3));
   sink.Flush();
-  REQUIRE(log.lines.size() == 1);
-  CHECK(log.lines[0] ==
+  REQUIRE(out.lines.size() == 1);
+  CHECK(out.lines[0] ==
         "events.jsonl: flush failed: Input/output error; events are lost until writing succeeds "
         "again");
 
   target.fail = false;
   sink.Write(Stall(4));
   sink.Flush();
-  REQUIRE(log.lines.size() == 2);
-  CHECK(log.lines[1] == "events.jsonl: recovered: writing succeeds again after 2 failed write(s)");
+  REQUIRE(out.lines.size() == 2);
+  CHECK(out.lines[1] == "events.jsonl: recovered: writing succeeds again after 2 failed write(s)");
   CHECK(sink.write_errors() == 2);
-  CHECK(Get(counters.processed) == 2);
-  CHECK(Get(counters.dropped) == 2);
+  CHECK(Get(out.counters.processed) == 2);
+  CHECK(Get(out.counters.dropped) == 2);
   // What the failed flushes held is gone; later lines are whole.
   CHECK(target.data == Line(Stall(1)) + Line(Stall(4)));
 
@@ -191,27 +195,23 @@ TEST_CASE("after failures, the first successful flush is reported as a recovery"
   target.fail = true;
   sink.Write(Stall(5));
   sink.Flush();
-  REQUIRE(log.lines.size() == 3);
-  CHECK(log.lines[2].rfind("events.jsonl: flush failed:", 0) == 0);
+  REQUIRE(out.lines.size() == 3);
+  CHECK(out.lines[2].rfind("events.jsonl: flush failed:", 0) == 0);
   target.fail = false;
   std::fclose(f);
 }
 
 TEST_CASE("TextSink counts and reports failed writes too") {
-  std::FILE* f = std::fopen("/dev/full", "a");
-  REQUIRE(f != nullptr);
-  ManualClock clock(kT0);
-  Logged log;
-  ComponentCounters counters = ComponentCounters::Detached();
-  TextSink sink(f, counters, log.Options("stdout", &clock));
+  DevFull full;
+  Reports out;
+  TextSink sink(full.f, out.counters, out.Options("stdout"));
   sink.Write(Stall(1));
   sink.Flush();
   CHECK(sink.write_errors() == 1);
-  CHECK(Get(counters.errors) == 1);
-  CHECK(Get(counters.received) == 1);
-  REQUIRE(log.lines.size() == 1);
-  CHECK(log.lines[0].rfind("stdout: flush failed: No space left on device", 0) == 0);
-  std::fclose(f);
+  CHECK(Get(out.counters.errors) == 1);
+  CHECK(Get(out.counters.received) == 1);
+  REQUIRE(out.lines.size() == 1);
+  CHECK(out.lines[0].rfind("stdout: flush failed: No space left on device", 0) == 0);
 }
 
 TEST_CASE("without a log callback, failures go to stderr as quorumwatch: ...") {
@@ -250,9 +250,9 @@ TEST_CASE("Sync: a regular file and a pipe both succeed, and the line is there")
   REQUIRE(fd >= 0);
   std::FILE* f = ::fdopen(fd, "a");
   REQUIRE(f != nullptr);
-  Logged log;
+  Reports out;
   {
-    JsonlSink sink(f, ComponentCounters::Detached(), log.Options(path, nullptr));
+    JsonlSink sink(f, ComponentCounters::Detached(), out.Options(path));
     sink.Write(Stall(1));
     CHECK(sink.Sync());
     CHECK(sink.write_errors() == 0);
@@ -271,7 +271,7 @@ TEST_CASE("Sync: a regular file and a pipe both succeed, and the line is there")
   std::FILE* w = ::fdopen(p[1], "w");
   REQUIRE(w != nullptr);
   {
-    JsonlSink sink(w, ComponentCounters::Detached(), log.Options("pipe", nullptr));
+    JsonlSink sink(w, ComponentCounters::Detached(), out.Options("pipe"));
     sink.Write(Stall(2));
     CHECK(sink.Sync());
     CHECK(sink.write_errors() == 0);
@@ -283,7 +283,7 @@ TEST_CASE("Sync: a regular file and a pipe both succeed, and the line is there")
   }
   std::fclose(w);
   ::close(p[0]);
-  CHECK(log.lines.empty());
+  CHECK(out.lines.empty());
 }
 
 TEST_CASE("sinks without a file of their own: Sync is a no-op success") {
