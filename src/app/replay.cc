@@ -93,14 +93,19 @@ int RunReplay(const ReplayArgs& args) {
       return 1;
     }
   }
-  sink::JsonlSink jsonl_stdout(stdout);
-  sink::TextSink text_stdout(stdout);
+  sink::OutputOptions to_stdout;
+  to_stdout.name = "stdout";
+  sink::JsonlSink jsonl_stdout(stdout, ComponentCounters::Detached(), to_stdout);
+  sink::TextSink text_stdout(stdout, ComponentCounters::Detached(), to_stdout);
   std::unique_ptr<sink::JsonlSink> jsonl_file;
   std::vector<sink::EventSink*> sinks;
   sinks.push_back(args.format == "jsonl" ? static_cast<sink::EventSink*>(&jsonl_stdout)
                                          : &text_stdout);
   if (events_file != nullptr) {
-    jsonl_file = std::make_unique<sink::JsonlSink>(events_file);
+    sink::OutputOptions to_file;
+    to_file.name = args.events_path;
+    jsonl_file = std::make_unique<sink::JsonlSink>(events_file, ComponentCounters::Detached(),
+                                                   std::move(to_file));
     sinks.push_back(jsonl_file.get());
   }
 
@@ -156,6 +161,12 @@ int RunReplay(const ReplayArgs& args) {
     }
   }
   if (status != 0) return status;
+  const uint64_t unwritten = jsonl_stdout.write_errors() + text_stdout.write_errors() +
+                             (jsonl_file ? jsonl_file->write_errors() : 0);
+  if (unwritten > 0) {
+    Error(std::to_string(unwritten) + " write(s) of the events failed (see above)");
+    return 1;
+  }
   if (args.format != "jsonl") {
     std::string table = "\n" + sink::SummaryTable(r.summary);
     std::fwrite(table.data(), 1, table.size(), stdout);

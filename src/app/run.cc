@@ -100,8 +100,11 @@ Result<std::unique_ptr<Sinks>> MakeSinks(const Config& config, Metrics* metrics)
         made = Fail(s.path + ": cannot open for appending: " + std::strerror(errno));
       } else {
         if (f != stdout) out->files.emplace_back(f, &std::fclose);
+        sink::OutputOptions oo;
+        oo.name = f == stdout ? "stdout" : s.path;
+        oo.log = ctx.log;
         made = std::unique_ptr<sink::EventSink>(std::make_unique<sink::JsonlSink>(
-            f, ComponentCounters::For(metrics, "sink", "jsonl")));
+            f, ComponentCounters::For(metrics, "sink", "jsonl"), std::move(oo)));
       }
     } else if (s.type == "alertmanager") {
       made = sink::AlertmanagerSink::Create(s, ctx);
@@ -118,8 +121,11 @@ Result<std::unique_ptr<Sinks>> MakeSinks(const Config& config, Metrics* metrics)
     out->live.all.push_back(out->owned.back().get());
   }
   if (!has_jsonl) {
+    sink::OutputOptions oo;
+    oo.name = "stdout";
+    oo.log = ctx.log;
     out->owned.push_back(std::make_unique<sink::JsonlSink>(
-        stdout, ComponentCounters::For(metrics, "sink", "jsonl")));
+        stdout, ComponentCounters::For(metrics, "sink", "jsonl"), std::move(oo)));
     out->live.all.push_back(out->owned.back().get());
   }
   return out;

@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/json.h"
+
 namespace qw::pipeline {
 namespace {
 
@@ -101,18 +103,17 @@ std::string EncodeCheckpoint(const Checkpoint& cp) {
   Json pending = Json::array();
   for (const auto& e : cp.pending) pending.push_back(EventJson(e));
   j["pending_events"] = std::move(pending);
-  if (!cp.detector.empty()) {
-    Json det = Json::parse(cp.detector, nullptr, false);
-    if (!det.is_discarded()) j["detector"] = std::move(det);
-  }
+  if (!cp.detector.is_null()) j["detector"] = cp.detector;
   // Names come from file names, which need not be UTF-8: such bytes are
   // replaced (streams are matched by identity, not by path).
-  return j.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n";
+  return DumpJson(j) + "\n";
 }
 
 Result<Checkpoint> DecodeCheckpoint(std::string_view text) {
-  Json j = Json::parse(text.begin(), text.end(), nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return Fail("not a JSON object");
+  auto parsed = ParseJson(text);
+  if (!parsed) return tl::unexpected(parsed.error());
+  Json j = std::move(*parsed);
+  if (!j.is_object()) return Fail("not a JSON object");
   Checkpoint cp;
   try {
     const int version = j.value("version", 0);
@@ -147,7 +148,7 @@ Result<Checkpoint> DecodeCheckpoint(std::string_view text) {
         cp.pending.push_back(std::move(ev));
       }
     }
-    if (j.contains("detector")) cp.detector = j.at("detector").dump(-1, ' ', false, Json::error_handler_t::replace);
+    if (j.contains("detector")) cp.detector = j.at("detector");
   } catch (const Json::exception& e) {
     return Fail(std::string("malformed: ") + e.what());
   }

@@ -5,6 +5,8 @@
 // equals the watermark), so a crash right after a checkpoint loses none.
 #pragma once
 
+#include <nlohmann/json.hpp>
+
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -31,7 +33,7 @@ struct Checkpoint {
   std::vector<std::pair<std::string, std::string>> chains;  // name, family
   std::vector<SavedStream> streams;
   std::vector<Event> pending;
-  std::string detector;  // detect::EncodeState's JSON ("" none)
+  nlohmann::ordered_json detector;  // detect::EncodeStateJson (null: none)
 };
 
 // Version 2 (version 1, which named its streams "files" and had no pending

@@ -126,6 +126,11 @@ class Consumer {
     last_status_ = now;
     sink::Status st = driver_->BuildStatus(now);
     st.health = health_;
+    for (const sink::EventSink* s : sinks_.all) {
+      if (const auto* j = dynamic_cast<const sink::JsonlSink*>(s)) {
+        st.health.event_write_errors += j->write_errors();
+      }
+    }
     for (const sink::BanSink* b : sinks_.bans) {
       st.health.ban_outbox_pending += b->pending();
       const Nanos oldest = b->oldest_pending();
@@ -141,11 +146,18 @@ class Consumer {
   // implies them, with the events decided and not yet written.
   void WriteCheckpoint(Nanos now) {
     last_checkpoint_ = now;
-    for (sink::EventSink* s : sinks_.all) s->Flush();
+    bool synced = true;
+    for (sink::EventSink* s : sinks_.all) synced = s->Sync() && synced;
+    if (!synced) {
+      // The events already decided are not all on disk: a checkpoint now
+      // would imply them. The last one stays; a restart reads those lines
+      // again and decides them again (the sink reported why).
+      return;
+    }
     Checkpoint cp;
     cp.written = now;
     driver_->Save(&cp);
-    cp.detector = detect::EncodeState(driver_->detector());
+    cp.detector = detect::EncodeStateJson(driver_->detector());
     if (auto w = WriteFileAtomic(opt_.state_dir + "/checkpoint.json", EncodeCheckpoint(cp)); !w) {
       ctx_.log("cannot write checkpoint " + w.error().message);
       return;
@@ -226,7 +238,7 @@ Result<LiveOutcome> RunLive(const LiveOptions& opt, match::Registry& registry,
     Result<void> state = cp ? Result<void>{} : tl::unexpected(cp.error());
     if (cp) {
       driver.Restore(*cp);
-      if (!cp->detector.empty()) state = detect::DecodeState(cp->detector, &driver.detector());
+      if (!cp->detector.is_null()) state = detect::DecodeStateJson(cp->detector, &driver.detector());
     }
     if (!state) {
       ctx.log(opt.state_dir + "/checkpoint.json: " + state.error().message + "; starting without it");
@@ -398,7 +410,15 @@ Result<LiveOutcome> RunLive(const LiveOptions& opt, match::Registry& registry,
   }
   stages.Finish();
   consumer.Close();  // the consumer thread has ended: safe here
-  ctx.log("stopped: " + std::to_string(driver.events()) + " event(s) written");
+  uint64_t unwritten = 0;
+  for (const sink::EventSink* s : sinks.all) {
+    if (const auto* j = dynamic_cast<const sink::JsonlSink*>(s)) unwritten += j->write_errors();
+  }
+  ctx.log("stopped: " + std::to_string(driver.events()) + " event(s) decided" +
+          (unwritten > 0 ? "; " + std::to_string(unwritten) +
+                               " write(s) of the events failed (see above): the last checkpoint "
+                               "is from before them, so the next start decides them again"
+                         : ""));
   return outcome;
 }
 

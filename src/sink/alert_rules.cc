@@ -271,6 +271,20 @@ std::vector<Alert> AlertRules::Evaluate(const Status& s, Nanos now) {
               {"lines_cut", std::to_string(hs.lines_cut)},
               {"lines_rejected", std::to_string(hs.lines_rejected)}}));
   }
+  if (hs.event_write_errors > write_errors_) write_errors_at_ = now;
+  write_errors_ = hs.event_write_errors;
+  if (write_errors_at_ != kNoTime && now - write_errors_at_ < kDroppingWindow) {
+    out.push_back(
+        Make("QuorumwatchEventsUnwritten", "critical", "", "", "", kNoTime,
+             {{"summary", fmt::format("quorumwatch failed to write events in the last 10 "
+                                      "minutes ({} since start)",
+                                      hs.event_write_errors)},
+              {"description",
+               "The events file could not be written (disk full, I/O error): events are "
+               "missing from it; no checkpoint is written meanwhile, so a restart reads "
+               "those lines again."},
+              {"event_write_errors", std::to_string(hs.event_write_errors)}}));
+  }
   if (hs.ban_outbox_pending == 0) {
     outbox_seen_ = kNoTime;
   } else if (outbox_seen_ == kNoTime) {

@@ -85,6 +85,8 @@ class AlertRules {
   std::map<std::string, std::string> static_labels_;
   uint64_t bad_lines_ = 0;
   Nanos bad_lines_at_ = kNoTime;
+  uint64_t write_errors_ = 0;
+  Nanos write_errors_at_ = kNoTime;
   Nanos outbox_seen_ = kNoTime;  // when a non-empty ban outbox was first seen
 };
 

@@ -22,6 +22,8 @@
 //   QuorumwatchLagging         bytes behind over 64 MiB               warning
 //   QuorumwatchDroppingLines   lines cut or rejected in the last      warning
 //                              10 minutes
+//   QuorumwatchEventsUnwritten a write of the events file failed in    critical
+//                              the last 10 minutes
 //   QuorumwatchBanUndelivered  a ban decision undelivered for over    critical
 //                              2 minutes (as seen by this sink)
 // Labels: alertname, severity, chain, node, namespace (when known; empty

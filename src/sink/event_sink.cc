@@ -60,7 +60,8 @@ void WriteErrorLog::Failed(std::string_view what, int err) {
     episode_failures_ = 1;
     unreported_ = 0;
     last_line_ = now;
-    options_.log(fmt::format("{}: {} failed: {}; events are lost until writing succeeds again",
+    options_.log(fmt::format("{}: {} failed: {}; events wait and are written when writing succeeds again "
+                             "(no checkpoint meanwhile)",
                              options_.name, what, reason));
     return;
   }
@@ -81,38 +82,63 @@ void WriteErrorLog::Succeeded() {
 }
 
 FileSink::FileSink(std::FILE* f, ComponentCounters counters, OutputOptions options)
-    : f_(f), counters_(counters), errors_(std::move(options)) {}
+    : f_(f), counters_(counters), write_(options.write), errors_(std::move(options)) {}
 
 void FileSink::WriteLine(std::string_view line) {
   counters_.received->fetch_add(1, std::memory_order_relaxed);
-  ++unflushed_;
-  if (std::fwrite(line.data(), 1, line.size(), f_) != line.size()) Lost("write", errno);
-}
-
-void FileSink::Lost(std::string_view what, int err) {
-  counters_.errors->fetch_add(1, std::memory_order_relaxed);
-  // stdio drops its buffer when a write fails: what it held is gone.
-  counters_.dropped->fetch_add(unflushed_, std::memory_order_relaxed);
-  unflushed_ = 0;
-  std::clearerr(f_);
-  errors_.Failed(what, err);
+  pending_.append(line);
+  ends_.push_back(pending_.size());
+  if (pending_.size() > kMaxPendingBytes) {
+    // Failing for long: the oldest go, counted; no checkpoint after this.
+    size_t drop = 0, events = 0;
+    while (!ends_.empty() && pending_.size() - ends_.front() > kMaxPendingBytes / 2) {
+      drop = ends_.front();
+      ends_.pop_front();
+      ++events;
+    }
+    pending_.erase(0, drop);
+    for (auto& e : ends_) e -= drop;
+    counters_.dropped->fetch_add(events, std::memory_order_relaxed);
+    lost_ = true;
+  }
+  if (pending_.size() >= (64u << 10)) FlushFile();
 }
 
 bool FileSink::FlushFile() {
-  if (std::fflush(f_) != 0) {
-    Lost("flush", errno);
-    return false;
+  if (pending_.empty()) return true;
+  std::fflush(f_);  // whatever else went to the stream goes first
+  const int fd = ::fileno(f_);
+  size_t done = 0;
+  while (done < pending_.size()) {
+    const ssize_t n = write_ ? write_(pending_.data() + done, pending_.size() - done)
+                             : ::write(fd, pending_.data() + done, pending_.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      // Kept: the next flush writes the rest after what did get out.
+      counters_.errors->fetch_add(1, std::memory_order_relaxed);
+      errors_.Failed("write", n < 0 ? errno : ENOSPC);
+      break;
+    }
+    done += static_cast<size_t>(n);
   }
-  counters_.processed->fetch_add(unflushed_, std::memory_order_relaxed);
-  unflushed_ = 0;
+  uint64_t written = 0;
+  while (!ends_.empty() && ends_.front() <= done) {
+    ends_.pop_front();
+    ++written;
+  }
+  pending_.erase(0, done);
+  for (auto& e : ends_) e -= done;
+  counters_.processed->fetch_add(written, std::memory_order_relaxed);
+  if (!pending_.empty()) return false;
   errors_.Succeeded();
   return true;
 }
 
 bool FileSink::Sync() {
-  if (!FlushFile()) return false;
+  if (!FlushFile() || lost_) return false;
   if (::fdatasync(::fileno(f_)) != 0 && errno != EINVAL) {  // EINVAL: a pipe or a terminal
-    Lost("sync", errno);
+    counters_.errors->fetch_add(1, std::memory_order_relaxed);
+    errors_.Failed("sync", errno);
     return false;
   }
   return true;

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <deque>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -66,6 +67,9 @@ struct OutputOptions {
   // Receives one line per report; default: stderr, "quorumwatch: <line>".
   std::function<void(const std::string&)> log;
   const Clock* clock = nullptr;  // for the rate limit; default: the system clock
+  // Tests: writes go here instead of the file's descriptor (returns bytes
+  // written, or -1 with errno set).
+  std::function<ssize_t(const char*, size_t)> write;
 };
 
 // Failed writes of one output, counted and reported without flooding: the
@@ -90,15 +94,22 @@ class WriteErrorLog {
   Nanos last_line_ = kNoTime;
 };
 
-// Lines to a stdio file (not owned). Counters: received = events,
-// processed = events that reached the file (at a successful flush),
-// dropped = events lost to a failed write, errors = failed writes,
-// flushes and syncs (also write_errors()), each reported (WriteErrorLog).
+// Lines to a file (a stdio stream, not owned, written through its
+// descriptor). Lines wait in the sink's own buffer until written: a failed
+// write (disk full, an I/O error) keeps them and the next flush tries again,
+// so nothing is dropped while it fails, up to kMaxPendingBytes; beyond
+// that the oldest are dropped, counted, and Sync fails from then on, so no
+// checkpoint implies them (a restart decides them again). Counters:
+// received = events, processed = events written, dropped = events lost,
+// errors = failed writes and syncs (also write_errors()), each reported
+// (WriteErrorLog).
 class FileSink : public EventSink {
  public:
+  static constexpr size_t kMaxPendingBytes = 64 << 20;
   void Flush() override { FlushFile(); }
-  // fflush, then fdatasync of the file (a pipe or terminal, which cannot
-  // be synced, counts as done).
+  // Everything written, then fdatasync of the file (a pipe or terminal,
+  // which cannot be synced, counts as done). false while lines wait or
+  // after any was lost.
   bool Sync() override;
   uint64_t write_errors() const { return errors_.errors(); }
 
@@ -109,16 +120,16 @@ class FileSink : public EventSink {
 
  private:
   bool FlushFile();
-  // Events written since the last flush are lost with a failed write.
-  void Lost(std::string_view what, int err);
 
   std::FILE* f_;
   ComponentCounters counters_;
+  std::function<ssize_t(const char*, size_t)> write_;
   WriteErrorLog errors_;
-  uint64_t unflushed_ = 0;  // events in stdio's buffer
+  std::string pending_;        // bytes not yet written
+  std::deque<size_t> ends_;    // end offset in pending_ of each waiting event
+  bool lost_ = false;          // an event was dropped: no Sync succeeds again
 };
 
-// One JSON object per line (the events contract).
 class JsonlSink : public FileSink {
  public:
   explicit JsonlSink(std::FILE* f, ComponentCounters counters = ComponentCounters::Detached(),

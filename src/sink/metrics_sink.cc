@@ -310,6 +310,9 @@ void MetricsSink::Impl::PublishStatus(const Status& status) {
   r.SetFamily("quorumwatch_ban_outbox_pending", "gauge",
               "Ban decisions written to the outbox and not yet acknowledged.",
               one(static_cast<double>(h.ban_outbox_pending)));
+  r.SetFamily("quorumwatch_event_write_errors", "gauge",
+              "Events the jsonl sinks failed to write since start (disk full, ...).",
+              one(static_cast<double>(h.event_write_errors)));
   r.SetFamily("quorumwatch_caught_up", "gauge",
               "1 once every input file was read to its end since start.", one(Bool(h.caught_up)));
 }

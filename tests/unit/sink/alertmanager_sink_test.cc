@@ -888,6 +888,7 @@ TEST_CASE("every alert kind from the status; retired nodes raise none") {
   s.health.bytes_behind = 65ull << 20;
   s.health.files_behind = 2;
   s.health.lines_rejected = 3;
+  s.health.event_write_errors = 2;
   s.health.ban_outbox_pending = 1;
   s.health.ban_outbox_oldest = now - 600 * kSecond;
   sink->OnStatus(s);
@@ -907,6 +908,7 @@ TEST_CASE("every alert kind from the status; retired nodes raise none") {
       {"QuorumwatchInputStalled", "", "warning"},
       {"QuorumwatchLagging", "", "warning"},
       {"QuorumwatchDroppingLines", "", "warning"},
+      {"QuorumwatchEventsUnwritten", "", "critical"},
   };
   REQUIRE(f.Wait([&](const auto& r) {
     for (const Want& w : want) {
@@ -956,6 +958,7 @@ TEST_CASE("every alert kind from the status; retired nodes raise none") {
   sink->OnStatus(s);
   REQUIRE(f.Wait([&](const auto& r) {
     return Has(r, "am-1", "QuorumwatchDroppingLines", "", end) &&
+           Has(r, "am-1", "QuorumwatchEventsUnwritten", "", end) &&
            Has(r, "am-1", "DoubleSignRisk", "val-d", end) &&
            Has(r, "am-1", "DoubleSignRisk", "val-e", end + kHold);
   }));

@@ -2,10 +2,10 @@
 // rate-limited, and recovery is reported; Sync reaches the disk; the
 // --summary array's exact bytes.
 //
-// /dev/full accepts open and buffered writes and fails every real write
-// with ENOSPC, so stdio reports the failure at the flush. A stream made
-// with fopencookie fails or succeeds as a test says, for recovery. Time is
-// a ManualClock: the rate limit needs no sleeping.
+// /dev/full accepts open and fails every write with ENOSPC. A writer the
+// test switches (OutputOptions::write) fails or succeeds as a test says,
+// for retries and recovery. Time is a ManualClock: the rate limit needs no
+// sleeping.
 #include "sink/event_sink.h"
 
 #include <doctest/doctest.h>
@@ -14,6 +14,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -77,43 +78,46 @@ struct DevFull {
 
 uint64_t Get(std::atomic<uint64_t>* c) { return c->load(); }
 
-// A stream whose writes fail (EIO) while `fail` is set.
+// A writer that fails (EIO) while `fail` is set, else writes at most
+// `chunk` bytes at a time.
 struct Switchable {
   bool fail = false;
+  size_t chunk = SIZE_MAX;
   std::string data;
+  int calls = 0;
 
-  static ssize_t Write(void* cookie, const char* buf, size_t size) {
-    auto* self = static_cast<Switchable*>(cookie);
-    if (self->fail) {
-      errno = EIO;
-      return -1;
-    }
-    self->data.append(buf, size);
-    return static_cast<ssize_t>(size);
-  }
-  std::FILE* Open() {
-    cookie_io_functions_t io{};
-    io.write = &Switchable::Write;
-    return fopencookie(this, "w", io);
+  OutputOptions Into(OutputOptions o) {
+    o.write = [this](const char* buf, size_t n) -> ssize_t {
+      ++calls;
+      if (fail) {
+        errno = EIO;
+        return -1;
+      }
+      n = std::min(n, chunk);
+      data.append(buf, n);
+      return static_cast<ssize_t>(n);
+    };
+    return o;
   }
 };
 
-TEST_CASE("JsonlSink on a full disk: every failed flush counted, the first reported at once") {
+const char kFailed[] =
+    "events wait and are written when writing succeeds again (no checkpoint meanwhile)";
+
+TEST_CASE("JsonlSink on a full disk: every failed write counted, the first reported at once, nothing dropped") {
   DevFull full;
   Reports out;
   JsonlSink sink(full.f, out.counters, out.Options("/dev/full"));
 
   sink.Write(Stall(1));
-  sink.Flush();  // the buffered line meets the device here
+  sink.Flush();  // the waiting line meets the device here
   CHECK(sink.write_errors() == 1);
   CHECK(Get(out.counters.errors) == 1);
   CHECK(Get(out.counters.received) == 1);
-  CHECK(Get(out.counters.dropped) == 1);
+  CHECK(Get(out.counters.dropped) == 0);
   CHECK(Get(out.counters.processed) == 0);
   REQUIRE(out.lines.size() == 1);
-  CHECK(out.lines[0] ==
-        "/dev/full: flush failed: No space left on device; events are lost until writing "
-        "succeeds again");
+  CHECK(out.lines[0] == std::string("/dev/full: write failed: No space left on device; ") + kFailed);
 
   // More failures within the minute: counted, not logged.
   sink.Write(Stall(2));
@@ -134,36 +138,19 @@ TEST_CASE("JsonlSink on a full disk: every failed flush counted, the first repor
         "/dev/full: still failing: 3 more failed write(s) in the last 1m00s (No space left on "
         "device)");
 
-  // Sync fails at its flush, before any fdatasync; also counted.
+  // Sync fails while lines wait, before any fdatasync; also counted.
   sink.Write(Stall(5));
   CHECK_FALSE(sink.Sync());
   CHECK(sink.write_errors() == 5);
-  CHECK(Get(out.counters.errors) == 5);
-  CHECK(Get(out.counters.dropped) == 5);
   CHECK(Get(out.counters.received) == 5);
+  CHECK(Get(out.counters.dropped) == 0);
   CHECK(Get(out.counters.processed) == 0);
-  CHECK(out.lines.size() == 2);
 }
 
-TEST_CASE("a lone failed write larger than stdio's buffer is reported at the write") {
-  DevFull full;
+TEST_CASE("failed writes are retried: after recovery every line is there, in order, whole") {
   Reports out;
-  JsonlSink sink(full.f, out.counters, out.Options("events.jsonl"));
-  Event big = Stall(7);
-  big.AddDetailString("line", std::string(20000, 'x'));  // more than BUFSIZ
-  sink.Write(big);
-  CHECK(sink.write_errors() == 1);
-  CHECK(Get(out.counters.dropped) == 1);
-  REQUIRE(out.lines.size() == 1);
-  CHECK(out.lines[0].rfind("events.jsonl: write failed: No space left on device", 0) == 0);
-}
-
-TEST_CASE("after failures, the first successful flush is reported as a recovery") {
   Switchable target;
-  std::FILE* f = target.Open();
-  REQUIRE(f != nullptr);
-  Reports out;
-  JsonlSink sink(f, out.counters, out.Options("events.jsonl"));
+  JsonlSink sink(stdout, out.counters, target.Into(out.Options("events.jsonl")));
 
   sink.Write(Stall(1));
   sink.Flush();
@@ -174,31 +161,45 @@ TEST_CASE("after failures, the first successful flush is reported as a recovery"
   sink.Write(Stall(2));
   sink.Flush();
   sink.Write(Stall(3));
-  sink.Flush();
+  CHECK_FALSE(sink.Sync());
   REQUIRE(out.lines.size() == 1);
-  CHECK(out.lines[0] ==
-        "events.jsonl: flush failed: Input/output error; events are lost until writing succeeds "
-        "again");
+  CHECK(out.lines[0] == std::string("events.jsonl: write failed: Input/output error; ") + kFailed);
 
+  // Writing works again, a few bytes at a time: the waiting lines go first,
+  // continued where the device stopped, then the new one.
   target.fail = false;
+  target.chunk = 7;
   sink.Write(Stall(4));
-  sink.Flush();
+  CHECK(sink.Sync());
   REQUIRE(out.lines.size() == 2);
   CHECK(out.lines[1] == "events.jsonl: recovered: writing succeeds again after 2 failed write(s)");
   CHECK(sink.write_errors() == 2);
-  CHECK(Get(out.counters.processed) == 2);
-  CHECK(Get(out.counters.dropped) == 2);
-  // What the failed flushes held is gone; later lines are whole.
-  CHECK(target.data == Line(Stall(1)) + Line(Stall(4)));
+  CHECK(Get(out.counters.processed) == 4);
+  CHECK(Get(out.counters.dropped) == 0);
+  CHECK(target.data == Line(Stall(1)) + Line(Stall(2)) + Line(Stall(3)) + Line(Stall(4)));
 
   // A new episode starts with a line at once again.
   target.fail = true;
   sink.Write(Stall(5));
   sink.Flush();
   REQUIRE(out.lines.size() == 3);
-  CHECK(out.lines[2].rfind("events.jsonl: flush failed:", 0) == 0);
+  CHECK(out.lines[2].rfind("events.jsonl: write failed:", 0) == 0);
+}
+
+TEST_CASE("failing for long: the oldest lines are dropped, counted, and Sync fails from then on") {
+  Reports out;
+  Switchable target;
+  target.fail = true;
+  JsonlSink sink(stdout, out.counters, target.Into(out.Options("events.jsonl")));
+  Event big = Stall(7);
+  big.AddDetailString("line", std::string(1 << 20, 'x'));
+  const size_t events = FileSink::kMaxPendingBytes / (1 << 20) + 2;
+  for (size_t i = 0; i < events; ++i) sink.Write(big);
+  CHECK(Get(out.counters.dropped) > 0);
+  CHECK(Get(out.counters.dropped) < events);
   target.fail = false;
-  std::fclose(f);
+  CHECK_FALSE(sink.Sync());  // written now, but some were lost: no checkpoint may imply them
+  CHECK(Get(out.counters.processed) + Get(out.counters.dropped) == events);
 }
 
 TEST_CASE("TextSink counts and reports failed writes too") {
@@ -211,7 +212,7 @@ TEST_CASE("TextSink counts and reports failed writes too") {
   CHECK(Get(out.counters.errors) == 1);
   CHECK(Get(out.counters.received) == 1);
   REQUIRE(out.lines.size() == 1);
-  CHECK(out.lines[0].rfind("stdout: flush failed: No space left on device", 0) == 0);
+  CHECK(out.lines[0].rfind("stdout: write failed: No space left on device", 0) == 0);
 }
 
 TEST_CASE("without a log callback, failures go to stderr as quorumwatch: ...") {
@@ -234,14 +235,14 @@ TEST_CASE("without a log callback, failures go to stderr as quorumwatch: ...") {
   std::fflush(stderr);
   ::dup2(saved, STDERR_FILENO);
   ::close(saved);
-  std::string got(256, '\0');
+  std::string got(512, '\0');
   ssize_t n = ::pread(tmp, got.data(), got.size(), 0);
   ::close(tmp);
   ::unlink(path);
   REQUIRE(n > 0);
   got.resize(static_cast<size_t>(n));
-  CHECK(got == "quorumwatch: /dev/full: flush failed: No space left on device; events are lost "
-               "until writing succeeds again\n");
+  CHECK(got == std::string("quorumwatch: /dev/full: write failed: No space left on device; ") +
+                   kFailed + "\n");
 }
 
 TEST_CASE("Sync: a regular file and a pipe both succeed, and the line is there") {

@@ -319,6 +319,7 @@ Status BaseStatus(Nanos now) {
   halted.halted = true;  // and no head known
   s.chains = {c, halted};
   s.health.bytes_behind = 123456;
+  s.health.event_write_errors = 4;
   s.health.files_behind = 2;
   s.health.ban_outbox_pending = 1;
   return s;
@@ -392,6 +393,7 @@ TEST_CASE("the sink binds 127.0.0.1:0, logs the port and serves the status as ga
   CHECK(Get(s, "quorumwatch_input_outage", {}) == 0);
   CHECK(Get(s, "quorumwatch_ban_outbox_pending", {}) == 1);
   CHECK(Get(s, "quorumwatch_caught_up", {}) == 0);
+  CHECK(Get(s, "quorumwatch_event_write_errors", {}) == 4);
 
   // The registry holds the same values (what other readers see).
   CHECK(f.metrics.Value("quorumwatch_node_height", a) == 1200);
