@@ -1,3 +1,7 @@
+// About 950 lines on purpose: the detector is one state machine over node
+// and chain state (docs/DETECTION.md); its rules call each other (an
+// advance judges lag, halts, misses and ban periods), so they stay in one
+// translation unit, in the order of DETECTION.md's sections.
 #include "detect/detector.h"
 
 #include <algorithm>

@@ -1,6 +1,7 @@
 // Unit tests of the detector (src/detect/detector.cc) against the rules of
 // docs/DETECTION.md ("Per node", "Per chain", "Bans", "Heights on events")
-// and the events contract of README.md ("Events").
+// and the events contract of README.md ("Events"). One file of ~1400 lines,
+// in DETECTION.md's order: every case shares the fixture below.
 //
 // Everything is driven by explicit event times: no clock, no sleeps. The
 // fixture below owns one chain ("cosmoshub", family "cometbft") and feeds

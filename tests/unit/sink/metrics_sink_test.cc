@@ -1,3 +1,6 @@
+// MetricsSink: rendered families from status snapshots, /healthz, /readyz
+// and slow or many clients, against the real HTTP server on loopback. One
+// file of ~680 lines: the cases share the scrape helpers and fixture.
 #include "sink/metrics_sink.h"
 
 #include <doctest/doctest.h>
