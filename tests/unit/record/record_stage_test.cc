@@ -339,3 +339,24 @@ TEST_CASE("a new file of a stream that is still open (rotation) keeps its family
   CHECK(o.starts[0].family == reg->Find("t"));
   CHECK(o.starts[0].chain == "t/ns");
 }
+
+TEST_CASE("records held back for the family are bounded in bytes, whatever their count") {
+  auto reg = TestRegistry();
+  StageOptions opt;
+  opt.hold_records = 1000;
+  opt.hold_bytes = 4096;
+  RecordStage stage(*reg, Routing{}, opt, [](const std::string&) {});
+  Origin origin;
+  origin.path = "x.log";
+  origin.max_line_bytes = 1 << 20;
+  stage.Open(0, origin);
+  // Two lines of 2100 bytes that no family knows: the second passes the
+  // bound, so the family is decided (unknown) there and they go on.
+  const std::string line(2100, 'q');
+  stage.Feed(0, line + "\n" + line + "\n", 0);
+  Out o;
+  Take(*stage.output(0), &o);
+  REQUIRE(o.starts.size() == 1);
+  CHECK(o.starts[0].family == -1);
+  CHECK(o.texts.size() == 2);
+}
