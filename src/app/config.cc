@@ -171,6 +171,7 @@ Result<void> LoadChains(const std::string& path, const YAML::Node& n, Config* c)
   for (const auto& kv : n) {
     const YAML::Node& v = kv.second;
     ChainConfig cc;
+    if (!kv.first.IsScalar()) return Fail(Where(path, kv.first) + "a chain name must be a plain name");
     cc.name = kv.first.as<std::string>();
     cc.line = static_cast<int>(kv.first.Mark().line) + 1;
     if (!v.IsMap()) return Fail(Where(path, kv.first) + "chain '" + cc.name + "' must be a map");
@@ -207,6 +208,7 @@ Result<void> LoadNodes(const std::string& path, const YAML::Node& n, Config* c) 
   for (const auto& kv : n) {
     const YAML::Node& v = kv.second;
     NodeConfig nc;
+    if (!kv.first.IsScalar()) return Fail(Where(path, kv.first) + "a node key must be a plain name");
     nc.key = kv.first.as<std::string>();
     nc.line = static_cast<int>(kv.first.Mark().line) + 1;
     if (!v.IsMap()) return Fail(Where(path, kv.first) + "node '" + nc.key + "' must be a map");
@@ -259,7 +261,12 @@ Result<void> LoadSinks(const std::string& path, const YAML::Node& n, Config* c) 
       }
       if (const auto& l = s["labels"]) {
         if (!l.IsMap()) return Fail(Where(path, l) + "'labels' must be a map");
-        for (const auto& kv : l) sc.labels[kv.first.as<std::string>()] = kv.second.as<std::string>();
+        for (const auto& kv : l) {
+          if (!kv.first.IsScalar() || !kv.second.IsScalar()) {
+            return Fail(Where(path, kv.first) + "a label is a plain name: plain value");
+          }
+          sc.labels[kv.first.as<std::string>()] = kv.second.as<std::string>();
+        }
       }
     } else if (sc.type == "ban") {
       QW_TRY(yamlutil::CheckKeys(path, s, {"type", "action", "url", "secret_file", "secret_env",
@@ -367,7 +374,23 @@ bool ParseTimezone(const std::string& s, int32_t* offset) {
   return true;
 }
 
+namespace {
+Result<Config> ParseConfigYaml(const std::string& path, const std::string& text);
+}  // namespace
+
 Result<Config> ParseConfig(const std::string& path, const std::string& text) {
+  // The loaders check shapes before converting; a conversion they missed
+  // still becomes a refusal with file and line, never an exception out of
+  // a SIGHUP reload.
+  try {
+    return ParseConfigYaml(path, text);
+  } catch (const YAML::Exception& e) {
+    return Fail(path + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg);
+  }
+}
+
+namespace {
+Result<Config> ParseConfigYaml(const std::string& path, const std::string& text) {
   auto root = yamlutil::LoadText(path, text);
   if (!root) return tl::unexpected(root.error());
   const YAML::Node& y = *root;
@@ -389,6 +412,7 @@ Result<Config> ParseConfig(const std::string& path, const std::string& text) {
   QW_TRY(LoadSinks(path, y["sinks"], &c));
   return c;
 }
+}  // namespace
 
 Result<Config> LoadConfig(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -33,6 +33,8 @@ Result<void> CheckKeys(const std::string& path, const YAML::Node& map,
                        std::initializer_list<std::string_view> allowed) {
   if (!map.IsMap()) return Fail(Where(path, map) + "expected a map");
   for (const auto& kv : map) {
+    // `? [a, b]` makes a key that is a list: refused, not thrown.
+    if (!kv.first.IsScalar()) return Fail(Where(path, kv.first) + "a key must be a plain name");
     auto key = kv.first.as<std::string>();
     bool ok = false;
     for (auto a : allowed) ok = ok || a == key;

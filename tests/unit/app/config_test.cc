@@ -122,6 +122,15 @@ TEST_CASE("bad configuration is refused with file:line and the reason") {
            {"sinks:\n  - {type: metrics, listen: ':99999'}\n",
             "qw.yaml:2: 'listen' must be host:port"},
            {"chains: [\n", "qw.yaml:"},
+           // Keys that are not plain names (`? [a, b]`): refused, not thrown
+           // (found by fuzzing; a SIGHUP reload must keep the running one).
+           {"? [a, b]\n: 1\n", "qw.yaml:1: a key must be a plain name"},
+           {"chains:\n  ? [a, b]\n  : {family: cometbft}\n", "qw.yaml:2: a chain name must be a plain name"},
+           {"nodes:\n  ? {a: 1}\n  : {signer: true}\n", "qw.yaml:2: a node key must be a plain name"},
+           {"chains:\n  c:\n    ? [x]\n    : 1\n", "qw.yaml:3: a key must be a plain name"},
+           {"sinks:\n  - {type: alertmanager, urls: ['http://a'], labels: {a: [1]}}\n",
+            "qw.yaml:2: a label is a plain name: plain value"},
+           {"state_dir: [a]\n", "qw.yaml:"},
        }) {
     auto c = ParseConfig("qw.yaml", k.text);
     REQUIRE_FALSE(c);
