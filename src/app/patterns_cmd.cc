@@ -90,6 +90,49 @@ int TestPatternFile(const match::PatternFile& pf, std::vector<std::string>* prob
                           pf.rules[s.rule].name + "': " + t.line);
     }
   }
+  // Each fingerprint is seen on at least one of the family's own test lines.
+  for (const match::Fingerprint& f : pf.fingerprints) {
+    RE2 re(f.regex);
+    bool seen = false;
+    for (const auto& rule : pf.rules) {
+      for (const auto& t : rule.tests) seen = seen || RE2::PartialMatch(t.line, re);
+    }
+    for (const auto& t : pf.non_matching) seen = seen || RE2::PartialMatch(t.line, re);
+    ++run;
+    if (!seen) {
+      problems->push_back(where(f.line) + "fingerprint '" + f.regex +
+                          "' is on none of the family's test lines");
+    }
+  }
+  return run;
+}
+
+int CheckFingerprints(const std::vector<const match::PatternFile*>& files,
+                      std::vector<std::string>* problems) {
+  // A fingerprint is evidence for its family only: no line another
+  // family's rules are tested on may carry it.
+  int run = 0;
+  for (const match::PatternFile* pf : files) {
+    for (const match::Fingerprint& f : pf->fingerprints) {
+      RE2 re(f.regex);
+      for (const match::PatternFile* other : files) {
+        if (other == pf) continue;
+        auto check = [&](const match::RuleTest& t) {
+          ++run;
+          if (RE2::PartialMatch(t.line, re)) {
+            problems->push_back(pf->path + ":" + std::to_string(f.line) + ": fingerprint '" +
+                                f.regex + "' is on a line of " + other->family + " (" +
+                                other->path + ":" + std::to_string(t.file_line) + ")");
+          }
+        };
+        // Only the lines its rules match: another family's non_matching
+        // lines are often foreign lines on purpose (near-misses).
+        for (const auto& rule : other->rules) {
+          for (const auto& t : rule.tests) check(t);
+        }
+      }
+    }
+  }
   return run;
 }
 
@@ -97,6 +140,7 @@ int RunPatternsTest(const std::vector<std::string>& files, const std::string& pa
   std::unique_ptr<match::Registry> reg;
   if (!files.empty()) {
     std::vector<std::string> problems;
+    std::vector<match::PatternFile> loaded;
     int status = 0;
     for (const auto& f : files) {
       auto pf = match::LoadPatternFile(f);
@@ -111,7 +155,14 @@ int RunPatternsTest(const std::vector<std::string>& files, const std::string& pa
       std::printf("%s %s: %zu rules, %d test lines\n", problems.empty() ? "ok  " : "FAIL",
                   f.c_str(), pf->rules.size(), n);
       if (!problems.empty()) status = 1;
+      loaded.push_back(std::move(*pf));
     }
+    std::vector<const match::PatternFile*> all;
+    for (const auto& pf : loaded) all.push_back(&pf);
+    problems.clear();
+    CheckFingerprints(all, &problems);
+    for (const auto& p : problems) std::fprintf(stderr, "FAIL %s\n", p.c_str());
+    if (!problems.empty()) status = 1;
     return status;
   }
   auto r = LoadRegistry(patterns_dir);
@@ -129,6 +180,12 @@ int RunPatternsTest(const std::vector<std::string>& files, const std::string& pa
                 pf.path.c_str(), pf.rules.size(), n);
     if (!problems.empty()) status = 1;
   }
+  std::vector<const match::PatternFile*> all;
+  for (size_t i = 0; i < (*r)->size(); ++i) all.push_back(&(*r)->file(i));
+  std::vector<std::string> problems;
+  CheckFingerprints(all, &problems);
+  for (const auto& p : problems) std::fprintf(stderr, "FAIL %s\n", p.c_str());
+  if (!problems.empty()) status = 1;
   return status;
 }
 

@@ -11,6 +11,9 @@ namespace qw::app {
 // Checks one loaded pattern file's tests; appends "file:line: problem"
 // strings to `problems`. Returns the number of test lines run.
 int TestPatternFile(const match::PatternFile& pf, std::vector<std::string>* problems);
+// Fingerprints must be specific: none may be on another family's test line.
+int CheckFingerprints(const std::vector<const match::PatternFile*>& files,
+                      std::vector<std::string>* problems);
 
 // Files given, or every built-in file (or those in patterns_dir). Prints a
 // line per file and each problem; returns the exit status.

@@ -170,6 +170,15 @@ Result<std::unique_ptr<FamilyMatcher>> FamilyMatcher::Create(
       return Fail(pf.path + ": continuation rules: " + m->continuation_->error());
     }
   }
+  if (!pf.fingerprints.empty()) {
+    std::string any;
+    for (const Fingerprint& f : pf.fingerprints) {
+      if (!any.empty()) any += "|";
+      any += "(?:" + f.regex + ")";
+    }
+    m->fingerprint_ = std::make_unique<RE2>(any, RuleOptions());
+    if (!m->fingerprint_->ok()) return Fail(pf.path + ": fingerprints: " + m->fingerprint_->error());
+  }
   m->hits_.reserve(pf.rules.size());
   if (prefilter) {
     m->hs_ = HsPrefilter::Create(std::move(prefilter));
@@ -332,6 +341,12 @@ Nanos FamilyMatcher::MessageTime(std::string_view line, int32_t default_year,
     return v;
   }
   return kNoTime;
+}
+
+bool FamilyMatcher::HasFingerprint(std::string_view line) const {
+  if (!fingerprint_) return false;
+  re2::StringPiece text(line.data(), line.size());
+  return fingerprint_->Match(text, 0, text.size(), RE2::UNANCHORED, nullptr, 0);
 }
 
 bool FamilyMatcher::IsContinuation(std::string_view line) const {

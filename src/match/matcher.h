@@ -63,6 +63,10 @@ class FamilyMatcher {
   Nanos MessageTime(std::string_view line, int32_t default_year, int32_t offset_seconds,
                     TimeHint* hint = nullptr) const;
 
+  // True when the line carries one of the family's fingerprints (logger
+  // or module names): evidence for family detection, never a signal.
+  bool HasFingerprint(std::string_view line) const;
+
   // True when the physical line continues the previous record.
   bool IsContinuation(std::string_view line) const;
   bool HasContinuation() const { return continuation_ != nullptr; }
@@ -99,6 +103,7 @@ class FamilyMatcher {
   std::vector<CompiledTimestamp> timestamps_;
   std::unique_ptr<RE2::Set> timestamp_set_;  // any stamp at all? (no captures, DFA only)
   std::unique_ptr<RE2> continuation_;  // the family's continuation rules as one alternation
+  std::unique_ptr<RE2> fingerprint_;   // the family's fingerprints as one alternation
   // Scratch reused across calls: no allocation per line once warmed up.
   std::vector<int> hits_;
   std::vector<re2::StringPiece> submatch_;

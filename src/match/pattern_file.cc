@@ -145,20 +145,32 @@ Result<PatternFile> LoadPatternNode(const std::string& path, const YAML::Node& y
 Result<PatternFile> LoadPatternFile(const std::string& path) {
   auto root = yamlutil::LoadFile(path);
   if (!root) return tl::unexpected(root.error());
-  return LoadPatternNode(path, *root);
+  // A conversion the loader's shape checks missed is still a refusal with
+  // file and line, never an exception.
+  try {
+    return LoadPatternNode(path, *root);
+  } catch (const YAML::Exception& e) {
+    return Fail(path + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg);
+  }
 }
 
 Result<PatternFile> LoadPatternText(const std::string& path, const std::string& text) {
   auto root = yamlutil::LoadText(path, text);
   if (!root) return tl::unexpected(root.error());
-  return LoadPatternNode(path, *root);
+  // A conversion the loader's shape checks missed is still a refusal with
+  // file and line, never an exception.
+  try {
+    return LoadPatternNode(path, *root);
+  } catch (const YAML::Exception& e) {
+    return Fail(path + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg);
+  }
 }
 
 Result<PatternFile> LoadPatternNode(const std::string& path, const YAML::Node& y) {
   if (!y.IsMap()) return Fail(path + ":1: a pattern file is a map");
   if (auto c = yamlutil::CheckKeys(path, y,
                                    {"family", "aliases", "role", "defaults", "timestamps",
-                                    "continuation", "rules", "non_matching"});
+                                    "fingerprints", "continuation", "rules", "non_matching"});
       !c) {
     return tl::unexpected(c.error());
   }
@@ -201,6 +213,25 @@ Result<PatternFile> LoadPatternNode(const std::string& path, const YAML::Node& y
         return Fail(Where(path, t["regex"]) + "timestamp regex needs a group (?P<ts>...)");
       }
       pf.timestamps.push_back(std::move(spec));
+    }
+  }
+  if (const auto& fps = y["fingerprints"]) {
+    if (!fps.IsSequence()) return Fail(Where(path, fps) + "'fingerprints' must be a list");
+    for (const auto& f : fps) {
+      if (auto c = yamlutil::CheckKeys(path, f, {"regex", "source"}); !c) {
+        return tl::unexpected(c.error());
+      }
+      if (!f["regex"] || !f["regex"].IsScalar() || !f["source"] || !f["source"].IsScalar() ||
+          f["source"].as<std::string>().empty()) {
+        return Fail(Where(path, f) + "a fingerprint needs 'regex' and 'source'");
+      }
+      Fingerprint fp;
+      fp.line = static_cast<int>(f.Mark().line) + 1;
+      fp.regex = f["regex"].as<std::string>();
+      fp.source = f["source"].as<std::string>();
+      RE2 re(fp.regex, opt);
+      if (!re.ok()) return Fail(Where(path, f["regex"]) + "bad fingerprint regex: " + re.error());
+      pf.fingerprints.push_back(std::move(fp));
     }
   }
   if (const auto& c = y["continuation"]) {

@@ -29,6 +29,14 @@ struct TimestampSpec {
   int line = 0;
 };
 
+// Evidence that a line is this family's (a logger or module name, a
+// source file): used by family detection only, never a signal.
+struct Fingerprint {
+  std::string regex;
+  std::string source;
+  int line = 0;
+};
+
 struct FieldFromKey {
   Field field;
   std::string key;  // logfmt key=value or JSON "key":value
@@ -58,6 +66,7 @@ struct PatternFile {
   bool signer_role = false;  // role: signer (tmkms, Horcrux): attaches to its pod's node
   FamilyDefaults defaults;
   std::vector<TimestampSpec> timestamps;
+  std::vector<Fingerprint> fingerprints;
   std::vector<std::string> continuation;
   std::vector<Rule> rules;
   std::vector<RuleTest> non_matching;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <tuple>
 
 #include "match/embedded_patterns.h"
 
@@ -89,45 +90,78 @@ int Registry::Find(std::string_view name) const {
   return -1;
 }
 
-Registry::Detection Registry::Detect(const std::vector<std::string_view>& samples) {
-  // Rule hits decide; timestamp layouts only break ties (generic stamps such
-  // as RFC 3339 or syslog prefixes are shared by several families).
-  std::vector<int> rules(files_.size(), 0), stamps(files_.size(), 0);
-  for (std::string_view s : samples) {
-    for (size_t i = 0; i < detectors_.size(); ++i) {
-      if (detectors_[i]->FirstRule(s) >= 0) ++rules[i];
-      if (detectors_[i]->MessageTime(s, 2000, 0) != kNoTime) ++stamps[i];
-    }
+void Registry::Observe(std::string_view record, Tally* tally, bool stamps) {
+  tally->resize(files_.size());
+  for (size_t i = 0; i < detectors_.size(); ++i) {
+    Evidence& e = (*tally)[i];
+    if (detectors_[i]->FirstRule(record) >= 0) ++e.rules;
+    if (detectors_[i]->HasFingerprint(record)) ++e.fingerprints;
+    if (stamps && detectors_[i]->MessageTime(record, 2000, 0) != kNoTime) ++e.stamps;
   }
-  auto score = [&](size_t i) { return std::make_pair(rules[i], stamps[i]); };
+}
+
+std::vector<int> Registry::RuleHits(std::string_view record) {
+  std::vector<int> out;
+  for (size_t i = 0; i < detectors_.size(); ++i) {
+    if (detectors_[i]->FirstRule(record) >= 0) out.push_back(static_cast<int>(i));
+  }
+  return out;
+}
+
+std::string Registry::Names(const std::vector<int>& families) const {
+  std::string names;
+  for (int f : families) {
+    if (!names.empty()) names += ", ";
+    names += files_[static_cast<size_t>(f)]->family;
+  }
+  return names;
+}
+
+Registry::Detection Registry::Rank(const Tally& tally, size_t records) const {
+  // Rule hits and fingerprints are evidence; timestamp layouts only break
+  // ties (generic stamps such as RFC 3339 or syslog's are shared by several
+  // families).
+  auto key = [&](size_t i) {
+    const Evidence& e = tally[i];
+    return std::make_tuple(e.weight(), e.fingerprints, e.stamps);
+  };
   Detection d;
   int best = -1;
-  for (size_t i = 0; i < files_.size(); ++i) {
-    if (rules[i] == 0 && stamps[i] == 0) continue;
-    if (best < 0 || score(i) > score(static_cast<size_t>(best))) best = static_cast<int>(i);
+  for (size_t i = 0; i < tally.size(); ++i) {
+    const Evidence& e = tally[i];
+    if (e.weight() == 0 && e.stamps == 0) continue;
+    if (best < 0 || key(i) > key(static_cast<size_t>(best))) best = static_cast<int>(i);
   }
   if (best < 0) {
-    d.reason = "no family's rules or timestamps match its first " +
-               std::to_string(samples.size()) + " records";
+    d.reason = "no family's rules, fingerprints or timestamps match its first " +
+               std::to_string(records) + " records";
     return d;
   }
-  std::string names;
-  int ties = 0;
-  for (size_t i = 0; i < files_.size(); ++i) {
-    if (score(i) == score(static_cast<size_t>(best))) {
-      ++ties;
-      names += (names.empty() ? "" : ", ") + files_[i]->family;
-    }
+  for (size_t i = 0; i < tally.size(); ++i) {
+    if (key(i) == key(static_cast<size_t>(best))) d.candidates.push_back(static_cast<int>(i));
   }
-  if (ties > 1) {
-    d.reason = "ambiguous: " + names + " match equally (" + std::to_string(rules[static_cast<size_t>(best)]) +
-               " rule hits, " + std::to_string(stamps[static_cast<size_t>(best)]) + " stamps in " +
-               std::to_string(samples.size()) + " records); name the chain";
-    return d;
+  const Evidence& e = tally[static_cast<size_t>(best)];
+  d.family = d.candidates.front();  // registry order among equals
+  d.rule_hits = tally[static_cast<size_t>(d.family)].rules;
+  d.clear = d.candidates.size() == 1 && e.weight() > 0;
+  if (d.candidates.size() > 1) {
+    d.reason = "ambiguous: " + Names(d.candidates) + " match equally (" +
+               std::to_string(e.rules) + " rule hits, " + std::to_string(e.fingerprints) +
+               " fingerprints, " + std::to_string(e.stamps) + " stamps in " +
+               std::to_string(records) + " records)";
+  } else if (e.weight() == 0) {
+    d.reason = "only " + files_[static_cast<size_t>(best)]->family +
+               "'s timestamps match its first " + std::to_string(records) +
+               " records (no rule, no fingerprint)";
   }
-  d.family = best;
-  d.rule_hits = rules[static_cast<size_t>(best)];
   return d;
+}
+
+Registry::Detection Registry::Detect(const std::vector<std::string_view>& samples) {
+  Tally tally;
+  tally.resize(files_.size());
+  for (std::string_view s : samples) Observe(s, &tally);
+  return Rank(tally, samples.size());
 }
 
 }  // namespace qw::match

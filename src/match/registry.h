@@ -37,15 +37,40 @@ class Registry {
   // Index of the family whose name or alias is `name`, or -1.
   int Find(std::string_view name) const;
 
-  struct Detection {
-    int family = -1;     // -1: unknown or ambiguous
-    int rule_hits = 0;   // samples the winner's rules matched (0: its stamps alone won)
-    std::string reason;  // why, for the operator, when family is -1
+  // What a stream's records say about each family: records its rules
+  // match, records that carry one of its fingerprints (logger and module
+  // names), records with one of its timestamp layouts.
+  struct Evidence {
+    int rules = 0;
+    int fingerprints = 0;
+    int stamps = 0;
+    int weight() const { return rules + fingerprints; }
   };
-  // Picks the family whose rules match the most of `samples` (first records
-  // of a stream). Ties and no hits at all are reported, not guessed.
+  using Tally = std::vector<Evidence>;  // by family index
+
+  // Adds what `record` says to `tally` (sized to size() on first use).
+  // `stamps`: also try the timestamp layouts (costlier; detection only).
+  // REQUIRES: one thread at a time.
+  void Observe(std::string_view record, Tally* tally, bool stamps = true);
+  // Families whose rules match `record`, in registry order.
+  // REQUIRES: one thread at a time.
+  std::vector<int> RuleHits(std::string_view record);
+
+  struct Detection {
+    int family = -1;     // the best; -1: no evidence at all
+    bool clear = false;  // the best alone, on rule hits or fingerprints
+    std::vector<int> candidates;  // tied at the top (family among them)
+    int rule_hits = 0;   // records the best's rules matched
+    std::string reason;  // for the operator, when not clear
+  };
+  // Ranks the families by weight (rule hits plus fingerprints), then
+  // fingerprints, then stamps. `records`: how many were observed.
+  Detection Rank(const Tally& tally, size_t records) const;
+  // Observe every sample, then Rank.
   // REQUIRES: one thread at a time.
   Detection Detect(const std::vector<std::string_view>& samples);
+  // "a, b, c": the families' names.
+  std::string Names(const std::vector<int>& families) const;
 
  private:
   Result<void> Add(PatternFile pf);

@@ -82,6 +82,35 @@ void Driver::Place(Stream& s, const record::StreamInfo& info) {
   }
 }
 
+void Driver::Replace(Stream& s, const record::StreamInfo& info) {
+  if (info.chain == s.info.chain && info.family == s.info.family && info.signer == s.info.signer) {
+    return;
+  }
+  const int old = s.node;
+  const int chain = EnsureChain(info.chain, info.family);
+  const auto key = std::make_tuple(info.chain, info.name.namespace_, info.name.pod);
+  const auto old_key =
+      std::make_tuple(s.info.chain, s.info.name.namespace_, s.info.name.pod);
+  if (old >= 0 && detector_.node(old).open_streams == 1 && nodes_.count(key) == 0 && !info.signer) {
+    // The node was this stream's alone: it moves, history and all.
+    detect::NodeSpec spec = detector_.node(old).spec;
+    spec.chain = chain;
+    spec.thresholds = detector_.chain(chain).spec.thresholds;
+    topology_.Node(&spec);
+    detector_.MoveNode(old, std::move(spec));
+    nodes_.erase(old_key);
+    nodes_.emplace(key, old);
+    signer_only_[old] = false;
+    s.info = info;
+    return;
+  }
+  // Shared with other streams: this one leaves it and joins (or makes)
+  // its pod's node on the new chain.
+  if (old >= 0) detector_.DetachStream(old, time_ == kNoTime ? 0 : time_);
+  s.node = -1;
+  Place(s, info);
+}
+
 // Lines read belong to the stream's node; until the stream is placed they
 // wait with it.
 void Driver::Progress(Stream& s, const StreamProgress& p) {
@@ -133,7 +162,11 @@ void Driver::Consume(const Batch& b) {
       }
       case RecordKind::kStart: {
         Stream& s = streams_[r.stream];
-        if (!s.placed) Place(s, b.infos[r.offset]);
+        if (!s.placed) {
+          Place(s, b.infos[r.offset]);
+        } else {
+          Replace(s, b.infos[r.offset]);
+        }
         break;
       }
       case RecordKind::kPosition: {

@@ -78,6 +78,9 @@ class Driver {
   void Progress(Stream& s, const StreamProgress& p);
   int EnsureChain(const std::string& name, int family);
   void Place(Stream& s, const record::StreamInfo& info);
+  // The stream's family was decided again (record::RecordStage): it moves
+  // to the node of its pod on the new chain.
+  void Replace(Stream& s, const record::StreamInfo& info);
   int NewNode(int chain, const record::StreamName& name);
 
   const Topology& topology_;

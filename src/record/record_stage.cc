@@ -14,6 +14,13 @@ namespace {
 // layout alone does not decide so early).
 constexpr size_t kDetectAt[] = {1, 5, 20, 50};
 
+// A contested stream (decided without clear evidence) is settled, and no
+// longer checked against every family, once its family leads every other
+// by this much evidence; an unknown one is placed once a family has this
+// much evidence and leads.
+constexpr int kSettleLead = 20;
+constexpr int kUnknownPlace = 3;
+
 }  // namespace
 
 size_t Output::pending_bytes() const {
@@ -54,6 +61,7 @@ void Output::Compact() {
 struct RecordStage::Stream {
   uint32_t id = 0;
   Origin origin;
+  Placement base;   // what the stream's name and rules say (family maybe open)
   Placement place;
   Output out;
   LineCounts counts;      // every line so far
@@ -87,6 +95,12 @@ struct RecordStage::Stream {
   size_t sample_bytes = 0;
   size_t next_try = 0;  // index into kDetectAt
   match::FamilyMatcher* matcher = nullptr;
+  // Decided without clear evidence (a tie, timestamps only, or nothing):
+  // every record is checked against every family, and the family is
+  // decided again when the records disagree (docs/PIPELINE.md).
+  bool contested = false;
+  match::Registry::Tally tally;
+  size_t observed = 0;
 
   // Output entries [ready, end): the last may take continuation lines
   // (pending); the others wait for the stream's first stamp.
@@ -138,7 +152,8 @@ void RecordStage::Open(uint32_t id, Origin origin) {
   s.carry_begin = s.offset;
   s.last_time = origin.saved_last_time;
   s.origin = std::move(origin);
-  s.place = Place(routing_, registry_, s.origin.name);
+  s.base = Place(routing_, registry_, s.origin.name);
+  s.place = s.base;
   streams_[id] = std::move(owned);
 
   StreamInfo info;
@@ -206,19 +221,126 @@ void RecordStage::Decide(Stream& s, int family) {
   }
 }
 
+std::string RecordStage::Who(const Stream& s) const {
+  return s.origin.path.empty() ? s.place.name.pod : s.origin.path;
+}
+
 void RecordStage::TryDecide(Stream& s, bool final) {
   if (s.decided) return;
-  std::vector<std::string_view> samples(s.samples.begin(), s.samples.end());
-  auto d = registry_.Detect(samples);
-  if (d.family >= 0 && (final || d.rule_hits > 0)) {
+  match::Registry::Tally tally;
+  for (const auto& sample : s.samples) registry_.Observe(sample, &tally);
+  auto d = registry_.Rank(tally, s.samples.size());
+  if (d.clear) {
     Decide(s, d.family);
     return;
   }
   if (!final) return;
-  log_((s.origin.path.empty() ? s.place.name.pod : s.origin.path) + ": family unknown (" +
-       (d.family >= 0 ? "no rule matched its first records" : d.reason) +
-       "); its lines are counted, not matched. Name its chain (--chain, or a stream rule).");
-  Decide(s, -1);
+  // No clear winner: the stream is placed as the best there is (or as
+  // unknown), and its records are checked against every family from now
+  // on, so no rule's line goes unmatched for want of a decision.
+  const std::string settle = " Name its chain (--chain, or a stream rule) to settle it.";
+  if (d.family < 0) {
+    log_(Who(s) + ": family unknown (" + d.reason +
+         "); each of its lines is checked against every family's rules until one matches." + settle);
+  } else if (d.candidates.size() > 1) {
+    log_(Who(s) + ": family " + d.reason + "; matched as " +
+         registry_.file(static_cast<size_t>(d.family)).family +
+         ", and each line checked against the others until its lines tell them apart." + settle);
+  } else {
+    log_(Who(s) + ": family " + registry_.file(static_cast<size_t>(d.family)).family +
+         " taken on timestamps only (" + d.reason +
+         "); each line is checked against every family until one is clear." + settle);
+  }
+  // The held records (the samples) are counted again as they go out.
+  s.contested = true;
+  s.tally.assign(registry_.size(), {});
+  s.observed = 0;
+  Decide(s, d.family);
+}
+
+// A contested stream's next record: its evidence is added up; a record
+// that the current family's rules do not match but another family's do
+// moves the stream to that family when its evidence is at least as strong
+// (an unknown stream moves at once), so the line is matched.
+void RecordStage::Reconsider(Stream& s, std::string_view msg) {
+  match::Registry::Tally one;
+  registry_.Observe(msg, &one, /*stamps=*/false);
+  s.observed++;
+  for (size_t i = 0; i < one.size(); ++i) {
+    s.tally[i].rules += one[i].rules;
+    s.tally[i].fingerprints += one[i].fingerprints;
+  }
+  const int cur = s.place.family;
+  auto key = [&](int f) {
+    const auto& e = s.tally[static_cast<size_t>(f)];
+    return std::make_tuple(e.weight(), e.fingerprints, e.stamps);
+  };
+  int target = -1;
+  if (cur < 0 || one[static_cast<size_t>(cur)].rules == 0) {
+    for (size_t i = 0; i < one.size(); ++i) {
+      const int f = static_cast<int>(i);
+      if (one[i].rules == 0 || f == cur) continue;
+      if (cur >= 0 && key(f) < key(cur)) continue;
+      if (target < 0 || key(f) > key(target)) target = f;
+    }
+  }
+  if (target < 0) {
+    auto d = registry_.Rank(s.tally, s.observed);
+    if (d.clear && d.family != cur) {
+      const int lead = s.tally[static_cast<size_t>(d.family)].weight() -
+                       (cur >= 0 ? s.tally[static_cast<size_t>(cur)].weight() : 0);
+      if (lead >= (cur < 0 ? kUnknownPlace : kSettleLead / 2)) target = d.family;
+    }
+  }
+  if (target >= 0) {
+    const auto& e = s.tally[static_cast<size_t>(target)];
+    Redecide(s, target, std::to_string(e.rules) + " rule hits, " + std::to_string(e.fingerprints) +
+                            " fingerprints in " + std::to_string(s.observed) + " records");
+  }
+  if (s.place.family >= 0) {
+    const int mine = s.tally[static_cast<size_t>(s.place.family)].weight();
+    bool settled = true;
+    for (size_t i = 0; i < s.tally.size(); ++i) {
+      if (static_cast<int>(i) != s.place.family && s.tally[i].weight() + kSettleLead > mine) {
+        settled = false;
+      }
+    }
+    if (settled) {
+      s.contested = false;
+      s.tally.clear();
+      s.tally.shrink_to_fit();
+    }
+  }
+}
+
+void RecordStage::Redecide(Stream& s, int family, const std::string& why) {
+  const int old = s.place.family;
+  // The record before goes on as it is (its continuation lines, if any,
+  // would have been the old family's).
+  if (s.pending) {
+    s.pending = false;
+    Commit(s);
+  }
+  log_(Who(s) + ": family decided again: " +
+       (old >= 0 ? registry_.file(static_cast<size_t>(old)).family : std::string("unknown")) +
+       " -> " + registry_.file(static_cast<size_t>(family)).family + " (" + why + ")");
+  s.place = s.base;
+  CompletePlacement(routing_, registry_, family, &s.place);
+  s.matcher = MatcherFor(family);
+  s.hint = {};
+  StreamInfo info;
+  info.id = s.id;
+  info.path = s.origin.path;
+  info.name = s.place.name;
+  info.identity = s.origin.identity;
+  info.start_offset = s.origin.start_offset;
+  info.chain = s.place.chain;
+  info.family = family;
+  info.signer = s.place.signer;
+  s.out.entries.push_back(
+      Entry{EntryKind::kStart, -1, static_cast<uint32_t>(s.out.infos.size()), 0, 0, 0, kNoTime, 0});
+  s.out.infos.push_back(std::move(info));
+  if (s.out.ready + 1 == s.out.entries.size()) s.out.ready++;
 }
 
 void RecordStage::Feed(uint32_t id, std::string_view bytes, Nanos mtime) {
@@ -354,7 +476,11 @@ void RecordStage::Complete(Stream& s, std::string_view msg, Nanos runtime_time, 
   }
   Output& out = s.out;
   const size_t max_line = s.origin.max_line_bytes;
-  if (s.pending && s.matcher != nullptr && s.matcher->IsContinuation(msg)) {
+  // An indented line with its own stamp starts a record (nodeos and
+  // terminal copies indent whole records); a family whose continuation
+  // lines repeat the stamp (Octez) does not indent them before it.
+  if (s.pending && s.matcher != nullptr && s.matcher->IsContinuation(msg) &&
+      !(!msg.empty() && (msg[0] == ' ' || msg[0] == '\t') && s.matcher->MessageTime(msg, s.year, 0) != kNoTime)) {
     // Joins the record before it: the separator becomes the joining newline.
     Entry& prev = out.entries.back();
     const size_t room = max_line > prev.length ? max_line - prev.length : 0;
@@ -369,6 +495,7 @@ void RecordStage::Complete(Stream& s, std::string_view msg, Nanos runtime_time, 
     prev.rejected += static_cast<uint32_t>(counted.lines_rejected);
     return;
   }
+  if (s.contested) Reconsider(s, msg);
   if (s.pending) {
     s.pending = false;
     Commit(s);
@@ -459,6 +586,16 @@ void RecordStage::MakeReady(Stream& s, size_t upto) {
 void RecordStage::Release(Stream& s, bool final) {
   if (!s.decided && !s.held.empty()) {
     TryDecide(s, final);
+    if (!s.decided) {
+      // A record some family's rules match never goes on unmatched: the
+      // stream is decided now with what there is (contested).
+      for (const auto& sample : s.samples) {
+        if (!registry_.RuleHits(sample).empty()) {
+          TryDecide(s, true);
+          break;
+        }
+      }
+    }
     if (!s.decided) {
       // Live: the stream stays undecided; its records so far go on unmatched.
       s.released_undecided = true;

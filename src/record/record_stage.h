@@ -201,6 +201,9 @@ class RecordStage {
   bool Waiting(const Stream& s) const;
   void TryDecide(Stream& s, bool final);
   void Decide(Stream& s, int family);
+  void Reconsider(Stream& s, std::string_view msg);
+  void Redecide(Stream& s, int family, const std::string& why);
+  std::string Who(const Stream& s) const;
   match::FamilyMatcher* MatcherFor(int family);
 
   match::Registry& registry_;

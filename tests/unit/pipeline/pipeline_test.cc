@@ -255,3 +255,34 @@ TEST_CASE("live ordering: equal times go in stream id order; positions follow th
   CHECK(l.Position(0) == a.size());
   CHECK(l.Position(1) == Line(1, "b").size());
 }
+
+TEST_CASE("a stream whose family is decided again moves its node to the new chain, lines and all") {
+  const std::string dir = std::string(QW_SOURCE_ROOT) + "/tests/unit/record/testdata";
+  auto reg = match::Registry::LoadFiles({dir + "/t.yaml", dir + "/u.yaml", dir + "/v.yaml"});
+  REQUIRE(reg);
+  // Its first records tie u and v (the refusal is critical in both); the
+  // rest are v's commits. Two hundred records decide with what there is.
+  const Nanos t0 = 1735786800LL * kSecond;
+  std::string data = Stamp(t0) + " stdout F safety refused height 5\n";
+  for (int i = 1; i < 230; ++i) {
+    data += Stamp(t0 + i * kSecond) + " stdout F " +
+            (i < 210 ? std::string("plain") : "vblock committed " + std::to_string(i)) + "\n";
+  }
+  std::vector<pipeline::ReplayInput> inputs(1);
+  inputs[0].path = "logs/val-0_ns_app-0123456789ab.log";
+  inputs[0].bytes = source::MemorySource(data, SIZE_MAX);
+  PlainTopology topology(**reg);
+  Collect collect;
+  auto r = pipeline::Replay(**reg, record::Routing{}, topology, std::move(inputs), {&collect}, {});
+  // The refusal was matched (as u's, the first candidate).
+  REQUIRE_FALSE(collect.lines.empty());
+  CHECK(collect.lines[0].find("\"event\":\"double_sign_risk\"") != std::string::npos);
+  CHECK(collect.lines[0].find("\"chain\":\"u/ns\"") != std::string::npos);
+  // One node, now on v's chain, with every line counted and v's commits.
+  REQUIRE(r.summary.size() == 1);
+  CHECK(r.summary[0].chain == "v/ns");
+  CHECK(r.summary[0].family == "v");
+  CHECK(r.summary[0].lines_read == 230);
+  CHECK(r.summary[0].commits == 20);
+  CHECK(r.summary[0].lines_matched == 21);
+}

@@ -360,3 +360,119 @@ TEST_CASE("records held back for the family are bounded in bytes, whatever their
   CHECK(o.starts[0].family == -1);
   CHECK(o.texts.size() == 2);
 }
+
+namespace {
+
+// Families t, u and v (testdata/u.yaml): u and v both know the `safety
+// refused` line; each has a rule and a fingerprint of its own.
+std::unique_ptr<match::Registry> TieRegistry() {
+  const std::string dir = std::string(QW_SOURCE_ROOT) + "/tests/unit/record/testdata";
+  auto reg = match::Registry::LoadFiles({dir + "/t.yaml", dir + "/u.yaml", dir + "/v.yaml"});
+  REQUIRE(reg);
+  return std::move(*reg);
+}
+
+struct Logged {
+  std::vector<std::string> lines;
+  bool Has(const std::string& part) const {
+    for (const auto& l : lines) {
+      if (l.find(part) != std::string::npos) return true;
+    }
+    return false;
+  }
+};
+
+Out RunLogged(match::Registry& reg, const std::string& data, StageOptions opt, Logged* log) {
+  RecordStage stage(reg, Routing{}, opt, [log](const std::string& m) { log->lines.push_back(m); });
+  Origin o;
+  o.path = "pod-0_ns_app-0123456789ab.log";
+  o.name = NameFromPath(o.path);
+  stage.Open(0, o);
+  Out out;
+  stage.Feed(0, data, 0);
+  stage.Close(0, false);
+  Take(*stage.output(0), &out);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("undecided: a line two families tie on is matched, and the family follows the evidence") {
+  auto reg = TieRegistry();
+  const int u = reg->Find("u"), v = reg->Find("v");
+  StageOptions opt;
+  opt.hold_records = 3;
+  Logged log;
+  // Three records decide nothing clearly (u and v tie on the first); then
+  // the stream shows itself as v's.
+  std::string data = "safety refused height 7\nplain\nplain\nvblock committed 1\nvblock committed 2\n";
+  Out o = RunLogged(*reg, data, opt, &log);
+  REQUIRE(o.texts.size() == 5);
+  // Placed as the first candidate, not left unmatched.
+  REQUIRE(o.starts.size() == 2);
+  CHECK(o.starts[0].family == u);
+  CHECK(o.families[0] == u);
+  CHECK(log.Has("ambiguous: u, v"));
+  // The first v-only line moves it to v, and it is matched as v's.
+  CHECK(o.starts[1].family == v);
+  CHECK(o.starts[1].chain == "v/ns");
+  CHECK(o.families[3] == v);
+  CHECK(o.families[4] == v);
+  CHECK(log.Has("family decided again: u -> v"));
+}
+
+TEST_CASE("undecided: a fingerprint breaks a tie at once") {
+  auto reg = TieRegistry();
+  Logged log;
+  Out o = RunLogged(*reg, "safety refused height 7 vmod::signer\nplain\n", {}, &log);
+  REQUIRE(o.starts.size() == 1);
+  CHECK(o.starts[0].family == reg->Find("v"));
+  CHECK(o.families == std::vector<int>{reg->Find("v"), reg->Find("v")});
+  CHECK(log.lines.empty());
+}
+
+TEST_CASE("undecided: an unknown stream is placed as soon as a line matches a family's rule") {
+  auto reg = TieRegistry();
+  StageOptions opt;
+  opt.hold_records = 4;
+  Logged log;
+  std::string data;
+  for (int i = 0; i < 6; ++i) data += "nothing anyone knows " + std::to_string(i) + "\n";
+  data += "ublock committed 1\n";
+  Out o = RunLogged(*reg, data, opt, &log);
+  REQUIRE(o.texts.size() == 7);
+  REQUIRE(o.starts.size() == 2);
+  CHECK(o.starts[0].family == -1);
+  CHECK(o.starts[1].family == reg->Find("u"));
+  CHECK(o.families[6] == reg->Find("u"));
+  CHECK(log.Has("family unknown"));
+}
+
+TEST_CASE("undecided, live: a held line some family's rules match is never released unmatched") {
+  auto reg = TieRegistry();
+  Logged log;
+  RecordStage stage(*reg, Routing{}, {}, [&log](const std::string& m) { log.lines.push_back(m); });
+  Origin origin;
+  origin.path = "pod-0_ns_app-0123456789ab.log";
+  origin.name = NameFromPath(origin.path);
+  stage.Open(0, origin);
+  stage.Feed(0, "safety refused height 9\n", 0);
+  stage.AtEnd(0, 0);  // hold_wait 0: what was read goes on now
+  Out o;
+  Take(*stage.output(0), &o);
+  REQUIRE(o.texts.size() == 1);
+  REQUIRE(o.starts.size() == 1);
+  CHECK(o.starts[0].family == reg->Find("u"));
+  CHECK(o.families[0] == reg->Find("u"));
+}
+
+TEST_CASE("an indented line with its own stamp starts a record; one without continues") {
+  auto reg = TestRegistry();
+  std::string data =
+      "[2021-05-05|12:03:00.000] tblock committed\n"
+      "  [2021-05-05|12:03:01.000] tblock committed\n"
+      "\tcontinued\n";
+  Out o = Run(*reg, Forced(*reg), data, data.size());
+  CHECK(o.texts == std::vector<std::string>{"[2021-05-05|12:03:00.000] tblock committed",
+                                            "  [2021-05-05|12:03:01.000] tblock committed\n\tcontinued"});
+}
