@@ -21,6 +21,11 @@ constexpr size_t kDetectAt[] = {1, 5, 20, 50};
 constexpr int kSettleLead = 20;
 constexpr int kUnknownPlace = 3;
 
+// A collector prefix (record/collector.h) is looked for on a stream's first
+// records; two of the same kind fix it for the stream, none leaves the
+// stream's lines as they are.
+constexpr int kCollectorTries = 8;
+
 }  // namespace
 
 size_t Output::pending_bytes() const {
@@ -83,10 +88,15 @@ struct RecordStage::Stream {
   // Family undecided: complete records held back as they were read.
   struct Held {
     uint32_t offset, length;
-    Nanos runtime_time;
+    Nanos runtime_time, outer_time;
     uint64_t begin, end;
     LineCounts counted;
   };
+  CollectorKind collector = CollectorKind::kNone;  // fixed once seen twice
+  CollectorKind collector_seen = CollectorKind::kNone;
+  int collector_hits = 0, collector_tries = 0;
+  Nanos outer_time = kNoTime;  // the last output record's collector stamp
+
   bool decided = false;
   bool released_undecided = false;  // held records went on unmatched (live)
   std::string held_arena;
@@ -216,7 +226,7 @@ void RecordStage::Decide(Stream& s, int family) {
   s.held.clear();
   s.held_arena.clear();
   for (const auto& h : held) {
-    Complete(s, std::string_view(arena).substr(h.offset, h.length), h.runtime_time, h.begin,
+    Complete(s, std::string_view(arena).substr(h.offset, h.length), h.runtime_time, h.outer_time, h.begin,
              h.end, h.counted);
   }
 }
@@ -446,14 +456,41 @@ void RecordStage::Line(Stream& s, std::string_view line, bool cut, uint64_t begi
     s.partial.append(d.message.substr(0, room));
     if (d.partial) return;
     s.in_partial = false;
-    Complete(s, s.partial, s.partial_time, s.partial_begin, end, TakeLines(s));
+    Nanos outer = kNoTime;
+    const std::string_view msg = Unwrap(s, s.partial, &outer);
+    Complete(s, msg, s.partial_time, outer, s.partial_begin, end, TakeLines(s));
     return;
   }
   if (d.message.empty()) return;
-  Complete(s, d.message, d.runtime_time, begin, end, TakeLines(s));
+  Nanos outer = kNoTime;
+  const std::string_view msg = Unwrap(s, d.message, &outer);
+  Complete(s, msg, d.runtime_time, outer, begin, end, TakeLines(s));
 }
 
-void RecordStage::Complete(Stream& s, std::string_view msg, Nanos runtime_time, uint64_t begin,
+std::string_view RecordStage::Unwrap(Stream& s, std::string_view msg, Nanos* outer) {
+  const bool looking = s.collector == CollectorKind::kNone && s.collector_tries < kCollectorTries;
+  if (s.collector == CollectorKind::kNone && !looking) {
+    *outer = kNoTime;
+    return msg;
+  }
+  const Unwrapped u = record::Unwrap(msg, s.collector, looking, s.year,
+                                     s.base.tz_offset_seconds.value_or(0));
+  if (looking) {
+    ++s.collector_tries;
+    if (u.kind != CollectorKind::kNone) {
+      if (u.kind == s.collector_seen) {
+        if (++s.collector_hits >= 2) s.collector = u.kind;
+      } else {
+        s.collector_seen = u.kind;
+        s.collector_hits = 1;
+      }
+    }
+  }
+  *outer = u.time;
+  return u.message;
+}
+
+void RecordStage::Complete(Stream& s, std::string_view msg, Nanos runtime_time, Nanos outer_time, uint64_t begin,
                            uint64_t end, LineCounts counted) {
   if (!s.decided) {
     if (s.samples.size() < opt_.hold_records && s.sample_bytes < opt_.hold_bytes) {
@@ -461,7 +498,7 @@ void RecordStage::Complete(Stream& s, std::string_view msg, Nanos runtime_time, 
       s.sample_bytes += msg.size();
     }
     Stream::Held h{static_cast<uint32_t>(s.held_arena.size()), static_cast<uint32_t>(msg.size()),
-                   runtime_time, begin, end, counted};
+                   runtime_time, outer_time, begin, end, counted};
     s.held_arena.append(msg);
     s.held.push_back(h);
     const size_t n = s.samples.size();
@@ -508,6 +545,7 @@ void RecordStage::Complete(Stream& s, std::string_view msg, Nanos runtime_time, 
   out.arena.append(msg);
   out.arena.push_back('\n');
   s.provisional_begin.push_back(begin);
+  s.outer_time = outer_time;
   stats_.records++;
   if (s.matcher != nullptr && s.matcher->HasContinuation()) {
     s.pending = true;  // continuation lines may follow
@@ -525,6 +563,7 @@ void RecordStage::Commit(Stream& s) {
   if (t == kNoTime && s.matcher != nullptr) {
     t = s.matcher->MessageTime(out.text(e), s.year, s.place.tz_offset_seconds.value_or(0), &s.hint);
   }
+  if (t == kNoTime) t = s.outer_time;  // the collector's stamp stands in
   bool fallback = false;
   if (t == kNoTime) {
     t = s.last_time;
@@ -612,6 +651,7 @@ void RecordStage::Release(Stream& s, bool final) {
         out.arena.append(std::string_view(arena).substr(h.offset, h.length));
         out.arena.push_back('\n');
         s.provisional_begin.push_back(h.begin);
+        s.outer_time = h.outer_time;
         stats_.records++;
         Commit(s);
       }
@@ -637,7 +677,9 @@ void RecordStage::FlushIncomplete(Stream& s) {
   if (s.in_partial) {
     // The stream ended inside a partial record: keep what there is.
     s.in_partial = false;
-    Complete(s, s.partial, s.partial_time, s.partial_begin, s.offset, TakeLines(s));
+    Nanos outer = kNoTime;
+    const std::string_view msg = Unwrap(s, s.partial, &outer);
+    Complete(s, msg, s.partial_time, outer, s.partial_begin, s.offset, TakeLines(s));
   }
 }
 

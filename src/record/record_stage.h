@@ -28,6 +28,7 @@
 #include "common/time.h"
 #include "match/matcher.h"
 #include "match/registry.h"
+#include "record/collector.h"
 #include "record/decode.h"
 #include "record/naming.h"
 
@@ -190,7 +191,9 @@ class RecordStage {
   struct Stream;
   Stream& S(uint32_t id);
   void Line(Stream& s, std::string_view line, bool cut, uint64_t begin, uint64_t end);
-  void Complete(Stream& s, std::string_view msg, Nanos runtime_time, uint64_t begin,
+  // A collector's prefix off (record/collector.h); *outer: its stamp.
+  std::string_view Unwrap(Stream& s, std::string_view msg, Nanos* outer);
+  void Complete(Stream& s, std::string_view msg, Nanos runtime_time, Nanos outer_time, uint64_t begin,
                 uint64_t end, LineCounts counted);
   LineCounts TakeLines(Stream& s);
   void Commit(Stream& s);

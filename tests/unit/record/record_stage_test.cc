@@ -476,3 +476,18 @@ TEST_CASE("an indented line with its own stamp starts a record; one without cont
   CHECK(o.texts == std::vector<std::string>{"[2021-05-05|12:03:00.000] tblock committed",
                                             "  [2021-05-05|12:03:01.000] tblock committed\n\tcontinued"});
 }
+
+TEST_CASE("a collector prefix comes off; the node's own stamp wins, the prefix's stands in") {
+  auto reg = TestRegistry();
+  std::string data =
+      "May  5 13:00:00 host app[1]: [2021-05-05|12:03:00.000] tblock committed\n"
+      "May  5 13:00:05 host app[1]: no stamp of its own\n"
+      "May  5 13:00:06 host app[1]: \tcontinued\n";
+  // Raw file (no runtime stamp); the file's year completes the syslog stamp.
+  Out o = Run(*reg, Forced(*reg), data, 5, "node-a.log");
+  REQUIRE(o.texts.size() == 2);
+  CHECK(o.texts[0] == "[2021-05-05|12:03:00.000] tblock committed");
+  CHECK(o.texts[1] == "no stamp of its own\n\tcontinued");
+  CHECK(o.times[0] == kT0);
+  CHECK(o.times[1] == ParseRfc3339("1970-05-05T13:00:05Z"));
+}
