@@ -131,14 +131,14 @@ int RunReplay(const ReplayArgs& args) {
       bool used = false;
       for (const auto& n : r.summary) used = used || n.family == registry.file(i).family;
       if (!used) continue;
-      prefilter = registry.Prefilter(i) ? "hyperscan" : "re2-set";
+      prefilter = registry.Prefilter(i) ? match::HsDatabase::Engine() : "re2-set";
       std::string note = registry.prefilter_note(i);
       if (!note.empty()) prefilter += " (" + note + ")";
     }
     std::fprintf(stderr,
-                 "quorumwatch: stats: prefilter=%s threads=%d records=%llu matched=%llu "
-                 "batches=%llu seconds=%.3f records_per_second=%.0f\n",
-                 prefilter.c_str(), opt.threads, static_cast<unsigned long long>(r.records),
+                 "quorumwatch: stats: prefilter=%s prefilter_fallbacks=%d threads=%d records=%llu "
+                 "matched=%llu batches=%llu seconds=%.3f records_per_second=%.0f\n",
+                 prefilter.c_str(), registry.prefilter_fallbacks(), opt.threads, static_cast<unsigned long long>(r.records),
                  static_cast<unsigned long long>(r.matched),
                  static_cast<unsigned long long>(r.batches), secs,
                  secs > 0 ? static_cast<double>(r.records) / secs : 0.0);

@@ -11,6 +11,11 @@ namespace qw::match {
 #ifdef QW_HAVE_HS
 
 bool HsDatabase::Available() { return true; }
+#ifdef QW_HS_ENGINE
+const char* HsDatabase::Engine() { return QW_HS_ENGINE; }
+#else
+const char* HsDatabase::Engine() { return "hyperscan"; }
+#endif
 
 std::shared_ptr<const HsDatabase> HsDatabase::Compile(const PatternFile& pf, std::string* why) {
   std::vector<const char*> exprs;
@@ -96,8 +101,9 @@ bool HsPrefilter::Scan(std::string_view buf, const uint32_t* starts, size_t n, u
 #else  // !QW_HAVE_HS
 
 bool HsDatabase::Available() { return false; }
+const char* HsDatabase::Engine() { return "re2-set"; }
 std::shared_ptr<const HsDatabase> HsDatabase::Compile(const PatternFile&, std::string* why) {
-  *why = "built without Vectorscan";
+  *why = "built without Hyperscan or Vectorscan";
   return nullptr;
 }
 HsDatabase::~HsDatabase() = default;

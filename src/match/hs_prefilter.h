@@ -27,8 +27,10 @@ class HsDatabase {
   size_t words() const { return words_; }  // 64-bit mask words per record
   void* raw() const { return db_; }
 
-  // True when quorumwatch was built with Vectorscan.
+  // True when quorumwatch was built with libhs (Hyperscan or Vectorscan).
   static bool Available();
+  // "hyperscan", "vectorscan" (the libhs built against), or "re2-set".
+  static const char* Engine();
 
  private:
   HsDatabase() = default;

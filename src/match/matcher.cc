@@ -355,4 +355,81 @@ bool FamilyMatcher::IsContinuation(std::string_view line) const {
   return continuation_->Match(text, 0, text.size(), RE2::UNANCHORED, nullptr, 0);
 }
 
+namespace {
+
+std::string Describe(const Signal& s) {
+  if (s.kind == SignalKind::kNone) return "none";
+  std::string out = "rule " + std::to_string(s.rule) + " height=" + std::to_string(s.height) +
+                    " round=" + std::to_string(s.round) + " target=" + std::to_string(s.target_height) +
+                    " count=" + std::to_string(s.count);
+  auto add = [&out](const char* k, std::string_view v) {
+    if (!v.empty()) out.append(" ").append(k).append("=").append(v);
+  };
+  add("type", s.type_raw);
+  add("validator", s.validator);
+  add("block_id", s.block_id);
+  add("reason", s.reason);
+  add("name", s.name);
+  return out;
+}
+
+}  // namespace
+
+std::string CompareMatchers(FamilyMatcher& a, FamilyMatcher& b, std::string_view buf) {
+  std::vector<uint32_t> starts, lengths;
+  size_t at = 0;
+  while (at <= buf.size()) {
+    size_t nl = buf.find('\n', at);
+    if (nl == std::string_view::npos) nl = buf.size();
+    if (nl > UINT32_MAX) break;
+    starts.push_back(static_cast<uint32_t>(at));
+    lengths.push_back(static_cast<uint32_t>(nl - at));
+    at = nl + 1;
+  }
+  const size_t n = starts.size();
+  std::vector<uint8_t> active(n, 1);
+  std::vector<Signal> sa(n), sb(n);
+  a.MatchRecords(buf, starts.data(), lengths.data(), active.data(), n, sa.data());
+  b.MatchRecords(buf, starts.data(), lengths.data(), active.data(), n, sb.data());
+  for (size_t i = 0; i < n; ++i) {
+    const std::string da = Describe(sa[i]), db = Describe(sb[i]);
+    if (da != db) {
+      return "record " + std::to_string(i) + " '" +
+             std::string(buf.substr(starts[i], std::min<size_t>(lengths[i], 120))) + "': " + da +
+             " with " + a.prefilter_name() + ", " + db + " with " + b.prefilter_name();
+    }
+  }
+  return "";
+}
+
+std::string PrefilterSelfCheck(const PatternFile& pf, std::shared_ptr<const HsDatabase> db) {
+  auto with = FamilyMatcher::Create(pf, db);
+  auto without = FamilyMatcher::Create(pf);
+  if (!with || !without) return "cannot build the matchers";
+  if (!(*with)->has_prefilter()) return "";  // nothing to check: RE2::Set runs
+  std::vector<const std::string*> lines;
+  for (const auto& r : pf.rules) {
+    for (const auto& t : r.tests) lines.push_back(&t.line);
+  }
+  for (const auto& t : pf.non_matching) lines.push_back(&t.line);
+  auto check = [&](const std::string& buf) { return CompareMatchers(**with, **without, buf); };
+  std::string all, twice;
+  for (const std::string* l : lines) {
+    // Alone; twice in a row (two adjacent records of one rule); after
+    // fillers that put it at every offset modulo 64.
+    if (auto d = check(*l); !d.empty()) return d;
+    if (auto d = check(*l + "\n" + *l); !d.empty()) return d;
+    for (size_t pad = 1; pad <= 64; ++pad) {
+      if (auto d = check(std::string(pad - 1, 'x') + "\n" + *l + "\n" + *l); !d.empty()) return d;
+    }
+    all += *l + "\n";
+  }
+  // Every line next to every other, forwards and backwards (a batch's
+  // start and end): the whole set as one buffer.
+  if (auto d = check(all); !d.empty()) return d;
+  std::string back;
+  for (auto it = lines.rbegin(); it != lines.rend(); ++it) back += **it + "\n";
+  return check(back);
+}
+
 }  // namespace qw::match

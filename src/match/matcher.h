@@ -38,9 +38,10 @@ class FamilyMatcher {
   size_t MatchRecords(std::string_view buf, const uint32_t* starts, const uint32_t* lengths,
                       const uint8_t* active, size_t n, Signal* out);
 
-  // Which prefilter runs: "hyperscan" (libhs: Hyperscan, or Vectorscan off
-  // amd64) or "re2-set".
-  const char* prefilter_name() const { return hs_ ? "hyperscan" : "re2-set"; }
+  // Which prefilter runs: "hyperscan" or "vectorscan" (libhs, as built),
+  // or "re2-set".
+  const char* prefilter_name() const { return hs_ ? HsDatabase::Engine() : "re2-set"; }
+  bool has_prefilter() const { return hs_ != nullptr; }
   // Why Vectorscan is not used ("" when it is).
   const std::string& prefilter_note() const { return hs_note_; }
   // Turns the Vectorscan prefilter off (tests compare both paths).
@@ -112,6 +113,18 @@ class FamilyMatcher {
   std::string hs_note_;
   std::vector<uint64_t> masks_;
 };
+
+// Signals of `buf`'s records (split at '\n') matched with `a` and with `b`
+// (the same family, one with the libhs prefilter, one without): "" when
+// they agree, else what differs (record and both signals). Used by the
+// start-up self-check and the differential fuzz target.
+std::string CompareMatchers(FamilyMatcher& a, FamilyMatcher& b, std::string_view buf);
+
+// Runs every test line of `pf` through the libhs prefilter `db` and
+// through RE2 alone, alone and next to each other, at the start and end of
+// a buffer and at every offset modulo 64: "" when every signal agrees,
+// else the first disagreement.
+std::string PrefilterSelfCheck(const PatternFile& pf, std::shared_ptr<const HsDatabase> db);
 
 // Finds `key`'s value in a logfmt (key=value, key="quoted") or JSON
 // ("key":value, "key":"value") record. Returns false when absent. The value

@@ -1,6 +1,7 @@
 #include "match/registry.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <tuple>
 
@@ -70,6 +71,19 @@ std::shared_ptr<const HsDatabase> Registry::Prefilter(size_t i) const {
   if (!prefilter_tried_[i]) {
     prefilter_tried_[i] = true;
     prefilters_[i] = HsDatabase::Compile(*files_[i], &prefilter_notes_[i]);
+    if (prefilters_[i]) {
+      // Before first use: the prefilter must give exactly what RE2 gives on
+      // every test line, wherever it sits in a buffer; else RE2::Set.
+      const std::string d = PrefilterSelfCheck(*files_[i], prefilters_[i]);
+      if (!d.empty()) {
+        prefilters_[i].reset();
+        prefilter_notes_[i] = std::string("self-check failed, RE2::Set instead: ") + d;
+        ++prefilter_fallbacks_;
+        std::fprintf(stderr, "quorumwatch: %s: the %s prefilter disagrees with RE2 (%s); this family "
+                     "is prefiltered with RE2::Set instead (slower, never wrong)\n",
+                     files_[i]->family.c_str(), HsDatabase::Engine(), d.c_str());
+      }
+    }
   }
   return prefilters_[i];
 }

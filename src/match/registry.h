@@ -28,11 +28,18 @@ class Registry {
   size_t size() const { return files_.size(); }
   const PatternFile& file(size_t i) const { return *files_[i]; }
 
-  // The family's Vectorscan database, compiled on first use and shared by
-  // every thread; nullptr without Vectorscan or when a rule does not compile
-  // for it (prefilter_note says why). Thread-safe.
+  // The family's libhs (Hyperscan or Vectorscan) database, compiled and
+  // self-checked on first use and shared by every thread; nullptr without
+  // libhs, when a rule does not compile for it, or when it disagrees with
+  // RE2 on the family's test lines (prefilter_note says why). Thread-safe.
   std::shared_ptr<const HsDatabase> Prefilter(size_t i) const;
   std::string prefilter_note(size_t i) const;
+  // Families whose prefilter failed its start-up self-check (they use
+  // RE2::Set); each was reported on stderr. Thread-safe.
+  int prefilter_fallbacks() const {
+    std::lock_guard<std::mutex> lock(prefilter_mu_);
+    return prefilter_fallbacks_;
+  }
 
   // Index of the family whose name or alias is `name`, or -1.
   int Find(std::string_view name) const;
@@ -81,6 +88,7 @@ class Registry {
   mutable std::vector<std::shared_ptr<const HsDatabase>> prefilters_;
   mutable std::vector<std::string> prefilter_notes_;
   mutable std::vector<bool> prefilter_tried_;
+  mutable int prefilter_fallbacks_ = 0;
 };
 
 }  // namespace qw::match

@@ -85,6 +85,11 @@ class Driver {
 
   const Topology& topology_;
   const match::Registry& registry_;
+
+ public:
+  const match::Registry& registry() const { return registry_; }
+
+ private:
   sink::EventOrderer orderer_;
   detect::Detector detector_;
   Nanos time_ = kNoTime;

@@ -12,6 +12,7 @@
 
 #include "common/file_util.h"
 #include "detect/state_codec.h"
+#include "match/hs_prefilter.h"
 #include "pipeline/ordering.h"
 #include "pipeline/stages.h"
 #include "record/record_stage.h"
@@ -126,6 +127,8 @@ class Consumer {
     last_status_ = now;
     sink::Status st = driver_->BuildStatus(now);
     st.health = health_;
+    st.health.prefilter = match::HsDatabase::Engine();
+    st.health.prefilter_fallbacks = driver_->registry().prefilter_fallbacks();
     for (const sink::EventSink* s : sinks_.all) {
       if (const auto* j = dynamic_cast<const sink::JsonlSink*>(s)) {
         st.health.event_write_errors += j->write_errors();

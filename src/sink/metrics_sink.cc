@@ -313,6 +313,13 @@ void MetricsSink::Impl::PublishStatus(const Status& status) {
   r.SetFamily("quorumwatch_event_write_errors", "gauge",
               "Events the jsonl sinks failed to write since start (disk full, ...).",
               one(static_cast<double>(h.event_write_errors)));
+  r.SetFamily("quorumwatch_prefilter_info", "gauge",
+              "1, labelled with the prefilter built in (hyperscan, vectorscan or re2-set).",
+              Series{{MetricLabels{{"engine", h.prefilter}}, 1.0}});
+  r.SetFamily("quorumwatch_prefilter_fallbacks", "gauge",
+              "Families whose prefilter disagreed with RE2 at its start-up self-check "
+              "(they run on RE2::Set; see stderr).",
+              one(static_cast<double>(h.prefilter_fallbacks)));
   r.SetFamily("quorumwatch_caught_up", "gauge",
               "1 once every input file was read to its end since start.", one(Bool(h.caught_up)));
 }

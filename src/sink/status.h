@@ -65,6 +65,8 @@ struct HealthStatus {
   uint64_t lines_cut = 0;        // since start (over max_line_bytes)
   uint64_t lines_rejected = 0;   // since start (undecodable)
   uint64_t event_write_errors = 0;  // since start: events the jsonl sinks failed to write
+  std::string prefilter = "re2-set";  // hyperscan, vectorscan or re2-set (as built)
+  int prefilter_fallbacks = 0;        // families whose prefilter failed its self-check
   uint64_t ban_outbox_pending = 0;     // decisions written, not yet acknowledged
   Nanos ban_outbox_oldest = kNoTime;   // decided_at of the oldest undelivered one
 };

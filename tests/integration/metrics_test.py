@@ -286,12 +286,20 @@ def run_checks(t):
                               ("quorumwatch_input_outage", "gauge"),
                               ("quorumwatch_ban_outbox_pending", "gauge"),
                               ("quorumwatch_caught_up", "gauge"),
+                              ("quorumwatch_prefilter_info", "gauge"),
+                              ("quorumwatch_prefilter_fallbacks", "gauge"),
                               ("quorumwatch_component_received_total", "counter"),
                               ("quorumwatch_component_processed_total", "counter"),
                               ("quorumwatch_component_dropped_total", "counter"),
                               ("quorumwatch_component_errors_total", "counter")):
                 expect_eq(ex.types.get(name), typ, "TYPE of " + name)
                 expect(ex.helps.get(name), "HELP of " + name)
+            # One engine is named; the packs' self-check passed on this machine.
+            engines = ex.series("quorumwatch_prefilter_info")
+            expect_eq(len(engines), 1, "one prefilter_info series")
+            expect(engines and dict(engines[0][0]).get("engine") in ("hyperscan", "vectorscan", "re2-set"),
+                   "prefilter engine label: %r" % (engines,))
+            expect_eq(proc.scrape().get("quorumwatch_prefilter_fallbacks"), 0.0, "prefilter fallbacks")
             # No node of ours signs here: no missed-precommit series.
             expect_eq(ex.series("quorumwatch_missed_precommits_total"), [],
                       "missed precommits of non-signers")
