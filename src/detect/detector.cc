@@ -25,6 +25,17 @@ std::string ValidatorKey(std::string_view v) {
   return k;
 }
 
+// A nil vote's block id, as each software logs it: empty, `<nil>` (tmkms
+// 0.6.3+), `(none)` (tmkms 0.6.0), `nil`, or all zeros (CometBFT's Vote
+// string `000000000000`, WAL replay `:0:000000000000`). All become "".
+std::string_view NormalBlockId(std::string_view id) {
+  if (id == "<nil>" || id == "(none)" || id == "nil" || id == "none" || id == "{<nil>}") return {};
+  for (char c : id) {
+    if (c != '0' && c != ':') return id;
+  }
+  return {};
+}
+
 bool SameBlockId(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) {
     // One side may be a shortened hash (CometBFT logs 6 bytes).
@@ -292,7 +303,8 @@ void Detector::OnSignal(int n, Nanos now, const Signal& s, std::string_view line
       AddEvidence(n, now, line);
       if (!node.signer) node.signer = true;
       int64_t h = s.height >= 0 ? s.height : (node.last_height >= 0 ? node.last_height + 1 : -1);
-      RecordMissed(n, now, h, s.kind == SignalKind::kSlotSkipped ? "skipped_slot" : "missed_vote");
+      RecordMissed(n, now, h, s.kind == SignalKind::kSlotSkipped ? "skipped_slot" : "missed_vote",
+                   s.height < 0);
       break;
     }
     case SignalKind::kDoubleSignRisk: {
@@ -473,7 +485,7 @@ void Detector::OnVote(int n, Nanos now, const Signal& s) {
         i = i->first.height < chain.head - 100 ? chain.votes.erase(i) : std::next(i);
       }
     }
-    chain.votes.emplace(std::move(key), VoteSeen{n, std::string(s.block_id)});
+    chain.votes.emplace(std::move(key), VoteSeen{n, std::string(NormalBlockId(s.block_id))});
     return;
   }
   if (it->second.node == n) return;
@@ -483,9 +495,11 @@ void Detector::OnVote(int n, Nanos now, const Signal& s) {
   extra.emplace_back("other_node", JsonString(other.spec.name));
   extra.emplace_back("round", std::to_string(s.round));
   extra.emplace_back("type", JsonString(VoteTypeName(s.vote_type)));
-  extra.emplace_back("block_id", JsonString(s.block_id));
-  extra.emplace_back("other_block_id", JsonString(it->second.block_id));
-  if (!SameBlockId(s.block_id, it->second.block_id)) {
+  const std::string_view block_id = NormalBlockId(s.block_id);
+  extra.emplace_back("block_id", JsonString(block_id.empty() ? "nil" : block_id));
+  extra.emplace_back("other_block_id",
+                     JsonString(it->second.block_id.empty() ? "nil" : it->second.block_id));
+  if (!SameBlockId(block_id, it->second.block_id)) {
     DoubleSign(n, now, s.height, Severity::kCritical, "conflicting_votes", std::move(extra));
   } else if (!SameSignerGroup(node.spec.chain, n, it->second.node)) {
     DoubleSign(n, now, s.height, Severity::kWarning, "dual_active_signer", std::move(extra));
@@ -508,7 +522,7 @@ void Detector::JudgeHeight(int n, Nanos now, int64_t h) {
   }
 }
 
-void Detector::RecordMissed(int n, Nanos now, int64_t h, std::string_view kind) {
+void Detector::RecordMissed(int n, Nanos now, int64_t h, std::string_view kind, bool inferred) {
   NodeState& node = N(n);
   if (kind != "precommit") {
     // A chain's own "missed" message: count it in the window here.
@@ -523,7 +537,10 @@ void Detector::RecordMissed(int n, Nanos now, int64_t h, std::string_view kind) 
   Event e = MakeEvent(n, EventKind::kMissedPrecommit, sev, now, h, h);
   if (kind != "precommit") {
     // Two duties can be missed at one height (a skipped slot and a vote).
-    e.id = MakeEventId(e.chain, e.node, "missed_precommit/" + std::string(kind), h);
+    e.id = inferred ? MakeEventId(e.chain, e.node, "missed_precommit/" + std::string(kind) + "@" +
+                                                       std::to_string(h),
+                                  Ms(now))
+                    : MakeEventId(e.chain, e.node, "missed_precommit/" + std::string(kind), h);
   }
   e.AddDetailString("kind", kind);
   e.AddDetailInt("missed_in_window", node.missed_in_window);

@@ -100,7 +100,10 @@ class Detector {
   void OnAdvance(int n, Nanos now, int64_t height);
   void OnVote(int n, Nanos now, const Signal& s);
   void JudgeHeight(int n, Nanos now, int64_t h);
-  void RecordMissed(int n, Nanos now, int64_t h, std::string_view kind);
+  // `inferred`: the line named no height (h is the node's next): the
+  // event's id then also names the time, so repeated lines of one height
+  // (EOS's "Not producing block" per block of a round) stay distinct.
+  void RecordMissed(int n, Nanos now, int64_t h, std::string_view kind, bool inferred = false);
   void StallDue(int n, Nanos at);
   void ResolvePendingStalls(int chain, Nanos now);
   void StallNode(int n, Nanos at);

@@ -739,6 +739,36 @@ TEST_CASE("missed precommits: a chain's own missed-vote message gives the same e
   CHECK(sum.missed_precommits == 1);
 }
 
+TEST_CASE("missed precommits: height-less miss lines of one height are distinct events") {
+  // nodeos logs "Not producing block because ..." once per block of a
+  // missed round, without a block number: each is a missed block.
+  Fx fx;
+  int v = fx.Add("v");
+  fx.Commit(v, S(0), 100);
+  Signal s;
+  s.kind = SignalKind::kSlotSkipped;
+  for (int i = 0; i < 3; ++i) {
+    fx.Send(v, S(1) + i * 500 * kMillisecond, s, "Not producing block because it isn't my turn");
+  }
+  INFO(fx.Dump());
+  std::vector<std::string> ids;
+  for (const Event& e : fx.out.events) {
+    if (e.kind == EventKind::kMissedPrecommit) ids.push_back(e.id);
+  }
+  REQUIRE(ids.size() == 3u);
+  CHECK(ids[0] != ids[1]);
+  CHECK(ids[1] != ids[2]);
+  CHECK(ids[0] != ids[2]);
+  CHECK(fx.SummaryOf("v").missed_precommits == 3);
+  // The same line read again (at-least-once) gives the same id.
+  Fx again;
+  int w = again.Add("v");
+  again.Commit(w, S(0), 100);
+  again.Send(w, S(1), s, "Not producing block because it isn't my turn");
+  REQUIRE(again.Count(EventKind::kMissedPrecommit) == 1u);
+  CHECK(One(again, EventKind::kMissedPrecommit, "v").id == ids[0]);
+}
+
 // ===========================================================================
 // Double-sign risk
 
@@ -815,6 +845,36 @@ TEST_CASE("double sign: two of our nodes voting for one validator") {
     Event d = One(fx, EventKind::kDoubleSignRisk, "b");
     CHECK(d.severity == Severity::kCritical);
     CHECK(DetailStr(d, "reason") == "conflicting_votes");
+  }
+  SUBCASE("nil votes logged differently by a signer and a node are the same nil") {
+    // tmkms logs `PreCommit:<nil>` (its rule keeps "<nil>" or nothing),
+    // CometBFT's Vote string `000000000000`, a WAL replay `:0:000000000000`.
+    for (const char* other : {"000000000000", ":0:000000000000", "", "(none)"}) {
+      Fx fx(Defaults(), {{"a", "b"}});
+      int a = fx.Add("a"), b = fx.Add("b");
+      fx.Vote(a, S(10), 105, VoteType::kPrecommit, kValA, "<nil>");
+      fx.Vote(b, S(11), 105, VoteType::kPrecommit, kValA, other);
+      INFO(other, " ", fx.Dump());
+      CHECK(fx.out.events.empty());
+    }
+  }
+  SUBCASE("a nil vote and a block vote for one validator conflict") {
+    Fx fx;
+    int a = fx.Add("a"), b = fx.Add("b");
+    fx.Vote(a, S(10), 105, VoteType::kPrevote, kValA, "000000000000");
+    fx.Vote(b, S(11), 105, VoteType::kPrevote, kValA, "AAAA11112222");
+    INFO(fx.Dump());
+    Event d = One(fx, EventKind::kDoubleSignRisk, "b");
+    CHECK(d.severity == Severity::kCritical);
+    CHECK(DetailStr(d, "reason") == "conflicting_votes");
+    CHECK(DetailStr(d, "other_block_id") == "nil");
+  }
+  SUBCASE("a signer's 10-digit block id prefix and the node's 12-digit one are one block") {
+    Fx fx(Defaults(), {{"a", "b"}});
+    int a = fx.Add("a"), b = fx.Add("b");
+    fx.Vote(a, S(10), 105, VoteType::kPrecommit, kValA, "A56C0AF51D");
+    fx.Vote(b, S(11), 105, VoteType::kPrecommit, kValA, "a56c0af51d3f");
+    CHECK(fx.out.events.empty());
   }
   SUBCASE("one node logging its vote twice: nothing") {
     Fx fx;
