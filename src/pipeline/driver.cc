@@ -17,6 +17,19 @@ int Driver::EnsureChain(const std::string& name, int family) {
   return detector_.AddChain(std::move(spec));
 }
 
+// The node moves to `chain` with its history, its configuration
+// (thresholds, signer) taken again for the new chain.
+void Driver::MoveNodeTo(int node, int chain, NodeKey from, const NodeKey& to) {
+  detect::NodeSpec spec = detector_.node(node).spec;
+  spec.chain = chain;
+  spec.thresholds = detector_.chain(chain).spec.thresholds;
+  topology_.Node(&spec);
+  detector_.MoveNode(node, std::move(spec));
+  nodes_.erase(from);
+  nodes_.emplace(to, node);
+  signer_only_[node] = false;
+}
+
 int Driver::NewNode(int chain, const record::StreamName& name) {
   detect::NodeSpec spec;
   spec.name = name.pod;
@@ -61,14 +74,7 @@ void Driver::Place(Stream& s, const record::StreamInfo& info) {
           continue;
         }
         node = other->second;
-        detect::NodeSpec spec = detector_.node(node).spec;
-        spec.chain = chain;
-        spec.thresholds = detector_.chain(chain).spec.thresholds;
-        topology_.Node(&spec);
-        detector_.MoveNode(node, std::move(spec));
-        nodes_.erase(other);
-        nodes_.emplace(key, node);
-        signer_only_[node] = false;
+        MoveNodeTo(node, chain, other->first, key);
         break;
       }
       if (node < 0) node = NewNode(chain, info.name);
@@ -93,14 +99,7 @@ void Driver::Replace(Stream& s, const record::StreamInfo& info) {
       std::make_tuple(s.info.chain, s.info.name.namespace_, s.info.name.pod);
   if (old >= 0 && detector_.node(old).open_streams == 1 && nodes_.count(key) == 0 && !info.signer) {
     // The node was this stream's alone: it moves, history and all.
-    detect::NodeSpec spec = detector_.node(old).spec;
-    spec.chain = chain;
-    spec.thresholds = detector_.chain(chain).spec.thresholds;
-    topology_.Node(&spec);
-    detector_.MoveNode(old, std::move(spec));
-    nodes_.erase(old_key);
-    nodes_.emplace(key, old);
-    signer_only_[old] = false;
+    MoveNodeTo(old, chain, old_key, key);
     s.info = info;
     return;
   }

@@ -77,7 +77,10 @@ class Driver {
   };
   void Progress(Stream& s, const StreamProgress& p);
   int EnsureChain(const std::string& name, int family);
+  // (chain, namespace, pod)
+  using NodeKey = std::tuple<std::string, std::string, std::string>;
   void Place(Stream& s, const record::StreamInfo& info);
+  void MoveNodeTo(int node, int chain, NodeKey from, const NodeKey& to);
   // The stream's family was decided again (record::RecordStage): it moves
   // to the node of its pod on the new chain.
   void Replace(Stream& s, const record::StreamInfo& info);
@@ -98,7 +101,7 @@ class Driver {
   uint32_t last_id_ = 0;
   // Nodes by (chain, namespace, pod); nodes a signer stream made before
   // its pod's daemon stream was placed (they move to the daemon's chain).
-  std::map<std::tuple<std::string, std::string, std::string>, int> nodes_;
+  std::map<NodeKey, int> nodes_;
   std::map<int, bool> signer_only_;
   std::map<std::string, std::string> chain_family_;  // chain name -> family name
 };

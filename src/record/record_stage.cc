@@ -205,18 +205,9 @@ void RecordStage::Decide(Stream& s, int family) {
   s.samples.shrink_to_fit();
   s.sample_bytes = 0;
 
-  StreamInfo info;
-  info.id = s.id;
-  info.path = s.origin.path;
-  info.name = s.place.name;
-  info.identity = s.origin.identity;
-  info.start_offset = s.origin.start_offset;
-  info.chain = s.place.chain;
-  info.family = family;
-  info.signer = s.place.signer;
   // The start goes before any provisional record (they are this stream's).
   Entry start{EntryKind::kStart, -1, static_cast<uint32_t>(s.out.infos.size()), 0, 0, 0, kNoTime, 0};
-  s.out.infos.push_back(std::move(info));
+  s.out.infos.push_back(Placed(s));
   s.out.entries.insert(s.out.entries.begin() + static_cast<std::ptrdiff_t>(s.out.ready), start);
   s.out.ready++;
 
@@ -229,6 +220,20 @@ void RecordStage::Decide(Stream& s, int family) {
     Complete(s, std::string_view(arena).substr(h.offset, h.length), h.runtime_time, h.outer_time, h.begin,
              h.end, h.counted);
   }
+}
+
+// The stream as placed (its kStart entry's info).
+StreamInfo RecordStage::Placed(const Stream& s) const {
+  StreamInfo info;
+  info.id = s.id;
+  info.path = s.origin.path;
+  info.name = s.place.name;
+  info.identity = s.origin.identity;
+  info.start_offset = s.origin.start_offset;
+  info.chain = s.place.chain;
+  info.family = s.place.family;
+  info.signer = s.place.signer;
+  return info;
 }
 
 std::string RecordStage::Who(const Stream& s) const {
@@ -338,18 +343,9 @@ void RecordStage::Redecide(Stream& s, int family, const std::string& why) {
   CompletePlacement(routing_, registry_, family, &s.place);
   s.matcher = MatcherFor(family);
   s.hint = {};
-  StreamInfo info;
-  info.id = s.id;
-  info.path = s.origin.path;
-  info.name = s.place.name;
-  info.identity = s.origin.identity;
-  info.start_offset = s.origin.start_offset;
-  info.chain = s.place.chain;
-  info.family = family;
-  info.signer = s.place.signer;
   s.out.entries.push_back(
       Entry{EntryKind::kStart, -1, static_cast<uint32_t>(s.out.infos.size()), 0, 0, 0, kNoTime, 0});
-  s.out.infos.push_back(std::move(info));
+  s.out.infos.push_back(Placed(s));
   if (s.out.ready + 1 == s.out.entries.size()) s.out.ready++;
 }
 

@@ -207,6 +207,7 @@ class RecordStage {
   void Reconsider(Stream& s, std::string_view msg);
   void Redecide(Stream& s, int family, const std::string& why);
   std::string Who(const Stream& s) const;
+  StreamInfo Placed(const Stream& s) const;
   match::FamilyMatcher* MatcherFor(int family);
 
   match::Registry& registry_;
