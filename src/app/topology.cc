@@ -38,6 +38,7 @@ detect::ChainSpec ConfigTopology::Chain(const std::string& name, int family) con
     spec.thresholds.max_lag = d.max_lag;
     spec.thresholds.missed_window = d.missed_window;
     spec.thresholds.missed_max = d.missed_max;
+    spec.thresholds.derive_misses = d.derive_misses;
   }
   if (cc != nullptr) {
     cc->overrides.ApplyTo(&spec.thresholds);

@@ -508,7 +508,7 @@ void Detector::OnVote(int n, Nanos now, const Signal& s) {
 
 void Detector::JudgeHeight(int n, Nanos now, int64_t h) {
   NodeState& node = N(n);
-  if (!node.signer || h <= node.last_judged) return;
+  if (!node.signer || h <= node.last_judged || !node.spec.thresholds.derive_misses) return;
   if (!node.spec.signer && (node.first_vote_height < 0 || h < node.first_vote_height)) return;
   node.last_judged = h;
   bool missed = node.own_precommit[static_cast<size_t>(h % kVoteRing)] != h;

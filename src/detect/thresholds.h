@@ -24,6 +24,7 @@ struct Thresholds {
   int max_bans = 1;
   Tristate require_healthy_peer = Tristate::kAuto;  // auto: true with 2+ visible nodes
   bool ban_on_double_sign = false;
+  bool derive_misses = true;  // the family's (patterns: defaults.derive_misses)
 };
 
 struct ChainSpec {

@@ -111,7 +111,8 @@ Result<Rule> LoadRule(const std::string& path, const YAML::Node& r) {
 Result<FamilyDefaults> LoadDefaults(const std::string& path, const YAML::Node& d) {
   FamilyDefaults out;
   if (!d) return out;
-  if (auto c = yamlutil::CheckKeys(path, d, {"block_time", "stall_after", "max_lag", "missed"}); !c) {
+  if (auto c = yamlutil::CheckKeys(path, d, {"block_time", "stall_after", "max_lag", "missed", "derive_misses"});
+      !c) {
     return tl::unexpected(c.error());
   }
   if (auto r = yamlutil::GetDuration(path, d, "block_time", &out.block_time); !r) {
@@ -121,6 +122,9 @@ Result<FamilyDefaults> LoadDefaults(const std::string& path, const YAML::Node& d
     return tl::unexpected(r.error());
   }
   if (auto r = yamlutil::GetInt(path, d, "max_lag", 0, 1'000'000, &out.max_lag); !r) {
+    return tl::unexpected(r.error());
+  }
+  if (auto r = yamlutil::GetBool(path, d, "derive_misses", &out.derive_misses); !r) {
     return tl::unexpected(r.error());
   }
   if (const auto& m = d["missed"]) {

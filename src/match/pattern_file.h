@@ -21,6 +21,10 @@ struct FamilyDefaults {
   int64_t max_lag = 5;
   int missed_window = 100;
   int missed_max = 5;
+  // false: the family's vote lines are recorded (dual signers) but no
+  // height is judged missed for want of one: the logs do not say which
+  // heights were our duty (Tezos attestation slots, Algorand sortition).
+  bool derive_misses = true;
 };
 
 struct TimestampSpec {

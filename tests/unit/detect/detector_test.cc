@@ -739,6 +739,34 @@ TEST_CASE("missed precommits: a chain's own missed-vote message gives the same e
   CHECK(sum.missed_precommits == 1);
 }
 
+TEST_CASE("missed precommits: a family that does not derive misses records votes, judges no height") {
+  // Tezos: a baker attests only where it holds slots; its votes still show
+  // two of our bakers signing for one delegate.
+  Thresholds t = Defaults();
+  t.derive_misses = false;
+  Fx fx(t);
+  int a = fx.Add("baker-a", true), b = fx.Add("baker-b");
+  const std::string delegate = "tz1Mxr2tB5Qn9Q2xaqkXUvDNKNLqMNuizHgm";
+  for (int h = 100; h < 130; ++h) {
+    fx.Commit(a, S(h - 100), h);
+    fx.Commit(b, S(h - 100) + kMillisecond, h);
+  }
+  fx.Vote(a, S(31), 129, VoteType::kPrecommit, delegate, "");
+  INFO(fx.Dump());
+  CHECK(fx.Count(EventKind::kMissedPrecommit) == 0u);
+  CHECK(fx.SummaryOf("baker-a").missed_precommits == 0);
+  fx.Vote(b, S(32), 129, VoteType::kPrecommit, delegate, "");
+  Event d = One(fx, EventKind::kDoubleSignRisk, "baker-b");
+  CHECK(DetailStr(d, "reason") == "dual_active_signer");
+  CHECK(DetailStr(d, "other_node") == "baker-a");
+  // The same with derived misses: every committed height without an own
+  // precommit would be judged missed.
+  Fx derived;
+  int c = derived.Add("baker-a", true);
+  for (int h = 100; h < 130; ++h) derived.Commit(c, S(h - 100), h);
+  CHECK(derived.Count(EventKind::kMissedPrecommit) > 0u);
+}
+
 TEST_CASE("missed precommits: height-less miss lines of one height are distinct events") {
   // nodeos logs "Not producing block because ..." once per block of a
   // missed round, without a block number: each is a missed block.
