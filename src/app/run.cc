@@ -156,7 +156,7 @@ enum class Outcome { kStop, kReload, kError };
 
 // One life of the pipeline with one configuration.
 Outcome RunWith(const RunArgs& args, Loaded& loaded, std::unique_ptr<Loaded>* next,
-                Metrics* metrics) {
+                Metrics* metrics, uint64_t* decided) {
   const Config& config = loaded.config;
   if (::mkdir(config.state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
     Log("cannot create state_dir " + config.state_dir + ": " + std::strerror(errno));
@@ -178,6 +178,7 @@ Outcome RunWith(const RunArgs& args, Loaded& loaded, std::unique_ptr<Loaded>* ne
   pipeline::LiveContext ctx;
   ctx.fs = FileSystem::Default();
   ctx.metrics = metrics;
+  ctx.decided_total = decided;
   ctx.log = Log;
   ctx.wake_fd = g_wake_fd;
   ctx.stop = [] { return g_stop.load() != 0; };
@@ -234,9 +235,10 @@ int RunLive(const RunArgs& args) {
   auto current = std::make_unique<Loaded>(std::move(*loaded));
   std::unique_ptr<Loaded> last_good;  // the configuration before a reload
   Metrics metrics;                    // telemetry keeps counting across reloads
+  uint64_t decided = 0;               // so does the count of decided events
   while (true) {
     std::unique_ptr<Loaded> next;
-    Outcome o = RunWith(args, *current, &next, &metrics);
+    Outcome o = RunWith(args, *current, &next, &metrics, &decided);
     if (o == Outcome::kError) {
       // A reloaded configuration that cannot start (a sink's port taken, a
       // secret missing) must not take the instance down: the one that ran

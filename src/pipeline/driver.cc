@@ -155,6 +155,12 @@ void Driver::Consume(const Batch& b) {
       case RecordKind::kOpen: {
         Stream s;
         s.info = b.infos[r.offset];
+        const FileIdentity& id = s.info.identity;
+        not_reopened_.erase(std::remove_if(not_reopened_.begin(), not_reopened_.end(),
+                                           [&id](const SavedStream& o) {
+                                             return o.identity.dev == id.dev && o.identity.ino == id.ino;
+                                           }),
+                            not_reopened_.end());
         s.position = s.info.start_offset;
         streams_[r.stream] = std::move(s);
         break;
@@ -192,6 +198,9 @@ void Driver::Consume(const Batch& b) {
     }
   }
   if (b.all_idle) {
+    // Every file there is has been opened and read: a stream of the
+    // checkpoint not reopened by now is gone.
+    not_reopened_.clear();
     // Nothing read so far can come before what is decided: it all goes.
     orderer_.ReleaseAll();
   } else if (time_ != kNoTime) {
@@ -281,11 +290,17 @@ void Driver::Save(Checkpoint* cp) const {
     saved.last_time = s.latest;
     cp->streams.push_back(std::move(saved));
   }
+  for (const auto& s : not_reopened_) cp->streams.push_back(s);
   cp->pending = orderer_.pending();
 }
 
 void Driver::Restore(const Checkpoint& cp) {
   for (const auto& [name, family] : cp.chains) EnsureChain(name, registry_.Find(family));
+  // Until this run has opened them, the streams of the checkpoint go into
+  // every checkpoint as they were: a stop or reload before the first scan
+  // must not forget where a file was (the next start would read it again
+  // from its beginning and decide its events again).
+  not_reopened_ = cp.streams;
   for (const auto& e : cp.pending) orderer_.Emit(e);
 }
 

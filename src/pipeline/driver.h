@@ -101,6 +101,7 @@ class Driver {
   uint32_t last_id_ = 0;
   // Nodes by (chain, namespace, pod); nodes a signer stream made before
   // its pod's daemon stream was placed (they move to the daemon's chain).
+  std::vector<SavedStream> not_reopened_;  // of the restored checkpoint, not opened yet
   std::map<NodeKey, int> nodes_;
   std::map<int, bool> signer_only_;
   std::map<std::string, std::string> chain_family_;  // chain name -> family name

@@ -417,11 +417,16 @@ Result<LiveOutcome> RunLive(const LiveOptions& opt, match::Registry& registry,
   for (const sink::EventSink* s : sinks.all) {
     if (const auto* j = dynamic_cast<const sink::JsonlSink*>(s)) unwritten += j->write_errors();
   }
-  ctx.log("stopped: " + std::to_string(driver.events()) + " event(s) decided" +
-          (unwritten > 0 ? "; " + std::to_string(unwritten) +
-                               " write(s) of the events failed (see above): the last checkpoint "
-                               "is from before them, so the next start decides them again"
-                         : ""));
+  uint64_t decided = driver.events();
+  if (ctx.decided_total != nullptr) decided = (*ctx.decided_total += driver.events());
+  if (outcome == LiveOutcome::kStopped || unwritten > 0) {
+    ctx.log(std::string(outcome == LiveOutcome::kStopped ? "stopped" : "reloading") + ": " +
+            std::to_string(decided) + " event(s) decided" +
+            (unwritten > 0 ? "; " + std::to_string(unwritten) +
+                                 " write(s) of the events failed (see above): the last checkpoint "
+                                 "is from before them, so the next start decides them again"
+                           : ""));
+  }
   return outcome;
 }
 

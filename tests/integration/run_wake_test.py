@@ -20,6 +20,7 @@ Prints ok/FAIL per check and "N passed, M failed"; exits 1 on any failure.
 """
 import datetime
 import json
+import re
 import os
 import shutil
 import signal
@@ -171,8 +172,17 @@ def check_reloads(tmp):
     with open(path, "w") as f:
         f.write(commit(h))
     run = Run(root, config(root, [logs], "100ms"))
+    evpath = os.path.join(root, "events.jsonl")
     try:
         wait(lambda: streams_known(run, 1), "the checkpoint lists the file")
+        # An event decided before the reloads: the stop message's count
+        # must still hold it afterwards.
+        with open(path, "a") as f:
+            f.write(failure())
+        wait(lambda: any(e["event"] == "consensus_failure" for e in events(evpath)),
+             "a consensus_failure before the reloads")
+        with open(path, "a") as f:
+            f.write(commit(h))
         for i in range(20):
             h += 1
             with open(path, "a") as f:
@@ -180,12 +190,16 @@ def check_reloads(tmp):
             run.p.send_signal(signal.SIGHUP)
             wait(lambda: run.stderr().count("reloading") >= i + 1, "reload %d is logged" % (i + 1))
         expect(run.p.poll() is None, "the instance exited; stderr:\n%s" % run.stderr()[-600:])
+        h += 1
         with open(path, "a") as f:
-            f.write(failure())
-        evpath = os.path.join(root, "events.jsonl")
-        wait(lambda: any(e["event"] == "consensus_failure" for e in events(evpath)),
+            f.write(commit(h) + failure())
+        wait(lambda: sum(e["event"] == "consensus_failure" for e in events(evpath)) >= 2,
              "a consensus_failure after the reloads")
         run.stop()
+        # The count covers the whole process, reloads and all.
+        decided = re.findall(r"stopped: (\d+) event\(s\) decided", run.stderr())
+        expect(decided == [str(len(events(evpath)))],
+               "stop message counts %r, the events file holds %d" % (decided, len(events(evpath))))
         with open(evpath, "rb") as f:
             for n, raw in enumerate(f, 1):
                 try:
