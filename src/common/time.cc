@@ -65,9 +65,17 @@ bool ValidDate(int64_t mo, int64_t d, int64_t h, int64_t mi, int64_t sec) {
 
 Nanos Compose(int64_t y, int64_t mo, int64_t d, int64_t h, int64_t mi, int64_t sec, int64_t frac,
               int32_t offset) {
+  // Nanoseconds since the epoch fit int64 for years 1678 to 2261 only: a
+  // stamp outside is no stamp (the multiplication would overflow).
+  if (y < 1678 || y > 2261) return kNoTime;
   int64_t days = DaysFromCivil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d));
   int64_t secs = days * 86400 + h * 3600 + mi * 60 + sec - offset;
-  return secs * kSecond + frac;
+  int64_t out = 0;
+  if (__builtin_mul_overflow(secs, kSecond, &out) || __builtin_add_overflow(out, frac, &out) ||
+      out == kNoTime) {
+    return kNoTime;
+  }
+  return out;
 }
 
 constexpr std::array<const char*, 12> kMonths = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",

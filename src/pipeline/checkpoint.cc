@@ -1,5 +1,9 @@
 #include "pipeline/checkpoint.h"
 
+#include <limits>
+#include <stdexcept>
+#include <type_traits>
+
 #include <nlohmann/json.hpp>
 
 #include "common/json.h"
@@ -10,6 +14,32 @@ namespace {
 using Json = nlohmann::ordered_json;
 
 Json TimeJson(Nanos t) { return t == kNoTime ? Json(nullptr) : Json(t); }
+
+// An integer of type T, or an exception: a float or a value out of T's
+// range is malformed (converting it would be undefined behaviour).
+template <typename T>
+T Num(const Json& v) {
+  if (!v.is_number_integer()) throw std::invalid_argument("expected an integer");
+  if (v.is_number_unsigned()) {
+    const uint64_t u = v.get<uint64_t>();
+    if (u > static_cast<uint64_t>(std::numeric_limits<T>::max())) {
+      throw std::out_of_range("integer out of range");
+    }
+    return static_cast<T>(u);
+  }
+  const int64_t i = v.get<int64_t>();
+  if constexpr (std::is_unsigned_v<T>) {
+    if (i < 0 || static_cast<uint64_t>(i) > std::numeric_limits<T>::max()) {
+      throw std::out_of_range("integer out of range");
+    }
+  } else {
+    if (i < static_cast<int64_t>(std::numeric_limits<T>::min()) ||
+        i > static_cast<int64_t>(std::numeric_limits<T>::max())) {
+      throw std::out_of_range("integer out of range");
+    }
+  }
+  return static_cast<T>(i);
+}
 
 Nanos TimeFrom(const Json& j) { return j.is_number_integer() ? j.get<Nanos>() : kNoTime; }
 
@@ -60,18 +90,20 @@ Json EventJson(const Event& e) {
 bool EventFrom(const Json& j, Event* e) {
   if (!j.is_object()) return false;
   try {
-    e->time = j.at("time").get<Nanos>();
+    e->time = Num<Nanos>(j.at("time"));
     if (!KindFrom(j.at("event").get<std::string>(), &e->kind)) return false;
     if (!SeverityFrom(j.at("severity").get<std::string>(), &e->severity)) return false;
     e->chain = j.at("chain").get<std::string>();
     e->node = j.at("node").get<std::string>();
     e->namespace_ = j.at("namespace").get<std::string>();
-    e->height = j.at("height").get<int64_t>();
+    e->height = Num<int64_t>(j.at("height"));
     e->id = j.at("id").get<std::string>();
     for (const auto& kv : j.at("detail")) {
       e->detail.emplace_back(kv.at(0).get<std::string>(), kv.at(1).get<std::string>());
     }
   } catch (const Json::exception&) {
+    return false;
+  } catch (const std::logic_error&) {  // Num: a float or out of range
     return false;
   }
   return true;
@@ -116,11 +148,11 @@ Result<Checkpoint> DecodeCheckpoint(std::string_view text) {
   if (!j.is_object()) return Fail("not a JSON object");
   Checkpoint cp;
   try {
-    const int version = j.value("version", 0);
+    const int version = j.contains("version") ? Num<int>(j.at("version")) : 0;
     if (version != 1 && version != 2) {
       return Fail("version " + std::to_string(version) + " is not known (1 or 2)");
     }
-    cp.written = j.value("written", Nanos{0});
+    cp.written = j.contains("written") ? Num<Nanos>(j.at("written")) : 0;
     if (j.contains("chains")) {
       for (const auto& c : j.at("chains")) {
         cp.chains.emplace_back(c.at("name").get<std::string>(), c.at("family").get<std::string>());
@@ -131,11 +163,11 @@ Result<Checkpoint> DecodeCheckpoint(std::string_view text) {
       for (const auto& f : j.at(key)) {
         SavedStream s;
         s.path = f.at("path").get<std::string>();
-        s.identity.dev = f.at("dev").get<uint64_t>();
-        s.identity.ino = f.at("ino").get<uint64_t>();
-        s.identity.fingerprint = f.at("fingerprint").get<uint64_t>();
-        s.identity.fp_len = f.at("fp_len").get<uint32_t>();
-        s.offset = f.at("offset").get<uint64_t>();
+        s.identity.dev = Num<uint64_t>(f.at("dev"));
+        s.identity.ino = Num<uint64_t>(f.at("ino"));
+        s.identity.fingerprint = Num<uint64_t>(f.at("fingerprint"));
+        s.identity.fp_len = Num<uint32_t>(f.at("fp_len"));
+        s.offset = Num<uint64_t>(f.at("offset"));
         if (f.contains("family")) s.family = f.at("family").get<std::string>();
         if (f.contains("last_time")) s.last_time = TimeFrom(f.at("last_time"));
         cp.streams.push_back(std::move(s));
@@ -150,6 +182,8 @@ Result<Checkpoint> DecodeCheckpoint(std::string_view text) {
     }
     if (j.contains("detector")) cp.detector = j.at("detector");
   } catch (const Json::exception& e) {
+    return Fail(std::string("malformed: ") + e.what());
+  } catch (const std::logic_error& e) {  // Num: a float or out of range
     return Fail(std::string("malformed: ") + e.what());
   }
   return cp;

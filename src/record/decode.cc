@@ -93,7 +93,7 @@ bool DockerDecoder::Decode(std::string_view line, Decoded* out) {
 }
 
 bool AcceptableText(std::string_view s) {
-  if (std::memchr(s.data(), '\0', s.size()) != nullptr) return false;
+  if (!s.empty() && std::memchr(s.data(), '\0', s.size()) != nullptr) return false;
   // ASCII fast path, eight bytes at a time; the rest is validated as UTF-8.
   size_t i = 0;
   for (; i + 8 <= s.size(); i += 8) {
