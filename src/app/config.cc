@@ -5,6 +5,9 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <string_view>
+
+#include <fmt/format.h>
 
 #include "common/yaml_util.h"
 
@@ -30,6 +33,46 @@ Result<std::vector<std::string>> StringList(const std::string& path, const YAML:
     out.push_back(s.Scalar());
   }
   return out;
+}
+
+// Why `glob` is not a well-formed glob(7) pattern, or empty when it is.
+// glob(3) and fnmatch(3) take an unclosed '[' or a trailing '\\' as literal
+// characters, so `exclude: ['[']` would exclude nothing without a word.
+std::string GlobProblem(std::string_view glob) {
+  if (glob.empty()) return "an empty pattern matches no file";
+  for (size_t i = 0; i < glob.size(); ++i) {
+    char c = glob[i];
+    if (c == '\\') {
+      if (i + 1 == glob.size()) return "it ends with an unescaped '\\'";
+      ++i;
+      continue;
+    }
+    if (c != '[') continue;
+    size_t j = i + 1;
+    if (j < glob.size() && (glob[j] == '!' || glob[j] == '^')) ++j;
+    if (j < glob.size() && glob[j] == ']') ++j;  // a leading ']' is a member
+    while (j < glob.size() && glob[j] != ']') {
+      if (glob[j] == '/') return fmt::format("the '[' at offset {} spans a '/'", i);
+      ++j;
+    }
+    if (j == glob.size()) return fmt::format("the '[' at offset {} is never closed by ']'", i);
+    i = j;
+  }
+  return {};
+}
+
+Result<std::vector<std::string>> GlobList(const std::string& path, const YAML::Node& n,
+                                          const char* key) {
+  auto list = StringList(path, n, key);
+  if (!list) return list;
+  size_t k = 0;
+  for (const auto& s : n[key]) {
+    std::string why = GlobProblem((*list)[k++]);
+    if (!why.empty()) {
+      return Fail(Where(path, s) + "bad glob '" + s.Scalar() + "' in '" + key + "': " + why);
+    }
+  }
+  return list;
 }
 
 Result<void> LoadOverrides(const std::string& path, const YAML::Node& n, ThresholdOverrides* o) {
@@ -99,11 +142,11 @@ Result<void> LoadSources(const std::string& path, const YAML::Node& n, Config* c
       return Fail(Where(path, s["type"]) + "source type '" + sc.type +
                   "' is not supported (known: file)");
     }
-    auto inc = StringList(path, s, "include");
+    auto inc = GlobList(path, s, "include");
     if (!inc) return tl::unexpected(inc.error());
     sc.include = *inc;
     if (sc.include.empty()) return Fail(Where(path, s) + "a file source needs 'include' globs");
-    auto exc = StringList(path, s, "exclude");
+    auto exc = GlobList(path, s, "exclude");
     if (!exc) return tl::unexpected(exc.error());
     sc.exclude = *exc;
     QW_TRY(yamlutil::GetString(path, s, "format", &sc.format));

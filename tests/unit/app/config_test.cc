@@ -131,12 +131,35 @@ TEST_CASE("bad configuration is refused with file:line and the reason") {
            {"sinks:\n  - {type: alertmanager, urls: ['http://a'], labels: {a: [1]}}\n",
             "qw.yaml:2: a label is a plain name: plain value"},
            {"state_dir: [a]\n", "qw.yaml:"},
+           // Globs that glob(3) would take literally instead of refusing.
+           {"sources:\n  - type: file\n    include: [a]\n    exclude: ['[']\n",
+            "qw.yaml:4: bad glob '[' in 'exclude': the '[' at offset 0 is never closed by ']'"},
+           {"sources:\n  - type: file\n    include: ['/var/log/*.log', '/x/[ab.log']\n",
+            "qw.yaml:3: bad glob '/x/[ab.log' in 'include': the '[' at offset 3 is never closed"},
+           {"sources:\n  - type: file\n    include: ['/x/[a/b]']\n",
+            "qw.yaml:3: bad glob '/x/[a/b]' in 'include': the '[' at offset 3 spans a '/'"},
+           {"sources:\n  - type: file\n    include: ['/x/a\\']\n",
+            "qw.yaml:3: bad glob '/x/a\\' in 'include': it ends with an unescaped '\\'"},
+           {"sources:\n  - type: file\n    include: ['']\n",
+            "qw.yaml:3: bad glob '' in 'include': an empty pattern matches no file"},
        }) {
     auto c = ParseConfig("qw.yaml", k.text);
     REQUIRE_FALSE(c);
     INFO(c.error().message);
     CHECK(c.error().message.find(k.want) == 0);
   }
+}
+
+TEST_CASE("well-formed globs with brackets, negation and escapes are accepted") {
+  auto c = ParseConfig("qw.yaml",
+                       "sources:\n  - type: file\n"
+                       "    include: ['/l/[!a]*.log', '/l/[]x]*.log', '/l/\\[a.log', '/l/[^.]*']\n"
+                       "    exclude: ['/l/*[0-9].log']\n");
+  REQUIRE(c);
+  REQUIRE(c->sources.size() == 1);
+  CHECK(c->sources[0].include.size() == 4);
+  CHECK(c->sources[0].include[2] == "/l/\\[a.log");
+  CHECK(c->sources[0].exclude == std::vector<std::string>{"/l/*[0-9].log"});
 }
 
 TEST_CASE("an empty configuration takes every default") {
