@@ -11,6 +11,7 @@
 
 #include "app/config.h"
 #include "app/control.h"
+#include "common/log.h"
 #include "common/event.h"
 #include "common/file_util.h"
 #include "common/json.h"
@@ -22,7 +23,7 @@
 namespace qw::app {
 namespace {
 
-void Err(const std::string& msg) { std::fprintf(stderr, "quorumwatch: %s\n", msg.c_str()); }
+void Err(const std::string& msg) { LogLine(msg); }
 
 struct Row {
   std::string node;  // node key chain|namespace/pod

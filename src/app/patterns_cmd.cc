@@ -4,6 +4,7 @@
 
 #include "app/config.h"
 #include "app/topology.h"
+#include "common/log.h"
 #include "match/matcher.h"
 #include "match/registry.h"
 
@@ -260,21 +261,21 @@ int RunPatternsExport(const std::string& chain, const std::string& format,
                       const std::string& patterns_dir, const std::string& config_path) {
   auto reg = LoadRegistry(patterns_dir);
   if (!reg) {
-    std::fprintf(stderr, "quorumwatch: %s\n", reg.error().message.c_str());
+    LogLine(reg.error().message);
     return 1;
   }
   std::string family = chain;
   if (!config_path.empty()) {
     auto c = LoadConfig(config_path);
     if (!c) {
-      std::fprintf(stderr, "quorumwatch: %s\n", c.error().message.c_str());
+      LogLine(c.error().message);
       return 1;
     }
     if (const ChainConfig* cc = c->FindChain(chain)) family = cc->family;
   }
   int f = (*reg)->Find(family);
   if (f < 0) {
-    std::fprintf(stderr, "quorumwatch: no family or configured chain named '%s'\n", chain.c_str());
+    LogLine("no family or configured chain named '" + chain + "'");
     return 1;
   }
   const auto& pf = (*reg)->file(static_cast<size_t>(f));

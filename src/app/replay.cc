@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "app/config.h"
+#include "common/log.h"
 #include "app/topology.h"
 #include "pipeline/replay.h"
 #include "sink/event_sink.h"
@@ -19,7 +20,7 @@
 namespace qw::app {
 namespace {
 
-void Error(const std::string& msg) { std::fprintf(stderr, "quorumwatch: %s\n", msg.c_str()); }
+void Error(const std::string& msg) { LogLine(msg); }
 
 }  // namespace
 

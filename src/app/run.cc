@@ -17,6 +17,7 @@
 #include "app/config.h"
 #include "app/control.h"
 #include "app/topology.h"
+#include "common/log.h"
 #include "common/clock.h"
 #include "common/file_system.h"
 #include "common/metrics.h"
@@ -49,7 +50,7 @@ void OnSignal(int sig) {
   }
 }
 
-void Log(const std::string& msg) { std::fprintf(stderr, "quorumwatch: %s\n", msg.c_str()); }
+void Log(const std::string& msg) { LogLine(msg); }
 
 struct Loaded {
   Config config;

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <tuple>
 
+#include "common/log.h"
 #include "match/embedded_patterns.h"
 
 namespace qw::match {
@@ -79,9 +80,9 @@ std::shared_ptr<const HsDatabase> Registry::Prefilter(size_t i) const {
         prefilters_[i].reset();
         prefilter_notes_[i] = std::string("self-check failed, RE2::Set instead: ") + d;
         ++prefilter_fallbacks_;
-        std::fprintf(stderr, "quorumwatch: %s: the %s prefilter disagrees with RE2 (%s); this family "
-                     "is prefiltered with RE2::Set instead (slower, never wrong)\n",
-                     files_[i]->family.c_str(), HsDatabase::Engine(), d.c_str());
+        LogLine(files_[i]->family + ": the " + std::string(HsDatabase::Engine()) +
+                " prefilter disagrees with RE2 (" + d +
+                "); this family is prefiltered with RE2::Set instead (slower, never wrong)");
       }
     }
   }

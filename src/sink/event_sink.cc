@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "common/log.h"
 #include "common/json.h"
 
 namespace qw::sink {
@@ -44,9 +45,7 @@ void EventOrderer::ReleaseAll() {
 
 WriteErrorLog::WriteErrorLog(OutputOptions options) : options_(std::move(options)) {
   if (!options_.log) {
-    options_.log = [](const std::string& line) {
-      std::fprintf(stderr, "quorumwatch: %s\n", line.c_str());
-    };
+    options_.log = [](const std::string& line) { LogLine(line); };
   }
   if (options_.clock == nullptr) options_.clock = SystemClock::Get();
 }
