@@ -63,6 +63,9 @@ int RunReplay(const ReplayArgs& args) {
     routing.forced_family = registry.Find(cc != nullptr ? cc->family : args.chain);
   }
 
+  // Thousands of files under a low `ulimit -n`: descriptors are shared out
+  // (least recently read given back, reopened at their offset).
+  source::OpenFiles open_files(source::OpenFiles::ForThisProcess());
   std::vector<pipeline::ReplayInput> inputs;
   for (const auto& path : args.files) {
     struct stat st {};
@@ -74,7 +77,7 @@ int RunReplay(const ReplayArgs& args) {
       Error(path + ": is a directory; give log files");
       return 1;
     }
-    auto src = source::OpenFile(path);
+    auto src = source::OpenFile(path, &open_files);
     if (!src) {
       Error(src.error().message);
       return 1;
