@@ -30,7 +30,8 @@ bool FsyncDir(const std::string& dir) {
   return ok;
 }
 
-Result<void> WriteFileAtomic(const std::string& path, std::string_view data) {
+Result<void> WriteFileAtomic(const std::string& path, std::string_view data,
+                             const std::string& previous) {
   std::string tmp = path + ".tmp";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return Fail(tmp + ": " + std::strerror(errno));
@@ -40,6 +41,11 @@ Result<void> WriteFileAtomic(const std::string& path, std::string_view data) {
   if (!ok) {
     ::unlink(tmp.c_str());
     return Fail(tmp + ": " + std::strerror(err));
+  }
+  if (!previous.empty() && ::rename(path.c_str(), previous.c_str()) != 0 && errno != ENOENT) {
+    err = errno;
+    ::unlink(tmp.c_str());
+    return Fail(previous + ": " + std::strerror(err));
   }
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     err = errno;

@@ -22,7 +22,11 @@ bool FsyncDir(const std::string& dir);
 // folder's fsync fails the new contents are in place but may not survive a
 // crash, and the error reads "<folder>: cannot sync the folder after
 // replacing <path>: <reason>".
-[[nodiscard]] Result<void> WriteFileAtomic(const std::string& path, std::string_view data);
+// With `previous`, the contents being replaced are kept under that name
+// first (one older generation, for a reader to fall back to when `path` is
+// damaged; a crash between the two renames leaves only `previous`).
+[[nodiscard]] Result<void> WriteFileAtomic(const std::string& path, std::string_view data,
+                                           const std::string& previous = "");
 
 // The whole file; the error is the system's reason (e.g. "No such file or
 // directory").

@@ -41,4 +41,9 @@ struct Checkpoint {
 std::string EncodeCheckpoint(const Checkpoint& cp);
 [[nodiscard]] Result<Checkpoint> DecodeCheckpoint(std::string_view text);
 
+// In state_dir: the checkpoint, and the one it replaced (kept for when the
+// newest is damaged: a torn write, a disk fault, an edit by hand).
+inline constexpr char kCheckpointFile[] = "checkpoint.json";
+inline constexpr char kPreviousCheckpointFile[] = "checkpoint.json.prev";
+
 }  // namespace qw::pipeline

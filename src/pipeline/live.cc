@@ -7,10 +7,13 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 
 #include "common/file_util.h"
+#include "common/time.h"
 #include "detect/state_codec.h"
 #include "match/hs_prefilter.h"
 #include "pipeline/ordering.h"
@@ -48,11 +51,22 @@ uint64_t EnvCount(const char* name) {
 }
 
 // The detector side, on the pipeline's consumer thread.
+sink::OutputOptions CheckpointLogOptions(const LiveOptions& opt, const LiveContext& ctx) {
+  sink::OutputOptions o;
+  o.name = opt.state_dir + "/" + kCheckpointFile;
+  o.log = ctx.log;
+  o.while_failing =
+      "reading and detection go on; the checkpoint is tried again every checkpoint_interval, and "
+      "a restart meanwhile resumes from the last one written (it reads those lines again)";
+  return o;
+}
+
 class Consumer {
  public:
   Consumer(const LiveOptions& opt, Driver* driver, const LiveSinks& sinks, const LiveContext& ctx,
            ComponentCounters match, ComponentCounters detect)
       : opt_(opt), driver_(driver), sinks_(sinks), ctx_(ctx), match_(match), detect_(detect),
+        checkpoint_log_(CheckpointLogOptions(opt, ctx)),
         crash_after_(EnvCount("QW_TEST_CRASH_AFTER_CHECKPOINTS")),
         stop_after_(EnvCount("QW_TEST_STOP_AFTER_CHECKPOINTS")) {}
 
@@ -127,6 +141,10 @@ class Consumer {
     last_status_ = now;
     sink::Status st = driver_->BuildStatus(now);
     st.health = health_;
+    st.health.checkpoint_errors = checkpoint_log_.errors();
+    st.health.checkpoint_failing = checkpoint_log_.failing();
+    st.health.checkpoint_error = checkpoint_log_.failing() ? checkpoint_error_ : "";
+    st.health.last_checkpoint = last_checkpoint_written_;
     st.health.prefilter = match::HsDatabase::Engine();
     st.health.prefilter_fallbacks = driver_->registry().prefilter_fallbacks();
     for (const sink::EventSink* s : sinks_.all) {
@@ -161,10 +179,17 @@ class Consumer {
     cp.written = now;
     driver_->Save(&cp);
     cp.detector = detect::EncodeStateJson(driver_->detector());
-    if (auto w = WriteFileAtomic(opt_.state_dir + "/checkpoint.json", EncodeCheckpoint(cp)); !w) {
-      ctx_.log("cannot write checkpoint " + w.error().message);
+    if (auto w = WriteFileAtomic(opt_.state_dir + "/" + kCheckpointFile, EncodeCheckpoint(cp),
+                                 opt_.state_dir + "/" + kPreviousCheckpointFile);
+        !w) {
+      // A full or read-only state_dir: reported once, then at most once a
+      // minute, and on /metrics and /healthz; tried again every interval.
+      checkpoint_error_ = w.error().message;
+      checkpoint_log_.FailedBecause("write", checkpoint_error_);
       return;
     }
+    checkpoint_log_.Succeeded();
+    last_checkpoint_written_ = now;
     ++checkpoints_;
     if (crash_after_ > 0 && checkpoints_ == crash_after_) ::_exit(137);  // as after kill -9
     if (stop_after_ > 0 && checkpoints_ == stop_after_) ::kill(::getpid(), SIGTERM);
@@ -178,6 +203,9 @@ class Consumer {
   sink::HealthStatus health_;
   Nanos last_status_ = 0, last_checkpoint_ = 0;
   uint64_t checkpoints_ = 0;
+  sink::WriteErrorLog checkpoint_log_;
+  std::string checkpoint_error_;         // the last failure's reason
+  Nanos last_checkpoint_written_ = kNoTime;
   const uint64_t crash_after_, stop_after_;
 };
 
@@ -236,21 +264,49 @@ Result<LiveOutcome> RunLive(const LiveOptions& opt, match::Registry& registry,
   // (nodes wait until their streams are placed), then file positions.
   std::vector<source::SavedPosition> saved;
   bool had_checkpoint = false;
-  if (auto text = ReadWholeFile(opt.state_dir + "/checkpoint.json")) {
+  // The newest checkpoint, else the one before it. Both damaged: refused,
+  // not a silent fresh start (read_from: end would skip what was written
+  // while quorumwatch was down, and beginning decide history again).
+  std::vector<std::string> problems;
+  for (const char* name : {kCheckpointFile, kPreviousCheckpointFile}) {
+    const std::string path = opt.state_dir + "/" + name;
+    auto text = ReadWholeFile(path);
+    if (!text) {
+      if (text.error().message == std::strerror(ENOENT)) continue;  // none yet
+      problems.push_back(path + ": cannot read: " + text.error().message);
+      continue;
+    }
     auto cp = DecodeCheckpoint(*text);
     Result<void> state = cp ? Result<void>{} : tl::unexpected(cp.error());
-    if (cp) {
-      driver.Restore(*cp);
-      if (!cp->detector.is_null()) state = detect::DecodeStateJson(cp->detector, &driver.detector());
+    if (cp && !cp->detector.is_null()) {
+      // Tried on a scratch driver first, so a damaged detector state leaves
+      // nothing half restored for the older generation.
+      Driver trial(topology, registry, {});
+      trial.Restore(*cp);
+      state = detect::DecodeStateJson(cp->detector, &trial.detector());
     }
     if (!state) {
-      ctx.log(opt.state_dir + "/checkpoint.json: " + state.error().message + "; starting without it");
-    } else {
-      had_checkpoint = true;
-      for (const auto& s : cp->streams) {
-        saved.push_back(source::SavedPosition{s.path, s.identity, s.offset, s.family, s.last_time});
-      }
+      problems.push_back(path + ": " + state.error().message);
+      continue;
     }
+    driver.Restore(*cp);
+    if (!cp->detector.is_null()) (void)detect::DecodeStateJson(cp->detector, &driver.detector());
+    had_checkpoint = true;
+    for (const auto& s : cp->streams) {
+      saved.push_back(source::SavedPosition{s.path, s.identity, s.offset, s.family, s.last_time});
+    }
+    if (!problems.empty()) {
+      ctx.log(problems.front() + "; resuming from the previous checkpoint " + path + " (written " +
+              FormatRfc3339Millis(cp->written) + "): lines after it are read and judged again");
+    }
+    break;
+  }
+  if (!had_checkpoint && !problems.empty()) {
+    std::string msg;
+    for (const auto& p : problems) msg += p + "; ";
+    return Fail(msg + "refusing to start without a checkpoint (read_from: end would skip what "
+                "was written while quorumwatch was down, read_from: beginning decide history "
+                "again): move " + opt.state_dir + "/" + kCheckpointFile + "* aside to start afresh");
   }
 
   Consumer consumer(opt, &driver, sinks, ctx, match_c, detect_c);

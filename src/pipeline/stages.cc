@@ -1,15 +1,78 @@
 #include "pipeline/stages.h"
 
-#include <concurrentqueue/blockingconcurrentqueue.h>
-
 #include <algorithm>
 #include <atomic>
 #include <map>
 #include <thread>
 
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define QW_TSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define QW_TSAN 1
+#endif
+
+#ifdef QW_TSAN
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#else
+#include <concurrentqueue/blockingconcurrentqueue.h>
+#endif
+
 namespace qw::pipeline {
 
+#ifdef QW_TSAN
+// ThreadSanitizer does not model the fences moodycamel's lock-free queue
+// synchronises with (GCC refuses to compile them under -fsanitize=thread),
+// so a TSan build passes batches through this locked queue instead: the
+// same calls, FIFO over all producers (the code below relies only on the
+// per-producer order moodycamel gives). Every
+// other shared access is then checked as in the release build.
+namespace mq {
+template <typename T>
+class BlockingQueue {
+ public:
+  explicit BlockingQueue(size_t) {}
+  template <typename Token>
+  void enqueue(Token&, T v) { enqueue(v); }
+  void enqueue(T v) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      items_.push_back(v);
+    }
+    cv_.notify_one();
+  }
+  template <typename Token>
+  void wait_dequeue(Token&, T& v) { wait_dequeue(v); }
+  void wait_dequeue(T& v) {
+    std::unique_lock<std::mutex> l(mu_);
+    cv_.wait(l, [this] { return !items_.empty(); });
+    v = items_.front();
+    items_.pop_front();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<T> items_;
+};
+struct ProducerToken {
+  template <typename Q>
+  explicit ProducerToken(Q&) {}
+};
+struct ConsumerToken {
+  template <typename Q>
+  explicit ConsumerToken(Q&) {}
+};
+}  // namespace mq
+using Queue = mq::BlockingQueue<Batch*>;
+#else
+namespace mq = moodycamel;
 using Queue = moodycamel::BlockingConcurrentQueue<Batch*>;
+#endif
 
 struct Stages::Impl {
   const match::Registry& registry;
@@ -21,7 +84,7 @@ struct Stages::Impl {
   std::atomic<size_t> in_flight{0};
   std::vector<std::thread> matchers;
   std::thread consumer;
-  std::unique_ptr<moodycamel::ProducerToken> work_token;
+  std::unique_ptr<mq::ProducerToken> work_token;
   bool finished = false;
 
   Impl(const match::Registry& r, size_t pool_size, Consumer c)
@@ -34,8 +97,8 @@ struct Stages::Impl {
   void MatchLoop() {
     std::vector<std::unique_ptr<match::FamilyMatcher>> matchers(registry.size());
     std::vector<bool> tried(registry.size(), false);
-    moodycamel::ConsumerToken ctok(work);
-    moodycamel::ProducerToken ptok(done);
+    mq::ConsumerToken ctok(work);
+    mq::ProducerToken ptok(done);
     uint64_t hits = 0;
     std::vector<uint32_t> starts, lengths;
     std::vector<uint8_t> active;
@@ -111,7 +174,7 @@ struct Stages::Impl {
   void ConsumeLoop() {
     std::map<uint64_t, Batch*> waiting;
     uint64_t next = 0;
-    moodycamel::ConsumerToken ctok(done);
+    mq::ConsumerToken ctok(done);
     bool ended = false;
     while (!ended || next < total.load(std::memory_order_acquire)) {
       Batch* b = nullptr;
@@ -145,7 +208,7 @@ Stages::Stages(const match::Registry& registry, int threads, size_t batch_bytes,
     impl_->pool.back()->records.reserve(batch_records);
     impl_->free_batches.enqueue(impl_->pool.back().get());
   }
-  impl_->work_token = std::make_unique<moodycamel::ProducerToken>(impl_->work);
+  impl_->work_token = std::make_unique<mq::ProducerToken>(impl_->work);
   for (int i = 0; i < threads; ++i) impl_->matchers.emplace_back([this] { impl_->MatchLoop(); });
   impl_->consumer = std::thread([this] { impl_->ConsumeLoop(); });
 }

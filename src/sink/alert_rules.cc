@@ -285,6 +285,17 @@ std::vector<Alert> AlertRules::Evaluate(const Status& s, Nanos now) {
                "those lines again."},
               {"event_write_errors", std::to_string(hs.event_write_errors)}}));
   }
+  if (hs.checkpoint_failing) {
+    out.push_back(Make(
+        "QuorumwatchCheckpointFailing", "warning", "", "", "", kNoTime,
+        {{"summary", fmt::format("quorumwatch cannot write its checkpoint ({} failed write(s) "
+                                 "since start): {}",
+                                 hs.checkpoint_errors, hs.checkpoint_error)},
+         {"description",
+          "state_dir is full, read-only or failing. Detection goes on; a restart now would "
+          "resume from the last checkpoint written and read those lines again."},
+         {"last_checkpoint", hs.last_checkpoint != kNoTime ? t(hs.last_checkpoint) : "never"}}));
+  }
   if (hs.ban_outbox_pending == 0) {
     outbox_seen_ = kNoTime;
   } else if (outbox_seen_ == kNoTime) {

@@ -51,17 +51,19 @@ WriteErrorLog::WriteErrorLog(OutputOptions options) : options_(std::move(options
 }
 
 void WriteErrorLog::Failed(std::string_view what, int err) {
+  FailedBecause(what, std::strerror(err));
+}
+
+void WriteErrorLog::FailedBecause(std::string_view what, std::string_view reason) {
   errors_.fetch_add(1, std::memory_order_relaxed);
   const Nanos now = options_.clock->Now();
-  const std::string reason = std::strerror(err);
   if (!failing_) {
     failing_ = true;
     episode_failures_ = 1;
     unreported_ = 0;
     last_line_ = now;
-    options_.log(fmt::format("{}: {} failed: {}; events wait and are written when writing succeeds again "
-                             "(no checkpoint meanwhile)",
-                             options_.name, what, reason));
+    options_.log(
+        fmt::format("{}: {} failed: {}; {}", options_.name, what, reason, options_.while_failing));
     return;
   }
   ++episode_failures_;

@@ -70,6 +70,9 @@ struct OutputOptions {
   // Tests: writes go here instead of the file's descriptor (returns bytes
   // written, or -1 with errno set).
   std::function<ssize_t(const char*, size_t)> write;
+  // What follows while writes fail, in the first report of an episode.
+  std::string while_failing =
+      "events wait and are written when writing succeeds again (no checkpoint meanwhile)";
 };
 
 // Failed writes of one output, counted and reported without flooding: the
@@ -81,9 +84,12 @@ class WriteErrorLog {
   explicit WriteErrorLog(OutputOptions options);
   // A failed write (`what`: "write", "flush", "sync"), errno `err`.
   void Failed(std::string_view what, int err);
+  // The same with the reason in words (an error message of its own).
+  void FailedBecause(std::string_view what, std::string_view reason);
   // A write that reached the file: ends an episode of failures.
   void Succeeded();
   uint64_t errors() const { return errors_.load(std::memory_order_relaxed); }
+  bool failing() const { return failing_; }
 
  private:
   OutputOptions options_;

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstring>
 #include <map>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -115,6 +116,10 @@ struct MetricsSink::Impl {
   std::atomic<Nanos> last_status_at{kNoTime};  // ctx.clock time of the last OnStatus
   std::atomic<Nanos> started_at{0};            // ctx.clock time of Create
   std::atomic<bool> caught_up{false};          // sticky once a caught-up status came
+  // Why the instance runs degraded ("" when it does not): a line for
+  // /healthz, which still answers 200 (a restart would not free the disk).
+  mutable std::mutex degraded_mu;
+  std::string degraded;  // guarded by degraded_mu
 
   // Detector thread only (Write): the events_total cell of each
   // (event, severity, chain), so registration takes the registry's lock once
@@ -247,6 +252,19 @@ void MetricsSink::OnStatus(const Status& status) { impl_->PublishStatus(status);
 void MetricsSink::Impl::PublishStatus(const Status& status) {
   last_status_at.store(clock->Now(), std::memory_order_relaxed);
   if (status.health.caught_up) caught_up.store(true, std::memory_order_relaxed);
+  {
+    std::string why;
+    if (status.health.checkpoint_failing) {
+      why = "degraded: checkpoints fail (" + status.health.checkpoint_error + ")";
+      if (status.health.last_checkpoint != kNoTime) {
+        why += fmt::format("; the last one was written {}s ago",
+                           std::max<Nanos>(0, status.now - status.health.last_checkpoint) / kSecond);
+      }
+      why += "\n";
+    }
+    std::lock_guard<std::mutex> l(degraded_mu);
+    degraded = std::move(why);
+  }
 
   using Series = std::vector<std::pair<MetricLabels, double>>;
   Series height, in_consensus, since_commit, missed, ooc, stalled, banned, ban_held;
@@ -313,6 +331,17 @@ void MetricsSink::Impl::PublishStatus(const Status& status) {
   r.SetFamily("quorumwatch_event_write_errors", "gauge",
               "Events the jsonl sinks failed to write since start (disk full, ...).",
               one(static_cast<double>(h.event_write_errors)));
+  r.SetFamily("quorumwatch_checkpoint_failing", "gauge",
+              "1 while writing the checkpoint to state_dir fails (full, read-only, ...).",
+              one(Bool(h.checkpoint_failing)));
+  r.SetFamily("quorumwatch_checkpoint_write_errors", "gauge",
+              "Checkpoint writes that failed since start.",
+              one(static_cast<double>(h.checkpoint_errors)));
+  if (h.last_checkpoint != kNoTime) {
+    r.SetFamily("quorumwatch_last_checkpoint_timestamp_seconds", "gauge",
+                "Wall time the last checkpoint was written (Unix seconds).",
+                one(static_cast<double>(h.last_checkpoint) / kSecond));
+  }
   r.SetFamily("quorumwatch_prefilter_info", "gauge",
               "1, labelled with the prefilter built in (hyperscan, vectorscan or re2-set).",
               Series{{MetricLabels{{"engine", h.prefilter}}, 1.0}});
@@ -337,7 +366,8 @@ void MetricsSink::Impl::HandleHealthz(httplib::Response& res) const {
   Nanos since = last != kNoTime ? last : started_at.load(std::memory_order_relaxed);
   Nanos age = now - since;
   if (age <= kStatusStaleAfter) {
-    res.set_content("ok\n", "text/plain; charset=utf-8");
+    std::lock_guard<std::mutex> l(degraded_mu);
+    res.set_content("ok\n" + degraded, "text/plain; charset=utf-8");
     return;
   }
   res.status = 503;

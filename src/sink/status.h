@@ -69,6 +69,12 @@ struct HealthStatus {
   int prefilter_fallbacks = 0;        // families whose prefilter failed its self-check
   uint64_t ban_outbox_pending = 0;     // decisions written, not yet acknowledged
   Nanos ban_outbox_oldest = kNoTime;   // decided_at of the oldest undelivered one
+  // Checkpoints (live mode): failed writes since start, whether the last
+  // attempt failed (and why), and the wall time of the last one written.
+  uint64_t checkpoint_errors = 0;
+  bool checkpoint_failing = false;
+  std::string checkpoint_error;
+  Nanos last_checkpoint = kNoTime;
 };
 
 struct Status {

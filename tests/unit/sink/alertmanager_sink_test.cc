@@ -889,6 +889,9 @@ TEST_CASE("every alert kind from the status; retired nodes raise none") {
   s.health.files_behind = 2;
   s.health.lines_rejected = 3;
   s.health.event_write_errors = 2;
+  s.health.checkpoint_failing = true;
+  s.health.checkpoint_errors = 4;
+  s.health.checkpoint_error = "/state/checkpoint.json.tmp: No space left on device";
   s.health.ban_outbox_pending = 1;
   s.health.ban_outbox_oldest = now - 600 * kSecond;
   sink->OnStatus(s);
@@ -909,6 +912,7 @@ TEST_CASE("every alert kind from the status; retired nodes raise none") {
       {"QuorumwatchLagging", "", "warning"},
       {"QuorumwatchDroppingLines", "", "warning"},
       {"QuorumwatchEventsUnwritten", "", "critical"},
+      {"QuorumwatchCheckpointFailing", "", "warning"},
   };
   REQUIRE(f.Wait([&](const auto& r) {
     for (const Want& w : want) {
