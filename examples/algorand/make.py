@@ -14,8 +14,8 @@ of ~2.9 s rounds, logrus JSON lines as algod writes them (patterns/algorand.yaml
   algod-1 (region B, standby, no key online): node.log shipped raw (no CRI wrapper: the time
       comes from the JSON "time" field).
 
-expected.jsonl is computed from the same timeline by `examplegen.BasicSim` (docs/DETECTION.md), never from the
-program's output. --check regenerates into a temporary directory and compares.
+expected.jsonl is computed from the same timeline by the reference model of docs/DETECTION.md
+(tests/model/qwmodel.py), never from the program's output. --check regenerates into a temporary directory and compares.
 """
 import datetime as dt
 import hashlib
@@ -34,13 +34,15 @@ import examplegen  # noqa: E402  (examples/examplegen.py: shared with the other 
 MS = 1_000_000
 US = 1_000
 S = 1_000_000_000
-MIN = 60 * S
 
 CHAIN = 'algorand'
 NS = 'algorand'
-STALL_AFTER = 30 * S       # patterns/algorand.yaml defaults
-MAX_LAG = 10
-BAN_AFTER = 30 * MIN
+# The timeline's facts are the reference model's signals (a concluded round is a committed block,
+# the catchup service's resync / finished lines syncing / synced); thresholds: patterns/algorand.yaml
+# defaults and the built-in ones (docs/DETECTION.md, "Defaults"; the golden replay has no config).
+SIGNAL = {'adv': 'block_committed', 'syncing': 'syncing', 'synced': 'synced'}
+# what expected.jsonl asserts of each event's detail
+DETAIL_KEYS = {'out_of_consensus': ('reason',)}
 
 T0 = int(dt.datetime(2025, 3, 11, 12, 0, 0, tzinfo=dt.timezone.utc).timestamp()) * S
 R0 = 47120000
@@ -206,7 +208,9 @@ def build():
 
 def write(outroot):
     files, facts, ends = build()
-    events = examplegen.BasicSim(['algod-0', 'algod-1'], CHAIN, NS, STALL_AFTER, MAX_LAG, BAN_AFTER).run(facts)
+    events = examplegen.model_events(CHAIN, 'algorand', [
+        (pod, NS, [(t, SIGNAL[k], d) for t, p, k, d in facts if p == pod], [ends[pod]])
+        for pod in ('algod-0', 'algod-1')], DETAIL_KEYS)
     first_end = min(ends.values())
     for e in events:
         assert e['time'] < first_end - S, ('event in the ragged end', e)

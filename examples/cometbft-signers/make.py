@@ -32,8 +32,8 @@ Replay: `--chain auto --config examples/cometbft-signers/quorumwatch.yaml`: auto
 the gaiad file on `cometbft` and the tmkms files on `cometbft-signers` (role signer), which attach
 to validator-0, the node of the same pod; the configuration marks validator-0 `signer: true`.
 
-Expected events are computed by `Sim` from the timeline (docs/DETECTION.md), never from the
-program's output.
+Expected events are computed from the timeline by the reference model of docs/DETECTION.md
+(tests/model/qwmodel.py), never from the program's output.
 """
 import datetime as dt
 import hashlib
@@ -64,9 +64,6 @@ VAL1_ADDR = 'tcp://9e0d4b2a7c1f3e5d6b8a0c2e4f6a8b0d1c3e5f7a@validator-1.cosmos-b
 TMKMS_DOWN = (242 * S, 287 * S)          # tmkms container killed .. restarted (offsets from T0)
 VAL1_STOP = 420 * S                      # validator-1 stopped by the operator
 PROPOSER_HEIGHTS = {H0 + 17, H0 + 63, H0 + 88}
-
-# defaults of patterns/cometbft.yaml (the node's family: thresholds are the node's chain's)
-WINDOW, MAX_MISSED = 100, 5
 
 
 def utc(t):
@@ -199,44 +196,28 @@ def generate():
     return [gaiad, tm1, tm2], sorted(facts), double_sign_h
 
 
-class Sim:
-    """docs/DETECTION.md for one configured signer node (validator-0) whose votes come from its
-    signer stream: missed precommits judged one block late, own double-sign lines."""
+# what expected.jsonl asserts of each event's detail
+DETAIL_KEYS = {'missed_precommit': ('kind',), 'double_sign_risk': ('reason',)}
 
-    def __init__(self, facts):
-        self.facts = facts
-        self.events = []
 
-    def emit(self, t, kind, sev, h, detail=None):
-        e = {'time': t, 'event': kind, 'severity': sev, 'chain': CHAIN, 'node': 'validator-0', 'namespace': NS,
-             'height': h}
-        if detail:
-            e['detail'] = detail
-        self.events.append(e)
-
-    def run(self):
-        height = None
-        precommits = set()
-        judged = []
-        for t, kind, data in self.facts:
-            if kind == 'vote':
-                h, vtype = data
-                if vtype == 'Precommit':
-                    precommits.add(h)
-            elif kind == 'dsr':
-                self.emit(t, 'double_sign_risk', 'critical', data, {'reason': 'attempted_double_sign'})
-            elif kind == 'adv':
-                h = data
-                if height is not None and h > height:
-                    assert h == height + 1
-                    missed = height not in precommits          # configured signer: judged from its first height
-                    judged.append(missed)
-                    if missed:
-                        sev = 'warning' if sum(judged[-WINDOW:]) > MAX_MISSED else 'info'
-                        self.emit(t, 'missed_precommit', sev, height, {'kind': 'precommit'})
-                height = h if height is None else max(height, h)
-        self.events.sort(key=lambda e: (e['time'], e['chain'], e['node'], e['event']))
-        return self.events
+def expected_events(files, facts):
+    """The reference model of docs/DETECTION.md (tests/model/qwmodel.py) for validator-0, whose
+    votes come from its signer stream (tmkms: `signed <type>:<block> at h/r/s`), configured as
+    in CONFIG below; the thresholds are patterns/cometbft.yaml's (the node's family)."""
+    signals = []
+    for t, kind, data in facts:
+        if kind == 'adv':
+            signals.append((t, 'block_committed', data))
+        elif kind == 'vote':
+            h, vtype = data
+            signals.append((t, 'vote_signed', (h, 0, vtype.lower(), None, VALIDATOR)))
+        elif kind == 'dsr':
+            signals.append((t, 'double_sign_risk', (data, 'attempted_double_sign')))
+        else:
+            raise ValueError(kind)
+    return examplegen.model_events(
+        CHAIN, 'cometbft', [('validator-0', NS, signals, [max(t for t, _ in f.lines) for f in files])], DETAIL_KEYS,
+        node_config={'validator-0': {'signer': True, 'validator_address': VALIDATOR}})
 
 
 CONFIG = """# quorumwatch configuration for examples/cometbft-signers (see README).
@@ -251,7 +232,7 @@ nodes:
 
 def write(outdir):
     files, facts, ds_h = generate()
-    events = Sim(facts).run()
+    events = expected_events(files, facts)
 
     # the story, checked
     missed = [e for e in events if e['event'] == 'missed_precommit']

@@ -9,8 +9,8 @@ Scenario (namespace dash, chain auto-detected as `dash`, ~2 h 45 min of mainnet-
                 stops advancing; the network PoSe-punishes its masternode in one DKG and bans it
                 in the next; ~10:08 the peers come back, it catches up block by block (and logs
                 the PoSe lines of the blocks it replays) and stays healthy to the end.
-Expected events are computed below from the same timeline by examplegen.StrictSim, a transcription of
-docs/DETECTION.md (never from quorumwatch output):
+Expected events are computed below from the same timeline by the reference model of
+docs/DETECTION.md (tests/model/qwmodel.py) (never from quorumwatch output):
   masternode-1: out_of_consensus `lagging` when another node reaches X+4, node_stalled at its
   last advance + 30 min, ban 30 min after the period start, node_recovered at the first
   catch-up block, back_in_consensus within max_lag of the head, unban 10 min later;
@@ -37,10 +37,18 @@ NS = 1_000_000_000
 MIN = 60 * NS
 CHAIN = 'dash/dash'  # --chain auto: <family>/<namespace>
 NAMESPACE = 'dash'
-# patterns/dash.yaml defaults + the built-in chain defaults (docs/DETECTION.md, "Defaults")
-CFG = {'stall_after': 30 * MIN, 'max_lag': 3, 'window': 24, 'max_missed': 1,
-       'ban_after': 30 * MIN, 'stable_after': 5 * MIN, 'unban_after': 10 * MIN,
-       'auto_unban': True, 'max_bans': 1, 'require_healthy_peer': True}
+# The timeline's facts as the reference model's signals (PoSe lines name other masternodes:
+# others_misbehaviour). Thresholds: patterns/dash.yaml defaults and the built-in ones
+# (docs/DETECTION.md, "Defaults"; the golden replay has no config).
+SIGNAL = {'adv': 'block_committed', 'others': 'others_misbehaviour'}
+# what expected.jsonl asserts of each event's detail
+DETAIL_KEYS = {'out_of_consensus': ('reason',), 'missed_precommit': ('kind',),
+               'double_sign_risk': ('reason', 'validator')}
+
+
+def signals(facts):
+    for t, kind, data in facts:
+        yield t, SIGNAL[kind], (data, None) if kind == 'syncing' else data
 
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 
@@ -224,7 +232,8 @@ def outputs():
     files = {}
     for n in NODES:
         files[os.path.join(HERE, pod_file(n))] = n.render()
-    events = examplegen.StrictSim(NODES, CFG, CHAIN, NAMESPACE).run()
+    events = examplegen.model_events(CHAIN, 'dash', [(n.pod, NAMESPACE, list(signals(n.facts)),
+                                                      [max(t for t, _ in n.lines)]) for n in NODES], DETAIL_KEYS)
     # The story this example tells.
     got = [(e['node'], e['event']) for e in events if e['event'] != 'double_sign_risk']
     assert got == [('masternode-1', 'out_of_consensus'), ('masternode-1', 'node_stalled'),

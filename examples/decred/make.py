@@ -10,8 +10,8 @@ Scenario (namespace decred, chain auto-detected as `decred`, ~3 h of mainnet-lik
          and is restarted 40 min later (a second dcrd container file). After the restart it
          syncs to the network's height, and the wallet revokes a ticket of ours that was
          called while dcrd was down ("Revoked ticket ...").
-Expected events are computed below from the same timeline by examplegen.StrictSim, a transcription of
-docs/DETECTION.md (never from quorumwatch output):
+Expected events are computed below from the same timeline by the reference model of
+docs/DETECTION.md (tests/model/qwmodel.py) (never from quorumwatch output):
   dcr-1: missed_precommit info (vote failed, height = last + 1), consensus_failure critical
   (height = last + 1) + out_of_consensus `consensus_failure`, ban 30 min later (dcr-0 is
   healthy), node_syncing at "Syncing to block height" (height = its target), back_in_consensus
@@ -38,10 +38,18 @@ NS = 1_000_000_000
 MIN = 60 * NS
 CHAIN = 'decred/decred'  # --chain auto: <family>/<namespace>
 NAMESPACE = 'decred'
-# patterns/decred.yaml defaults + the built-in chain defaults (docs/DETECTION.md, "Defaults")
-CFG = {'stall_after': 60 * MIN, 'max_lag': 3, 'window': 20, 'max_missed': 1,
-       'ban_after': 30 * MIN, 'stable_after': 5 * MIN, 'unban_after': 10 * MIN,
-       'auto_unban': True, 'max_bans': 1, 'require_healthy_peer': True}
+# The timeline's facts as the reference model's signals (a failed vote or a revoked ticket of
+# ours is a missed duty). Thresholds: patterns/decred.yaml defaults and the built-in ones
+# (docs/DETECTION.md, "Defaults"; the golden replay has no config).
+SIGNAL = {'adv': 'block_committed', 'fail': 'consensus_failure', 'missed': 'vote_missed', 'syncing': 'syncing'}
+# what expected.jsonl asserts of each event's detail
+DETAIL_KEYS = {'out_of_consensus': ('reason',), 'missed_precommit': ('kind',),
+               'double_sign_risk': ('reason', 'validator')}
+
+
+def signals(facts):
+    for t, kind, data in facts:
+        yield t, SIGNAL[kind], (data, None) if kind == 'syncing' else data
 
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 
@@ -258,7 +266,9 @@ def outputs():
     for pod in PODS:
         for s in pod.streams:
             files[os.path.join(HERE, s.file_name())] = s.render()
-    events = examplegen.StrictSim(PODS, CFG, CHAIN, NAMESPACE).run()
+    events = examplegen.model_events(CHAIN, 'decred', [(pod.pod, NAMESPACE, list(signals(pod.facts)),
+                                                        [max(t for t, _ in s.lines) for s in pod.streams])
+                                                       for pod in PODS], DETAIL_KEYS)
     # The story this example tells.
     got = [(e['node'], e['event'], e['severity']) for e in events]
     assert got == [('dcr-1', 'missed_precommit', 'info'), ('dcr-1', 'consensus_failure', 'critical'),

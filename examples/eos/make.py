@@ -21,12 +21,11 @@ The story (EOS mainnet, Antelope Spring 1.x nodeos, 0.5 s blocks, 21 producers x
   the network comes back it catches up through lib catch-up (`Catching up with chain`,
   `requesting range`), recovers, and is back in consensus once within 24 blocks of the head.
 
-Expected events are computed from this timeline by `Sim`, a transcription of docs/DETECTION.md
-(the subset the story needs), never from the program's output. The story's assertions below
-fail if Sim and the story disagree.
+Expected events are computed from this timeline by the reference model of docs/DETECTION.md
+(tests/model/qwmodel.py), never from the program's output. The story's assertions below fail if
+the model and the story disagree.
 """
 import hashlib
-import heapq
 import os
 import random
 import sys
@@ -52,11 +51,6 @@ OUR_INDEX = 9
 OFFLINE_INDEX = 16
 FIRST_OUR_SLOT = 60          # our first round starts 30 s in
 PARTITION = (145 * S, 180 * S)   # bp-0 without peers (offsets from T0)
-
-# defaults of patterns/eos.yaml
-STALL_AFTER = 30 * S
-MAX_LAG = 24
-WINDOW, MAX_MISSED = 252, 6
 
 PRODUCERS = ['aurorablock1', 'bitgoodbpeos', 'blocksmithio', 'chainstormbp', 'cryptolionsx',
              'eosamsterdm1', 'eosbarcelona', 'eoscafeblock', 'eosrionodes1', OURS,
@@ -135,7 +129,7 @@ class Node:
         self.pod = pod
         self.rng = rng
         self.lines = []          # (t_ns, message)
-        self.facts = []          # (t_ns, kind, data) for Sim
+        self.facts = []          # (t_ns, kind, data) for the model
         self.height = None
         cid = hashlib.sha256(('%s/%s' % (SEED, pod)).encode()).hexdigest()
         self.file = '%s_%s_nodeos-%s.log' % (pod, NS, cid)
@@ -293,117 +287,22 @@ def generate():
 
 
 # ----------------------------------------------------------------------------
-# Sim: docs/DETECTION.md for the facts of this story
+# expected events: the reference model of docs/DETECTION.md (tests/model/qwmodel.py)
 # ----------------------------------------------------------------------------
 
-class SimNode:
-    def __init__(self, name):
-        self.name = name
-        self.height = None
-        self.last_adv = None
-        self.stall_token = 0
-        self.stalled = False
-        self.lagging = False
-        self.syncing = False
-        self.was_in = False
-        self.out = False
-        self.out_reason = None
-        self.missed = 0
+# The chain's configuration of CONFIG below (= patterns/eos.yaml defaults).
+CHAIN_CONFIG = {'stall_after': '30s', 'max_lag': 24, 'missed': {'window': 252, 'max': 6}}
+# the timeline's facts as the model's signals: a "Not producing block" in our slot is a skipped slot
+SIGNAL = {'adv': 'block_committed', 'skip': 'slot_skipped', 'syncing': 'syncing', 'synced': 'synced'}
+# what expected.jsonl asserts of each event's detail
+DETAIL_KEYS = {'out_of_consensus': ('reason',), 'missed_precommit': ('kind', 'window', 'max'),
+               'node_syncing': ('target_height',)}
 
 
-class Sim:
-    def __init__(self, nodes):
-        self.nodes = {n.pod: SimNode(n.pod) for n in nodes}
-        self.facts = sorted((t, kind, n.pod, data) for n in nodes for t, kind, data in n.facts)
-        self.events = []
-        self.timers = []
-
-    def emit(self, t, kind, sev, n, height, detail=None):
-        e = {'time': t, 'event': kind, 'severity': sev, 'chain': CHAIN, 'node': n.name, 'namespace': NS,
-             'height': height}
-        if detail:
-            e['detail'] = detail
-        self.events.append(e)
-
-    def head(self):
-        return max(n.height for n in self.nodes.values() if n.height is not None)
-
-    def update(self, t, n):
-        reason = 'stalled' if n.stalled else 'lagging' if n.lagging else 'syncing' if (n.syncing and n.was_in) else None
-        if reason and not n.out:
-            n.out, n.out_reason = True, reason
-            self.emit(t, 'out_of_consensus', 'warning', n, n.height, {'reason': reason})
-        elif not reason and n.out:
-            n.out = False
-            self.emit(t, 'back_in_consensus', 'info', n, n.height)
-        if not n.out and not n.syncing and n.height is not None:
-            n.was_in = True
-
-    def check_lag(self, t):
-        head = self.head()
-        for n in self.nodes.values():
-            if n.height is None:
-                continue
-            lag = head - n.height > MAX_LAG and not (n.syncing and not n.was_in)
-            if lag != n.lagging:
-                n.lagging = lag
-                self.update(t, n)
-
-    def on_adv(self, t, n, h):
-        if n.height is not None and h <= n.height:
-            return
-        if n.stalled:
-            n.stalled = False
-            self.emit(t, 'node_recovered', 'info', n, h)
-        n.height, n.last_adv = h, t
-        n.stall_token += 1
-        heapq.heappush(self.timers, (t + STALL_AFTER, n.name, n.stall_token))
-        if n.syncing:
-            others = any(m is not n and m.height is not None for m in self.nodes.values())
-            if others and self.head() - h <= MAX_LAG:
-                n.syncing = False
-                self.emit(t, 'node_synced', 'info', n, h)
-        self.check_lag(t)
-        self.update(t, n)
-
-    def on_stall(self, t, n):
-        vis = [m for m in self.nodes.values() if m.height is not None]
-        hs = [m.height for m in vis]
-        assert len(vis) >= 2 and max(hs) - min(hs) > 1, 'a chain halt is not part of this story'
-        n.stalled = True
-        self.emit(t, 'node_stalled', 'warning', n, n.height)
-        self.update(t, n)
-
-    def run(self):
-        for t, kind, pod, data in self.facts:
-            while self.timers and self.timers[0][0] < t:
-                tt, name, token = heapq.heappop(self.timers)
-                m = self.nodes[name]
-                if token == m.stall_token and not m.stalled:
-                    self.on_stall(tt, m)
-            assert not (self.timers and self.timers[0][0] == t), 'a timer on a line time'
-            n = self.nodes[pod]
-            if kind == 'adv':
-                self.on_adv(t, n, data)
-            elif kind == 'skip':
-                n.missed += 1
-                sev = 'warning' if min(n.missed, WINDOW) > MAX_MISSED else 'info'
-                self.emit(t, 'missed_precommit', sev, n, n.height + 1,
-                          {'kind': 'skipped_slot', 'window': WINDOW, 'max': MAX_MISSED})
-            elif kind == 'syncing':
-                target, h = data
-                if not n.syncing and target - max(n.height, h) > MAX_LAG:
-                    n.syncing = True
-                    self.emit(t, 'node_syncing', 'warning', n, target, {'target_height': target})
-                    self.update(t, n)
-            elif kind == 'synced':
-                if n.syncing:
-                    n.syncing = False
-                    self.emit(t, 'node_synced', 'info', n, n.height)
-                    self.update(t, n)
-        # timers after the last line do not fire (replay ends at the last line)
-        self.events.sort(key=lambda e: (e['time'], e['chain'], e['node'], e['event']))
-        return self.events
+def expected_events(nodes):
+    return examplegen.model_events(
+        CHAIN, 'eos', [(n.pod, NS, [(t, SIGNAL[k], d) for t, k, d in n.facts], [max(t for t, _ in n.lines)])
+                       for n in nodes], DETAIL_KEYS, config=CHAIN_CONFIG)
 
 
 CONFIG = """# quorumwatch configuration for examples/eos (see README): chains and nodes only.
@@ -419,7 +318,7 @@ chains:
 
 def write(outdir):
     nodes, blocks, last_before = generate()
-    events = Sim(nodes).run()
+    events = expected_events(nodes)
 
     # the story, checked
     kinds = [(e['node'], e['event'], e['severity']) for e in events]

@@ -19,7 +19,8 @@ consensus, and banned 30 min later (factomd-1 is healthy, so the safety rails al
 network comes back at 10:58 it jumps to the network's height ("State move between non-sequential
 heights") but, demoted to audit server, signs no more blocks. factomd-1 goes on until 11:30.
 
-Expectations are computed from this timeline by `examplegen.TimerSim`, a transcription of docs/DETECTION.md,
+Expectations are computed from this timeline by the reference model of docs/DETECTION.md
+(tests/model/qwmodel.py),
 never from the program's output. Every line's text follows a factomd format string cited in
 patterns/factom.yaml or below.
 """
@@ -48,18 +49,15 @@ CHAIN = 'factom/factom'  # --chain auto: <family>/<namespace>
 NAMESPACE = 'factom'
 CONTAINER = 'factomd'
 
-# patterns/factom.yaml defaults + the built-in chain defaults (docs/DETECTION.md, "Defaults")
-CFG = {
-    'stall_after': 20 * MIN,
-    'max_lag': 2,
-    'window': 144,
-    'max_missed': 2,
-    'ban_after': 30 * MIN,
-    'stable_after': 5 * MIN,
-    'unban_after': 10 * MIN,
-    'auto_unban': True,
-    'max_bans': 1,
-}
+# The timeline's facts as the reference model's signals (patterns/factom.yaml: a DBSig is a
+# produced block; the fast-boot / database load a sync to its target). Thresholds: the family's
+# defaults and the built-in ones (docs/DETECTION.md, "Defaults"; the golden replay has no config).
+SIGNAL = {'adv': 'block_produced', 'syncing': 'syncing', 'synced': 'synced',
+          'others': 'others_misbehaviour', 'round_timeout': 'round_timeout'}
+# what expected.jsonl asserts of each event's detail
+DETAIL_KEYS = {'out_of_consensus': ('reason',), 'ban': ('reason',), 'node_syncing': ('target_height',),
+               'missed_precommit': ('kind', 'missed_in_window', 'window', 'max'),
+               'double_sign_risk': ('reason', 'validator')}
 
 
 def epoch_ns(y, mo, d, h=0, mi=0, s=0):
@@ -208,7 +206,11 @@ def build():
 
 
 def expected(nodes):
-    events = examplegen.TimerSim(nodes, CFG, CHAIN, NAMESPACE).run()
+    def signals(n):
+        for t, kind, data in n.facts:
+            yield t, SIGNAL[kind], (data, None) if kind == 'syncing' else data
+    events = examplegen.model_events(CHAIN, 'factom', [(n.pod, NAMESPACE, list(signals(n)), [max(l[0] for l in n.lines)])
+                                                   for n in nodes], DETAIL_KEYS)
     events.sort(key=lambda e: (e['time'] // MS, e['chain'], e['node'], e['event']))
     # The story this example tells.
     kinds = [(e['node'], e['event']) for e in events]

@@ -24,7 +24,8 @@ The golden replay (tests/golden/examples_livepeer) uses --chain auto: the chain 
 examples/livepeer/quorumwatch.yaml names it livepeer-arbitrum and gives the standby its own
 stall_after.
 
-Expectations are computed from this timeline by `examplegen.TimerSim`, a transcription of docs/DETECTION.md,
+Expectations are computed from this timeline by the reference model of docs/DETECTION.md
+(tests/model/qwmodel.py),
 never from the program's output. Every line's text follows a go-livepeer format string cited in
 patterns/livepeer.yaml or below.
 """
@@ -52,18 +53,14 @@ CHAIN = 'livepeer/livepeer'  # --chain auto: <family>/<namespace>
 NAMESPACE = 'livepeer'
 CONTAINER = 'go-livepeer'
 
-# patterns/livepeer.yaml defaults + the built-in chain defaults (docs/DETECTION.md, "Defaults")
-CFG = {
-    'stall_after': 26 * H,
-    'max_lag': 2,
-    'window': 30,
-    'max_missed': 1,
-    'ban_after': 30 * MIN,
-    'stable_after': 5 * MIN,
-    'unban_after': 10 * MIN,
-    'auto_unban': True,
-    'max_bans': 1,
-}
+# The timeline's facts as the reference model's signals (patterns/livepeer.yaml: heights are
+# rounds, a reward call commits one, a failed call is a missed duty). Thresholds: the family's
+# defaults and the built-in ones (docs/DETECTION.md, "Defaults"; the golden replay has no config).
+SIGNAL = {'adv': 'block_committed', 'missed': 'vote_missed', 'syncing': 'syncing', 'synced': 'synced'}
+# what expected.jsonl asserts of each event's detail
+DETAIL_KEYS = {'out_of_consensus': ('reason',), 'ban': ('reason',), 'node_syncing': ('target_height',),
+               'missed_precommit': ('kind', 'missed_in_window', 'window', 'max'),
+               'double_sign_risk': ('reason', 'validator')}
 
 
 def epoch_ns(y, mo, d, h=0, mi=0, s=0):
@@ -196,7 +193,11 @@ def build():
 
 
 def expected(nodes):
-    events = examplegen.TimerSim(nodes, CFG, CHAIN, NAMESPACE).run()
+    def signals(n):
+        for t, kind, data in n.facts:
+            yield t, SIGNAL[kind], (data, None) if kind == 'syncing' else data
+    events = examplegen.model_events(CHAIN, 'livepeer', [(n.pod, NAMESPACE, list(signals(n)), [max(l[0] for l in n.lines)])
+                                                   for n in nodes], DETAIL_KEYS)
     events.sort(key=lambda e: (e['time'] // MS, e['chain'], e['node'], e['event']))
     # The story this example tells.
     kinds = [(e['node'], e['event']) for e in events]

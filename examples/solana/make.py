@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Generates examples/solana/ and tests/golden/examples_solana/.
 
-Long on purpose: Solana's story needs its own model (Sim below) for signals
-the shared one in examples/examplegen.py does not cover; sections: timeline,
-line rendering, Sim, story checks.
+Long on purpose: the story has many signals; sections: timeline, line
+rendering, expected events (the reference model tests/model/qwmodel.py), story
+checks.
 
 usage: make.py [--check]
 
@@ -38,16 +38,15 @@ What happens (t = seconds after 2025-03-11T14:00:00Z; one slot = 400 ms):
 The log lines are rendered from this timeline in Agave's env_logger format
 (docs/LOG-FORMATS.md section 5, texts as cited in patterns/solana.yaml),
 inside CRI lines (`--log -` writes to stderr). expected.jsonl is computed from the same
-timeline by `Sim`, a literal transcription of docs/DETECTION.md for the signals this
-example uses, with the thresholds of patterns/solana.yaml -- never from the program's
-output. The story's events are asserted below, so a slip in Sim fails this script.
+timeline by the reference model of docs/DETECTION.md (tests/model/qwmodel.py), with the
+thresholds of patterns/solana.yaml -- never from the program's output. The story's events
+are asserted below, so a slip in the model fails this script.
 
 --check regenerates into a temporary directory and compares with the checked-in files.
 """
 import datetime as dt
 import filecmp
 import hashlib
-import json
 import os
 import shutil
 import sys
@@ -64,12 +63,6 @@ import examplegen  # noqa: E402  (examples/examplegen.py: shared with the other 
 US = 1_000
 MS = 1_000_000
 S = 1_000_000_000
-
-# Thresholds: patterns/solana.yaml defaults (the example uses no configuration).
-STALL_AFTER = 60 * S
-MAX_LAG = 128
-MISSED_MAX = 10
-BAN_AFTER = 30 * 60 * S          # DETECTION.md default; the example is shorter
 
 T0 = int(dt.datetime(2025, 3, 11, 14, 0, 0, tzinfo=dt.timezone.utc).timestamp()) * S
 SLOT_NS = 400 * MS
@@ -166,7 +159,7 @@ class Pod:
         self.name = name
         self.off = node_offset_us * US
         self.records = []        # (runtime time, [physical message lines])
-        self.signals = []        # (runtime time, kind, data) for Sim
+        self.signals = []        # (runtime time, kind, data) for the model
 
     def log(self, t, level, module, msg, signal=None):
         """One env_logger record written at `t` (log stamp); the runtime stamps it a
@@ -395,163 +388,44 @@ def build():
 
 
 # ----------------------------------------------------------------------------
-# Sim: docs/DETECTION.md for the signals above
+# expected events: the reference model of docs/DETECTION.md (tests/model/qwmodel.py)
 # ----------------------------------------------------------------------------
 
-
-class Node:
-    def __init__(self, pod):
-        self.name = pod.name
-        self.visible = True
-        self.height = None
-        self.last_adv = None
-        self.stall_due = None
-        self.stalled = False
-        self.failed = False
-        self.lagging = False
-        self.syncing = False
-        self.was_in = False
-        self.out = False
-        self.out_reason = None
-        self.missed = 0          # own-miss messages (the window never drains here: < window)
+# what expected.jsonl asserts of each event's detail
+DETAIL_KEYS = {'out_of_consensus': ('reason',), 'back_in_consensus': ('reason',),
+               'missed_precommit': ('kind', 'missed_in_window'), 'double_sign_risk': ('reason',),
+               'node_syncing': ('target_height',)}
 
 
-class Sim:
-    def __init__(self, pods):
-        self.nodes = {p.name: Node(p) for p in pods}
-        self.events = []
-        facts = []
-        for p in pods:
-            for t, kind, data in p.signals:
-                facts.append((t, kind, p.name, data))
-            facts.append((p.last_time(), 'end', p.name, None))
-        facts.sort(key=lambda f: (f[0], f[1] == 'end'))
-        times = [f[0] for f in facts if f[1] != 'end']
-        assert len(times) == len(set(times)), 'two signals at the same instant: not covered'
-        self.facts = facts
+def signal(kind, data):
+    """A timeline signal as the model's (patterns/solana.yaml)."""
+    if kind == 'adv':
+        return 'block_committed', data                      # new root
+    if kind == 'missed':
+        return 'vote_missed', data                          # PARTITION DETECTED: the slot
+    if kind == 'skipped':
+        return 'slot_skipped', None                         # our leader slot skipped
+    if kind == 'double_sign':
+        return 'double_sign_risk', (None, 'duplicate_instance')
+    if kind == 'others':
+        return 'others_misbehaviour', (data, None)          # the duplicate slot
+    if kind == 'syncing':                                   # health check: (me, latest cluster)
+        return 'syncing', (data[1], data[0]) if data else None
+    if kind == 'synced':
+        return 'synced', None
+    raise ValueError(kind)
 
-    def emit(self, t, kind, sev, n, height=None, detail=None):
-        e = {'time': examplegen.rfc3339ms(t), 'event': kind, 'severity': sev, 'chain': 'solana/' + NAMESPACE,
-             'node': n.name, 'namespace': NAMESPACE}
-        if height is not None:
-            e['height'] = height
-        if detail:
-            e['detail'] = detail
-        self.events.append((t, kind, e))
 
-    def head(self):
-        hs = [n.height for n in self.nodes.values() if n.visible and n.height is not None]
-        return max(hs) if hs else None
-
-    def update(self, n, t):
-        reason = None
-        if n.visible:
-            if n.failed:
-                reason = 'consensus_failure'
-            elif n.stalled:
-                reason = 'stalled'
-            elif n.lagging:
-                reason = 'lagging'
-            elif n.syncing and n.was_in:
-                reason = 'syncing'
-        if reason and not n.out:
-            n.out, n.out_reason = True, reason
-            self.emit(t, 'out_of_consensus', 'warning', n, n.height, {'reason': reason})
-            assert t + BAN_AFTER > T0 + END, 'a ban would be due inside the example'
-        elif not reason and n.out:
-            n.out = False
-            self.emit(t, 'back_in_consensus', 'info', n, n.height, {'reason': n.out_reason})
-        if not n.out and not n.syncing and n.height is not None and n.visible:
-            n.was_in = True
-
-    def check_lag(self, t):
-        head = self.head()
-        for n in self.nodes.values():
-            if not n.visible or n.height is None:
-                continue
-            lag = head - n.height > MAX_LAG and not (n.syncing and not n.was_in)
-            if lag != n.lagging:
-                n.lagging = lag
-                self.update(n, t)
-
-    def on_adv(self, t, n, h):
-        if n.height is not None and h <= n.height:
-            return
-        if n.stalled:
-            n.stalled = False
-            self.emit(t, 'node_recovered', 'info', n, h)
-        n.height, n.last_adv, n.stall_due = h, t, t + STALL_AFTER
-        n.failed = False
-        if n.syncing:
-            others = any(m is not n and m.visible and m.height is not None for m in self.nodes.values())
-            if others and self.head() - h <= MAX_LAG:
-                n.syncing = False
-                self.emit(t, 'node_synced', 'info', n, h)
-        self.check_lag(t)
-        self.update(n, t)
-
-    def on_stall(self, t, n):
-        vis = [m for m in self.nodes.values() if m.visible and m.height is not None]
-        if len(vis) >= 2:
-            hs = [m.height for m in vis]
-            assert max(hs) - min(hs) > 1, 'chain halt candidates: not covered'
-        n.stalled = True
-        n.stall_due = None
-        self.emit(t, 'node_stalled', 'warning', n, n.height)
-        self.update(n, t)
-
-    def on_missed(self, t, n, h, kind):
-        n.missed += 1
-        assert n.missed <= 150, 'the missed window would wrap: not covered'
-        sev = 'warning' if n.missed > MISSED_MAX else 'info'
-        self.emit(t, 'missed_precommit', sev, n, h, {'kind': kind, 'missed_in_window': n.missed})
-
-    def run(self):
-        for t, kind, name, data in self.facts:
-            while True:
-                due = [(m.stall_due, m.name) for m in self.nodes.values()
-                       if m.visible and m.stall_due is not None and not m.stalled]
-                if not due or min(due)[0] > t:
-                    break
-                d, nm = min(due)
-                assert d != t, 'a stall deadline falls on a line time'
-                self.on_stall(d, self.nodes[nm])
-            n = self.nodes[name]
-            if not n.visible:
-                continue
-            if kind == 'adv':
-                self.on_adv(t, n, data)
-            elif kind == 'missed':
-                self.on_missed(t, n, data, 'missed_vote')
-            elif kind == 'skipped':
-                self.on_missed(t, n, n.height + 1, 'skipped_slot')
-            elif kind == 'double_sign':
-                self.emit(t, 'double_sign_risk', 'critical', n, n.height + 1,
-                          {'reason': 'duplicate_instance'})
-            elif kind == 'others':
-                self.emit(t, 'double_sign_risk', 'info', n, data, {'reason': 'others_misbehaviour'})
-            elif kind == 'syncing':
-                me, target = data if data else (None, None)
-                far = target is None or n.height is None or target - max(n.height, me) > MAX_LAG
-                if not n.syncing and far:
-                    n.syncing = True
-                    h = target if target is not None else n.height
-                    self.emit(t, 'node_syncing', 'warning', n, h,
-                              {'target_height': target} if target is not None else None)
-                    self.update(n, t)
-            elif kind == 'synced':
-                if n.syncing:
-                    n.syncing = False
-                    self.emit(t, 'node_synced', 'info', n, n.height)
-                    self.update(n, t)
-            elif kind == 'end':
-                pass  # the end of a captured file is not the node's removal: it stays judged
-        # replay ends at the last line: later deadlines do not fire
-        last = max(f[0] for f in self.facts)
-        assert all(m.stall_due is None or m.stall_due > last or m.stalled
-                   for m in self.nodes.values())
-        self.events.sort(key=lambda e: (e[0], e[2]['chain'], e[2]['node'], e[1]))
-        return [e for _, _, e in self.events]
+def expected_events(pods):
+    """Thresholds: patterns/solana.yaml defaults and the built-in ones (docs/DETECTION.md,
+    "Defaults"; the example uses no configuration). The end of a captured file is not the
+    node's removal: it stays judged (validator-0 after its exit)."""
+    times = [t for p in pods for t, _, _ in p.signals]
+    assert len(times) == len(set(times)), 'two signals at the same instant: not covered'
+    return examplegen.model_events(
+        'solana/' + NAMESPACE, 'solana',
+        [(p.name, NAMESPACE, [(t,) + signal(k, d) for t, k, d in p.signals], [p.last_time()]) for p in pods],
+        DETAIL_KEYS)
 
 
 def check_story(events, story):
@@ -575,7 +449,7 @@ def check_story(events, story):
 
 def write(out_examples, out_golden):
     pods, story = build()
-    events = Sim(pods).run()
+    events = expected_events(pods)
     check_story(events, story)
     os.makedirs(out_examples, exist_ok=True)
     os.makedirs(out_golden, exist_ok=True)
@@ -588,7 +462,7 @@ def write(out_examples, out_golden):
         f.write('--chain auto ' + ' '.join('../../../examples/solana/' + n for n in sorted(names)) + '\n')
     with open(os.path.join(out_golden, 'expected.jsonl'), 'w', encoding='utf-8') as f:
         for e in events:
-            f.write(json.dumps(e) + '\n')
+            f.write(examplegen.event_json(e) + '\n')
     return names
 
 

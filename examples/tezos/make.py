@@ -18,8 +18,8 @@ prefix repeated and two spaces of indentation, see patterns/tezos.yaml):
   tezos-node-1 (region B, standby node, no baker): loses all its connections for ~3.5 min,
       falls behind, stalls, reports "synchronisation status: unsynced", reconnects and catches up.
 
-expected.jsonl is computed from the same timeline by `examplegen.BasicSim`, a transcription of
-docs/DETECTION.md for the signals this scenario uses (never from the program's output).
+expected.jsonl is computed from the same timeline by the reference model of docs/DETECTION.md
+(tests/model/qwmodel.py) (never from the program's output).
 --check regenerates into a temporary directory and compares.
 """
 import datetime as dt
@@ -37,14 +37,26 @@ import examplegen  # noqa: E402  (examples/examplegen.py: shared with the other 
 
 MS = 1_000_000
 S = 1_000_000_000
-MIN = 60 * S
 
 CHAIN = 'tezos/tezos'  # replay --chain auto: <family>/<namespace>
 NS = 'tezos'
-STALL_AFTER = 90 * S       # patterns/tezos.yaml defaults
-MAX_LAG = 5
-MISSED_WINDOW, MISSED_MAX = 100, 3
-BAN_AFTER = 30 * MIN
+# Thresholds: patterns/tezos.yaml defaults (with derive_misses: false) and the built-in ones
+# (docs/DETECTION.md, "Defaults"; the golden replay has no config).
+# what expected.jsonl asserts of each event's detail
+DETAIL_KEYS = {'out_of_consensus': ('reason',), 'missed_precommit': ('kind',), 'double_sign_risk': ('reason',)}
+
+
+def signal(kind, data):
+    """A timeline fact as the reference model's signal."""
+    if kind == 'adv':
+        return 'block_committed', data
+    if kind == 'missed':                 # (level or None, 'missed_vote' | 'skipped_slot')
+        return {'missed_vote': 'vote_missed', 'skipped_slot': 'slot_skipped'}[data[1]], data[0]
+    if kind == 'dsr':
+        return 'double_sign_risk', data
+    if kind == 'others':
+        return 'others_misbehaviour', (None, None)
+    return kind, data                    # syncing, synced
 
 T0 = int(dt.datetime(2025, 3, 11, 10, 0, 0, tzinfo=dt.timezone.utc).timestamp()) * S
 L0 = 8456000
@@ -288,8 +300,9 @@ def build(outdir):
 
 def write(outroot):
     files, facts, ends = build(outroot)
-    events = examplegen.BasicSim(['tezos-baker-0', 'tezos-node-1'], CHAIN, NS, STALL_AFTER, MAX_LAG, BAN_AFTER,
-                                 MISSED_WINDOW, MISSED_MAX).run(facts)
+    events = examplegen.model_events(CHAIN, 'tezos', [
+        (pod, NS, [(t,) + signal(k, d) for t, p, k, d in facts if p == pod], [ends[pod]])
+        for pod in ('tezos-baker-0', 'tezos-node-1')], DETAIL_KEYS)
     first_end = min(ends.values())
     for e in events:
         assert e['time'] < first_end - S, ('event in the ragged end', e)

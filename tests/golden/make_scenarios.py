@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Generates the golden replay scenarios and the cosmoshub example.
 
-Long on purpose: the generator, the literal model (Sim) of docs/DETECTION.md
-and every scenario must stay together so that one model computes every
-expectation; sections: line shapes, Sim, scenario plumbing, scenarios.
+Long on purpose: the generator and every scenario stay together; the expected
+events come from the shared reference model of docs/DETECTION.md,
+tests/model/qwmodel.py (also used by examples/*/make.py); sections: line
+shapes, expected events, scenario plumbing, scenarios.
 
 usage: make_scenarios.py [--check]
 
@@ -17,10 +18,11 @@ Each scenario is defined as a timeline of what the nodes did (which heights they
 committed and when, which votes they signed, which failures they logged). The
 log lines are rendered from that timeline in one of the real CometBFT/Cosmos SDK
 shapes (docs/LOG-FORMATS.md section 3), and expected.jsonl is
-computed from the same timeline by `Sim`, a small, literal transcription of the
-rules in docs/DETECTION.md (never from the program's output). Every scenario
-also asserts the hand-written story it tells (which events, in what order), so a
-mistake in `Sim` shows up here rather than as a wrong golden file.
+computed from the same timeline by the reference model tests/model/qwmodel.py, a
+transcription of the rules in docs/DETECTION.md (never from the program's
+output). Every scenario also asserts the hand-written story it tells (which
+events, in what order), so a mistake in the model shows up here rather than as a
+wrong golden file.
 
 --check regenerates into a temporary directory and compares with the checked-in
 files (exit 1 on any difference). The bad_input scenario needs the `zstd`
@@ -29,7 +31,7 @@ command line tool.
 import base64
 import datetime as dt
 import hashlib
-import heapq
+import importlib.util
 import json
 import os
 import random
@@ -40,6 +42,18 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
+
+
+def _load_model():
+    """tests/model/qwmodel.py, imported by path (no __pycache__ left behind)."""
+    sys.dont_write_bytecode = True
+    spec = importlib.util.spec_from_file_location('qwmodel', os.path.join(REPO, 'tests', 'model', 'qwmodel.py'))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+qwmodel = _load_model()
 
 NS = 1
 US = 1_000
@@ -67,11 +81,6 @@ def rfc3339nano(t_ns):
     if frac == 0:
         return base + 'Z'
     return base + '.' + ('%09d' % frac).rstrip('0') + 'Z'
-
-
-def rfc3339ms(t_ns):
-    """The event time format of the output contract (truncated to ms)."""
-    return utc(t_ns).strftime('%Y-%m-%dT%H:%M:%S') + '.%03dZ' % ((t_ns % S) // MS)
 
 
 def rfc3339s(t_ns):
@@ -304,7 +313,7 @@ class Validator:
 
 
 class Node:
-    """One pod: its log lines (one list per container file) and the facts Sim reads."""
+    """One pod: its log lines (one list per container file) and the facts the model reads."""
 
     def __init__(self, sc, pod, fmt, namespace='cosmos', container='gaiad', delay=(40, 250), lean=False):
         self.sc = sc
@@ -530,279 +539,55 @@ def _sorted_obj(o):
 
 
 # ----------------------------------------------------------------------------
-# Sim: docs/DETECTION.md, literally, over the timeline facts
+# expected events: tests/model/qwmodel.py (docs/DETECTION.md) over the timeline facts
 # ----------------------------------------------------------------------------
 
-DEFAULTS = dict(stall_after=60 * S, max_lag=5, window=100, max_missed=5, ban_after=30 * MIN,
-                stable_after=5 * MIN, unban_after=10 * MIN, auto_unban=True, max_bans=1,
-                require_healthy_peer=True, signer_groups=())
+# What expected.jsonl asserts of each event's detail (run_golden.py compares only these keys).
+DETAIL_KEYS = {'out_of_consensus': ('reason',), 'double_sign_risk': ('reason',), 'ban': ('held',)}
+
+VOTE_TYPE = {1: 'prevote', 2: 'precommit'}
 
 
-class SimNode:
-    def __init__(self, node, cfg, signer=False):
-        self.name = node.pod
-        self.namespace = node.namespace
-        self.node = node
-        self.cfg = cfg
-        self.visible = True
-        self.height = None
-        self.first_height = None
-        self.last_adv = None
-        self.stall_token = 0
-        self.stalled = False
-        self.waiting = False
-        self.failed = False
-        self.fail_heights = set()
-        self.lagging = False
-        self.out = False
-        self.period_open = False
-        self.period_id = 0
-        self.period_end_token = 0
-        self.banned = False
-        self.held = False
-        self.unban_token = 0
-        self.signer = signer
-        self.signer_from = None      # first height judged
-        self.precommits = set()
-        self.judged = []
-
-
-class Sim:
-    def __init__(self, chain_name, nodes, cfg=None, signers=(), retire=True):
-        self.chain = chain_name
-        self.cfg = dict(DEFAULTS, **(cfg or {}))
-        self.nodes = {n.pod: SimNode(n, self.cfg, signer=(n.pod in signers)) for n in nodes}
-        self.retire = retire
-        self.events = []
-        self.halted = False
-        self.halt_height = None
-        self.timers = []
-        self.seq = 0
-        self.votes = {}
-        self.facts = []
-        for n in nodes:
-            for t, kind, data in n.facts:
-                self.facts.append((t, kind, n.pod, data))
-            last = max(t for f in n.files for t, _ in f[1]) if any(f[1] for f in n.files) else None
-            if last is not None:
-                self.facts.append((last, 'end', n.pod, None))
-        self.facts.sort(key=lambda f: (f[0], 0 if f[1] != 'end' else 1))
-        self.end_times = sorted(f[0] for f in self.facts if f[1] == 'end')
-
-    # ---- output ----
-    def emit(self, t, kind, severity, node=None, height=None, detail=None):
-        e = {'time': t, 'event': kind, 'severity': severity, 'chain': self.chain,
-             'node': node.name if node else ''}
-        if node is not None and node.namespace:
-            e['namespace'] = node.namespace
-        if height is not None:
-            e['height'] = height
-        if detail:
-            e['detail'] = detail
-        self.events.append(e)
-
-    def timer(self, t, kind, node, token):
-        self.seq += 1
-        heapq.heappush(self.timers, (t, self.seq, kind, node, token))
-
-    # ---- derived state ----
-    def visible(self):
-        return [n for n in self.nodes.values() if n.visible]
-
-    def head(self):
-        hs = [n.height for n in self.visible() if n.height is not None]
-        return max(hs) if hs else None
-
-    def update_lag(self, t):
-        head = self.head()
-        for n in self.visible():
-            if n.height is None:
-                continue
-            n.lagging = head - n.height > self.cfg['max_lag']
-            self.update_out(n, t)
-
-    def update_out(self, n, t):
-        stalled = n.stalled and not self.halted
-        is_out = stalled or n.failed or n.lagging
-        if is_out and not n.out:
-            reason = 'consensus_failure' if n.failed else 'stalled' if stalled else 'lagging'
-            n.out = True
-            self.emit(t, 'out_of_consensus', 'warning', n, n.height, {'reason': reason})
-            n.unban_token += 1
-            if n.period_open:
-                n.period_end_token += 1          # the period goes on
-            else:
-                n.period_open = True
-                n.period_id += 1
-                self.timer(t + self.cfg['ban_after'], 'ban', n, n.period_id)
-        elif not is_out and n.out:
-            n.out = False
-            self.emit(t, 'back_in_consensus', 'info', n, n.height)
-            n.period_end_token += 1
-            self.timer(t + self.cfg['stable_after'], 'period_end', n, n.period_end_token)
-            if n.banned and self.cfg['auto_unban']:
-                n.unban_token += 1
-                self.timer(t + self.cfg['unban_after'], 'unban', n, n.unban_token)
-
-    # ---- facts ----
-    def on_adv(self, t, n, h):
-        if n.height is not None and h <= n.height:
-            return
-        prev = n.height
-        if n.stalled:
-            self.emit(t, 'node_recovered', 'info', n, h)
-            n.stalled = False
-        assert not n.waiting, 'a node waiting for a halt decision advanced: scenario not covered'
-        n.failed = False
-        n.height = h
-        if n.first_height is None:
-            n.first_height = h
-            if n.signer and n.signer_from is None:
-                n.signer_from = h
-        n.last_adv = t
-        n.stall_token += 1
-        self.timer(t + self.cfg['stall_after'], 'stall', n, n.stall_token)
-        if self.halted and h > self.halt_height:
-            self.emit(t, 'chain_resumed', 'info', None, h)
-            self.halted = False
-        if n.signer and prev is not None:
-            assert h == prev + 1, 'signer %s jumps from %d to %d: not covered' % (n.name, prev, h)
-            for H in range(prev, h):
-                if H >= n.signer_from:
-                    self.judge(t, n, H)
-        self.update_lag(t)
-
-    def judge(self, t, n, H):
-        missed = H not in n.precommits
-        n.judged.append(missed)
-        window = n.judged[-self.cfg['window']:]
-        if missed:
-            sev = 'warning' if sum(window) > self.cfg['max_missed'] else 'info'
-            self.emit(t, 'missed_precommit', sev, n, H)
-
-    def on_vote(self, t, n, data):
-        h, r, vtype, block, addr = data
-        if not n.signer:
-            n.signer = True
-            n.signer_from = h
-        if vtype == 2:
-            n.precommits.add(h)
-        key = (addr, h, r, vtype)
-        if key in self.votes:
-            other, oblock = self.votes[key]
-            if other is not n:
-                grouped = any(n.name in g and other.name in g for g in self.cfg['signer_groups'])
-                if oblock != block:
-                    self.emit(t, 'double_sign_risk', 'critical', n, h, {'reason': 'conflicting_votes'})
-                elif not grouped:
-                    self.emit(t, 'double_sign_risk', 'warning', n, h, {'reason': 'dual_active_signer'})
+def model_signals(node):
+    """The node's timeline facts as the model's signals: (t, signal, data)."""
+    for t, kind, data in node.facts:
+        if kind == 'adv':
+            yield t, 'block_committed', data
+        elif kind == 'vote':
+            h, r, vtype, block, validator = data
+            yield t, 'vote_signed', (h, r, VOTE_TYPE[vtype], block, validator)
+        elif kind == 'fail':
+            yield t, 'consensus_failure', data
+        elif kind == 'upgrade':
+            yield t, 'upgrade_halt', data
+        elif kind == 'dsr':
+            yield t, 'double_sign_risk', (data, None)
+        elif kind == 'others':
+            yield t, 'others_misbehaviour', (data, None)
         else:
-            self.votes[key] = (n, block)
-
-    def on_stall(self, t, n):
-        if self.halted:
-            return
-        vis = [m for m in self.visible() if m.height is not None]
-        if len(vis) >= 2:
-            hs = [m.height for m in vis]
-            ts = [m.last_adv for m in vis]
-            if max(hs) - min(hs) <= 1 and max(ts) - min(ts) <= self.cfg['stall_after']:
-                if all(m.last_adv + self.cfg['stall_after'] <= t for m in vis):
-                    self.halted = True
-                    self.halt_height = max(hs)
-                    for m in vis:
-                        m.waiting = False
-                    self.emit(t, 'chain_halted', 'warning', None, self.halt_height)
-                else:
-                    n.waiting = True
-                return
-        assert not any(m.waiting for m in vis), 'halt candidates left waiting: scenario not covered'
-        n.stalled = True
-        self.emit(t, 'node_stalled', 'warning', n, n.height)
-        self.update_out(n, t)
-
-    def on_ban(self, t, n, period_id):
-        if not (n.period_open and n.period_id == period_id):
-            return
-        banned = sum(1 for m in self.nodes.values() if m.banned)
-        if banned >= self.cfg['max_bans']:
-            n.held = True
-            self.emit(t, 'ban', 'critical', n, n.height, {'held': True})
-            return
-        vis = self.visible()
-        if self.cfg['require_healthy_peer'] and len(vis) >= 2:
-            if not any(m is not n and m.height is not None and not m.out for m in vis):
-                n.held = True
-                self.emit(t, 'ban', 'critical', n, n.height, {'held': True})
-                return
-        n.banned = True
-        self.emit(t, 'ban', 'critical', n, n.height)
-
-    def run(self, until=None):
-        fi = 0
-        while True:
-            nf = self.facts[fi] if fi < len(self.facts) else None
-            nt = self.timers[0] if self.timers else None
-            if nf is None and (nt is None or until is None or nt[0] > until):
-                break
-            if nt is not None and (nf is None or nt[0] < nf[0]):
-                if until is not None and nt[0] > until:
-                    break
-                t, _, kind, n, token = heapq.heappop(self.timers)
-                if not n.visible:
-                    continue
-                if kind == 'stall' and token == n.stall_token:
-                    self.on_stall(t, n)
-                elif kind == 'ban':
-                    self.on_ban(t, n, token)
-                elif kind == 'period_end' and token == n.period_end_token and not n.out:
-                    n.period_open = False
-                elif kind == 'unban' and token == n.unban_token and n.banned and not n.out:
-                    n.banned = False
-                    self.emit(t, 'unban', 'info', n, n.height)
-                continue
-            if nt is not None and nf is not None:
-                assert nt[0] != nf[0], 'a timer falls on a line time: %s' % rfc3339nano(nt[0])
-            t, kind, pod, data = nf
-            fi += 1
-            n = self.nodes[pod]
-            if kind == 'adv':
-                self.on_adv(t, n, data)
-            elif kind == 'vote':
-                self.on_vote(t, n, data)
-            elif kind == 'fail':
-                # the line has no height: the failure concerns the block being
-                # committed, one above the node's last committed height
-                hf = data if data is not None else n.height + 1
-                if hf not in n.fail_heights:
-                    n.fail_heights.add(hf)
-                    self.emit(t, 'consensus_failure', 'critical', n, hf)
-                n.failed = True
-                self.update_out(n, t)
-            elif kind == 'upgrade':
-                self.emit(t, 'upgrade_halt', 'warning', n, data)
-                if not self.halted:
-                    self.halted = True
-                    self.halt_height = self.head()
-                    self.emit(t, 'chain_halted', 'warning', None, self.halt_height)
-            elif kind == 'dsr':
-                self.emit(t, 'double_sign_risk', 'critical', n, data)
-            elif kind == 'others':
-                self.emit(t, 'double_sign_risk', 'info', n, data, {'reason': 'others_misbehaviour'})
-            elif kind == 'end':
-                if self.retire:
-                    n.visible = False
-            else:
-                raise ValueError(kind)
-        return self.events
+            raise ValueError(kind)
 
 
-def expected_events(sc, nodes, cfg=None, signers=()):
-    """Runs Sim twice (retiring nodes at the end of their files, and not) and
-    requires the same result and no event in the ragged end of the input, where
-    the order in which files finish could matter."""
-    a = Sim(sc.chain_label, nodes, cfg, signers, retire=True).run()
-    b = Sim(sc.chain_label, nodes, cfg, signers, retire=False).run()
+def run_model(sc, nodes, config, signers, retire_at_end):
+    m = qwmodel.Model(sc.chain_label, family='cometbft', config=config,
+                      nodes={pod: {'signer': True} for pod in signers}, retire_at_end=retire_at_end)
+    for n in nodes:
+        m.node(n.pod, n.namespace)
+        for t, kind, data in model_signals(n):
+            m.signal(t, n.pod, kind, data)
+        for _, lines in n.files:
+            if lines:
+                m.file_end(n.pod, max(t for t, _ in lines))
+    return qwmodel.expectation(m.run(), DETAIL_KEYS)
+
+
+def expected_events(sc, nodes, config=None, signers=()):
+    """Runs the model (config: the chain's configuration, as in the scenario's config.yaml;
+    signers: the pods configured `signer: true`) twice, also retiring nodes at the end of
+    their files, and requires the same result and no event in the ragged end of the input,
+    where the order in which files finish could matter."""
+    a = run_model(sc, nodes, config, signers, retire_at_end=False)
+    b = run_model(sc, nodes, config, signers, retire_at_end=True)
     assert a == b, 'events depend on retirement at end of file'
     first_end = min(max(t for f in n.files for t, _ in f[1]) for n in nodes if any(f[1] for f in n.files))
     for e in a:
@@ -845,15 +630,7 @@ def render_file(lines):
 
 
 def event_json(e):
-    o = {'time': rfc3339ms(e['time']), 'event': e['event'], 'severity': e['severity'],
-         'chain': e['chain'], 'node': e['node']}
-    if 'namespace' in e:
-        o['namespace'] = e['namespace']
-    if 'height' in e:
-        o['height'] = e['height']
-    if 'detail' in e:
-        o['detail'] = e['detail']
-    return json.dumps(o, separators=(', ', ': '))
+    return qwmodel.event_json(e)
 
 
 def write_scenario(outdir, name, nodes, args, events, config=None, extra_files=()):
@@ -966,8 +743,9 @@ def sc_node_stall(outdir, name='node_stall', max_lag=None):
     b.added_peer(resume - 900 * MS)
     catch_up(b, H_STOP + 1, 15584310, resume)
     healthy_heights(b, range(15584311, 15584330), proposal=0.3)
-    cfg = {'max_lag': max_lag} if max_lag else None
-    ev = expected_events(sc, [a, b], cfg)
+    # the chain's configuration of config.yaml below
+    chain_config = {'stall_after': '60s', 'max_lag': max_lag} if max_lag else None
+    ev = expected_events(sc, [a, b], chain_config)
     if max_lag is None:
         # lag > 5 comes 6 blocks (~36 s) after the last advance, before the stall deadline
         assert kinds(ev) == ['out_of_consensus', 'node_stalled', 'node_recovered', 'back_in_consensus'], kinds(ev)
@@ -1124,7 +902,7 @@ def sc_missed_precommits(outdir):
               '    missed: {window: 100, max: 5}\n'
               'nodes:\n'
               '  cosmos/val-0: {signer: true, validator_address: "%s"}\n' % val.addr)
-    ev = expected_events(sc, [v, s], {'window': 100, 'max_missed': 5}, signers=('val-0',))
+    ev = expected_events(sc, [v, s], {'missed': {'window': 100, 'max': 5}}, signers=('val-0',))
     assert kinds(ev) == ['missed_precommit'] * 8, kinds(ev)
     assert [e['height'] for e in ev] == missed
     assert [e['severity'] for e in ev] == ['info'] * 5 + ['warning'] * 3
@@ -1391,7 +1169,7 @@ def sc_safety_rails(outdir):
               '    ban_after: 30m\n'
               '    max_bans: 1\n'
               '    require_healthy_peer: true\n')
-    ev = expected_events(sc, [x, y, z], {'max_bans': 1})
+    ev = expected_events(sc, [x, y, z], {'ban_after': '30m', 'max_bans': 1, 'require_healthy_peer': True})
     assert kinds(ev) == ['out_of_consensus', 'node_stalled', 'out_of_consensus', 'node_stalled', 'ban', 'ban'], kinds(ev)
     assert ev[4]['node'] == 'val-a' and 'detail' not in ev[4]
     assert ev[5]['node'] == 'val-b' and ev[5]['detail'] == {'held': True}
@@ -1529,7 +1307,11 @@ def example_cosmoshub(outdir):
                 '  # region A: the active signer\n'
                 '  cosmos/validator-0: {signer: true, validator_address: "%s"}\n' % val.addr)
     nodes = [v0, v1, s0]
-    ev = expected_events(sc, nodes, signers=('validator-0',))
+    # the chain's configuration of cfg_yaml
+    chain_config = {'stall_after': '60s', 'max_lag': 5, 'missed': {'window': 100, 'max': 5}, 'ban_after': '30m',
+                    'stable_after': '5m', 'unban_after': '10m', 'auto_unban': True, 'max_bans': 1,
+                    'require_healthy_peer': True, 'ban_on_double_sign': False}
+    ev = expected_events(sc, nodes, chain_config, signers=('validator-0',))
     assert kinds(ev, 'validator-0') == ['missed_precommit'] * 3
     assert kinds(ev, 'sentry-0') == ['out_of_consensus', 'node_stalled', 'ban', 'node_recovered', 'back_in_consensus'], kinds(ev, 'sentry-0')
     assert kinds(ev, 'validator-1') == []
