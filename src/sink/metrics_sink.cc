@@ -1,10 +1,8 @@
 #include "sink/metrics_sink.h"
 
-#include <fcntl.h>
+#include "sink/http_server.h"
+
 #include <fmt/format.h>
-#include <httplib.h>
-#include <netdb.h>
-#include <sys/socket.h>
 
 #include <algorithm>
 #include <atomic>
@@ -26,17 +24,6 @@ namespace {
 // detector thread delivers one about every second, so a gap this long means
 // the pipeline is stuck.
 constexpr Nanos kStatusStaleAfter = 30 * kSecond;
-// How long Create waits for the server thread to enter its accept loop.
-constexpr auto kStartDeadline = std::chrono::seconds(5);
-// Scrapes and probes are short; a few workers keep a slow or idle keep-alive
-// client from starving the kubelet's probes. An idle keep-alive connection
-// holds a worker (and Close) for up to kKeepAliveSeconds, a client that
-// sends its request slowly for up to kReadTimeoutSeconds: scrapers come
-// back every 10 s or more, so keeping connections longer gains nothing.
-constexpr size_t kServerThreads = 4;
-constexpr time_t kKeepAliveSeconds = 1;
-constexpr time_t kReadTimeoutSeconds = 3;
-constexpr size_t kMaxRequestBody = 64 * 1024;
 
 constexpr std::string_view kMetricsContentType = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -68,21 +55,6 @@ bool ParseListen(std::string_view s, ListenAddress* out) {
   return true;
 }
 
-// Why binding `host` failed, for the operator. `bind_errno` is errno as the
-// failed bind left it (0 when nothing set it).
-std::string BindFailureReason(const std::string& host, int bind_errno) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE;
-  addrinfo* result = nullptr;
-  int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &result);
-  if (rc != 0) return "cannot resolve '" + host + "': " + ::gai_strerror(rc);
-  ::freeaddrinfo(result);
-  if (bind_errno != 0) return std::strerror(bind_errno);
-  return "bind or listen failed";
-}
-
 double Bool(bool b) { return b ? 1 : 0; }
 
 }  // namespace
@@ -99,17 +71,11 @@ struct MetricsSink::Impl {
   // Used when the context has no registry (tests of other parts, replay).
   Metrics own_metrics;
 
-  // The server: routes are set up in Create; then its own thread runs the
-  // accept loop and its pool (kServerThreads) runs the handlers, which only
-  // read the atomics below and render the registry. stop() may come from any
-  // thread. httplib writes to sockets without MSG_NOSIGNAL: the process must
-  // ignore SIGPIPE (app/run.cc does), or a scraper that hangs up mid-answer
-  // kills it.
-  httplib::Server server;
-  std::thread thread;                      // owned by the creating thread
-  std::atomic<bool> loop_returned{false};  // set by `thread` when the loop ends
-  std::atomic<bool> closing{false};        // Close has begun
-  bool closed = false;                     // creating thread only
+  // The server (http_server.h): one thread, poll(), a deadline per
+  // connection; its handlers only read the atomics below and render the
+  // registry.
+  std::unique_ptr<HttpServer> server;
+  bool closed = false;  // creating thread only
 
   // Written by the detector thread (OnStatus), read by the handlers. Plain
   // atomics: a handler never waits for the detector, nor the reverse.
@@ -127,12 +93,11 @@ struct MetricsSink::Impl {
   std::map<std::string, std::atomic<uint64_t>*, std::less<>> event_cells;
   std::string event_key;  // scratch for the lookup
 
-  void Serve();
-  void Stop();
   void PublishStatus(const Status& status);
-  void HandleMetrics(httplib::Response& res);
-  void HandleHealthz(httplib::Response& res) const;
-  void HandleReadyz(httplib::Response& res) const;
+  HttpResponse Handle(const HttpRequest& req);
+  HttpResponse HandleMetrics();
+  HttpResponse HandleHealthz() const;
+  HttpResponse HandleReadyz() const;
 };
 
 Result<std::unique_ptr<MetricsSink>> MetricsSink::Create(const SinkConfig& config,
@@ -153,65 +118,14 @@ Result<std::unique_ptr<MetricsSink>> MetricsSink::Create(const SinkConfig& confi
   }
 
   Impl* p = impl.get();
-  httplib::Server& s = impl->server;
-  s.new_task_queue = [] { return new httplib::ThreadPool(kServerThreads); };
-  // SO_REUSEADDR only: a restart may bind over TIME_WAIT connections, but a
-  // port someone listens on is refused (httplib's default SO_REUSEPORT would
-  // let a second instance share it silently). Close-on-exec, so programs
-  // the ban sink runs never inherit the listening socket.
-  s.set_socket_options([](socket_t sock) {
-    int yes = 1;
-    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
-    ::fcntl(sock, F_SETFD, ::fcntl(sock, F_GETFD) | FD_CLOEXEC);
-  });
-  s.set_keep_alive_timeout(kKeepAliveSeconds);
-  s.set_read_timeout(kReadTimeoutSeconds);
-  s.set_payload_max_length(kMaxRequestBody);
-  s.Get("/metrics",
-        [p](const httplib::Request&, httplib::Response& res) { p->HandleMetrics(res); });
-  s.Get("/healthz",
-        [p](const httplib::Request&, httplib::Response& res) { p->HandleHealthz(res); });
-  s.Get("/readyz", [p](const httplib::Request&, httplib::Response& res) { p->HandleReadyz(res); });
-  s.set_exception_handler([p](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
-    p->counters.errors->fetch_add(1, std::memory_order_relaxed);
-    res.status = 500;
-    res.set_content("internal error\n", "text/plain; charset=utf-8");
-  });
-
-  // Bind (and listen) here, synchronously, so a bad or used address fails
-  // the start instead of a thread later.
-  errno = 0;
-  bool bound;
-  if (addr.port == 0) {
-    int port = s.bind_to_any_port(addr.host);
-    bound = port > 0;
-    impl->port = port;
-  } else {
-    bound = s.bind_to_port(addr.host, addr.port);
-    impl->port = addr.port;
+  auto server = HttpServer::Listen(addr.host, addr.port,
+                                   [p](const HttpRequest& req) { return p->Handle(req); });
+  if (!server) {
+    return Fail(where + ": cannot listen on " + config.listen + ": " + server.error().message);
   }
-  if (!bound) {
-    int bind_errno = errno;
-    return Fail(where + ": cannot listen on " + config.listen + ": " +
-                BindFailureReason(addr.host, bind_errno));
-  }
-
-  impl->thread = std::thread([p] { p->Serve(); });
-  // stop() is a no-op until the accept loop runs: wait for it, so Close
-  // never races the thread's start.
-  auto deadline = std::chrono::steady_clock::now() + kStartDeadline;
-  while (!s.is_running() && !impl->loop_returned.load()) {
-    if (std::chrono::steady_clock::now() > deadline) {
-      impl->Stop();
-      return Fail(where + ": cannot listen on " + config.listen +
-                  ": the server thread did not start");
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  if (impl->loop_returned.load()) {
-    impl->Stop();
-    return Fail(where + ": cannot listen on " + config.listen + ": the server stopped at once");
-  }
+  impl->server = std::move(*server);
+  impl->port = impl->server->port();
+  impl->server->Start();
   if (impl->log) {
     bool v6 = addr.host.find(':') != std::string::npos;
     impl->log(fmt::format("metrics: listening on {}{}{}:{}", v6 ? "[" : "", addr.host,
@@ -353,69 +267,69 @@ void MetricsSink::Impl::PublishStatus(const Status& status) {
               "1 once every input file was read to its end since start.", one(Bool(h.caught_up)));
 }
 
-void MetricsSink::Impl::HandleMetrics(httplib::Response& res) {
-  // Render holds the registry's lock only while it formats; the detector
-  // thread's SetFamily calls wait at most that long.
-  res.set_content(metrics->Render(), std::string(kMetricsContentType));
-  counters.processed->fetch_add(1, std::memory_order_relaxed);
+HttpResponse MetricsSink::Impl::Handle(const HttpRequest& req) {
+  try {
+    if (req.path == "/metrics") return HandleMetrics();
+    if (req.path == "/healthz") return HandleHealthz();
+    if (req.path == "/readyz") return HandleReadyz();
+  } catch (const std::exception&) {
+    counters.errors->fetch_add(1, std::memory_order_relaxed);
+    HttpResponse res;
+    res.status = 500;
+    res.body = "internal error\n";
+    return res;
+  }
+  HttpResponse res;
+  res.status = 404;
+  res.body = "not found: /metrics, /healthz and /readyz are served\n";
+  return res;
 }
 
-void MetricsSink::Impl::HandleHealthz(httplib::Response& res) const {
+HttpResponse MetricsSink::Impl::HandleMetrics() {
+  // Render holds the registry's lock only while it formats; the detector
+  // thread's SetFamily calls wait at most that long.
+  HttpResponse res;
+  res.body = metrics->Render();
+  res.content_type = std::string(kMetricsContentType);
+  counters.processed->fetch_add(1, std::memory_order_relaxed);
+  return res;
+}
+
+HttpResponse MetricsSink::Impl::HandleHealthz() const {
+  HttpResponse res;
   Nanos now = clock->Now();
   Nanos last = last_status_at.load(std::memory_order_relaxed);
   Nanos since = last != kNoTime ? last : started_at.load(std::memory_order_relaxed);
   Nanos age = now - since;
   if (age <= kStatusStaleAfter) {
     std::lock_guard<std::mutex> l(degraded_mu);
-    res.set_content("ok\n" + degraded, "text/plain; charset=utf-8");
-    return;
+    res.body = "ok\n" + degraded;
+    return res;
   }
   res.status = 503;
-  std::string reason =
+  res.body =
       last != kNoTime
           ? fmt::format("no status snapshot for {}s: the pipeline is stuck\n", age / kSecond)
           : fmt::format("no status snapshot since start {}s ago: the pipeline is stuck\n",
                         age / kSecond);
-  res.set_content(reason, "text/plain; charset=utf-8");
+  return res;
 }
 
-void MetricsSink::Impl::HandleReadyz(httplib::Response& res) const {
+HttpResponse MetricsSink::Impl::HandleReadyz() const {
+  HttpResponse res;
   if (caught_up.load(std::memory_order_relaxed)) {
-    res.set_content("ok\n", "text/plain; charset=utf-8");
-    return;
+    res.body = "ok\n";
+    return res;
   }
   res.status = 503;
-  res.set_content("catching up\n", "text/plain; charset=utf-8");
-}
-
-void MetricsSink::Impl::Serve() {
-  bool ok = server.listen_after_bind();
-  loop_returned.store(true);
-  if (!closing.load()) {
-    // The accept loop ended by itself: scrapes stop being answered.
-    counters.errors->fetch_add(1, std::memory_order_relaxed);
-    if (log) log("metrics: server on " + listen + " stopped" + (ok ? "" : " on an error"));
-  }
-}
-
-void MetricsSink::Impl::Stop() {
-  closing.store(true);
-  if (!thread.joinable()) return;
-  // stop() only acts on a running loop; the loop may still be starting.
-  while (!loop_returned.load()) {
-    if (server.is_running()) {
-      server.stop();
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  thread.join();
+  res.body = "catching up\n";
+  return res;
 }
 
 void MetricsSink::Close() {
   if (impl_->closed) return;
   impl_->closed = true;
-  impl_->Stop();
+  if (impl_->server) impl_->server->Stop();
 }
 
 }  // namespace qw::sink

@@ -1,5 +1,5 @@
 // Metrics sink: serves /metrics (Prometheus text format), /healthz and
-// /readyz over HTTP (cpp-httplib) from its own thread.
+// /readyz over HTTP (sink/http_server.h) from its own thread.
 //
 // /metrics renders the process's Metrics registry plus per-node and
 // per-chain gauges rebuilt from each status snapshot (the list with labels
