@@ -9,7 +9,7 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string head(reinterpret_cast<const char*>(data), size);
-  qw::sink::HttpRequest req;
+  qw::sink::ServerRequest req;
   int status = 0;
   if (qw::sink::ParseRequestHead(head, &req, &status)) {
     if (req.path.empty() || (req.path[0] != '/' && req.path != "*")) std::abort();
@@ -20,7 +20,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   } else if (status != 400 && status != 505) {
     std::abort();
   }
-  qw::sink::HttpResponse r;
+  qw::sink::ServerResponse r;
   r.body = head;
   std::string out = qw::sink::FormatResponse(r, size % 2 == 0);
   if (out.rfind("HTTP/1.1 200 OK\r\n", 0) != 0) std::abort();

@@ -57,7 +57,7 @@ struct Connection {
 
 }  // namespace
 
-bool ParseRequestHead(std::string_view head, HttpRequest* out, int* error_status) {
+bool ParseRequestHead(std::string_view head, ServerRequest* out, int* error_status) {
   *error_status = 400;
   size_t eol = head.find('\n');
   std::string_view line = head.substr(0, eol);
@@ -90,7 +90,7 @@ bool ParseRequestHead(std::string_view head, HttpRequest* out, int* error_status
   return true;
 }
 
-std::string FormatResponse(const HttpResponse& r, bool head_only) {
+std::string FormatResponse(const ServerResponse& r, bool head_only) {
   std::string s = fmt::format(
       "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
       r.status, Reason(r.status), r.content_type, r.body.size());
@@ -227,7 +227,7 @@ void HttpServer::Loop() {
         size_t end_lf = c.in.find("\n\n");
         if (end == std::string::npos && end_lf == std::string::npos) {
           if (c.in.size() > kMaxHead) {
-            HttpResponse r;
+            ServerResponse r;
             r.status = 431;
             r.body = "request head too large\n";
             c.out = FormatResponse(r, false);
@@ -235,9 +235,9 @@ void HttpServer::Loop() {
           }
           continue;
         }
-        HttpRequest req;
+        ServerRequest req;
         int error_status = 400;
-        HttpResponse r;
+        ServerResponse r;
         bool head_only = false;
         if (!ParseRequestHead(c.in, &req, &error_status)) {
           r.status = error_status;

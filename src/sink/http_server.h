@@ -30,12 +30,12 @@
 
 namespace qw::sink {
 
-struct HttpRequest {
+struct ServerRequest {
   std::string method;  // "GET", "HEAD", ...
   std::string path;    // without the query
 };
 
-struct HttpResponse {
+struct ServerResponse {
   int status = 200;
   std::string content_type = "text/plain; charset=utf-8";
   std::string body;
@@ -44,10 +44,10 @@ struct HttpResponse {
 // Parses a request head (through the blank line). Returns false when it is
 // not a valid HTTP/1.x request line; `*error_status` is then 400 or 505.
 // Exposed for tests and the fuzz target.
-bool ParseRequestHead(std::string_view head, HttpRequest* out, int* error_status);
+bool ParseRequestHead(std::string_view head, ServerRequest* out, int* error_status);
 
 // The whole answer bytes for a response (HEAD: headers only).
-std::string FormatResponse(const HttpResponse& r, bool head_only);
+std::string FormatResponse(const ServerResponse& r, bool head_only);
 
 class HttpServer {
  public:
@@ -55,7 +55,7 @@ class HttpServer {
   static constexpr size_t kMaxHead = 8192;
   static constexpr Nanos kExchangeDeadline = 5 * kSecond;
 
-  using Handler = std::function<HttpResponse(const HttpRequest&)>;
+  using Handler = std::function<ServerResponse(const ServerRequest&)>;
 
   // Binds and listens on host:port (port 0: any free one; host "" or
   // "0.0.0.0": all IPv4 addresses; IPv6 without brackets). The error says

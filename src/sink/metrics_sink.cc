@@ -94,10 +94,10 @@ struct MetricsSink::Impl {
   std::string event_key;  // scratch for the lookup
 
   void PublishStatus(const Status& status);
-  HttpResponse Handle(const HttpRequest& req);
-  HttpResponse HandleMetrics();
-  HttpResponse HandleHealthz() const;
-  HttpResponse HandleReadyz() const;
+  ServerResponse Handle(const ServerRequest& req);
+  ServerResponse HandleMetrics();
+  ServerResponse HandleHealthz() const;
+  ServerResponse HandleReadyz() const;
 };
 
 Result<std::unique_ptr<MetricsSink>> MetricsSink::Create(const SinkConfig& config,
@@ -119,7 +119,7 @@ Result<std::unique_ptr<MetricsSink>> MetricsSink::Create(const SinkConfig& confi
 
   Impl* p = impl.get();
   auto server = HttpServer::Listen(addr.host, addr.port,
-                                   [p](const HttpRequest& req) { return p->Handle(req); });
+                                   [p](const ServerRequest& req) { return p->Handle(req); });
   if (!server) {
     return Fail(where + ": cannot listen on " + config.listen + ": " + server.error().message);
   }
@@ -267,36 +267,36 @@ void MetricsSink::Impl::PublishStatus(const Status& status) {
               "1 once every input file was read to its end since start.", one(Bool(h.caught_up)));
 }
 
-HttpResponse MetricsSink::Impl::Handle(const HttpRequest& req) {
+ServerResponse MetricsSink::Impl::Handle(const ServerRequest& req) {
   try {
     if (req.path == "/metrics") return HandleMetrics();
     if (req.path == "/healthz") return HandleHealthz();
     if (req.path == "/readyz") return HandleReadyz();
   } catch (const std::exception&) {
     counters.errors->fetch_add(1, std::memory_order_relaxed);
-    HttpResponse res;
+    ServerResponse res;
     res.status = 500;
     res.body = "internal error\n";
     return res;
   }
-  HttpResponse res;
+  ServerResponse res;
   res.status = 404;
   res.body = "not found: /metrics, /healthz and /readyz are served\n";
   return res;
 }
 
-HttpResponse MetricsSink::Impl::HandleMetrics() {
+ServerResponse MetricsSink::Impl::HandleMetrics() {
   // Render holds the registry's lock only while it formats; the detector
   // thread's SetFamily calls wait at most that long.
-  HttpResponse res;
+  ServerResponse res;
   res.body = metrics->Render();
   res.content_type = std::string(kMetricsContentType);
   counters.processed->fetch_add(1, std::memory_order_relaxed);
   return res;
 }
 
-HttpResponse MetricsSink::Impl::HandleHealthz() const {
-  HttpResponse res;
+ServerResponse MetricsSink::Impl::HandleHealthz() const {
+  ServerResponse res;
   Nanos now = clock->Now();
   Nanos last = last_status_at.load(std::memory_order_relaxed);
   Nanos since = last != kNoTime ? last : started_at.load(std::memory_order_relaxed);
@@ -315,8 +315,8 @@ HttpResponse MetricsSink::Impl::HandleHealthz() const {
   return res;
 }
 
-HttpResponse MetricsSink::Impl::HandleReadyz() const {
-  HttpResponse res;
+ServerResponse MetricsSink::Impl::HandleReadyz() const {
+  ServerResponse res;
   if (caught_up.load(std::memory_order_relaxed)) {
     res.body = "ok\n";
     return res;

@@ -67,9 +67,9 @@ std::string Exchange(int port, const std::string& request) {
 }
 
 std::unique_ptr<HttpServer> Serve(std::atomic<int>* served = nullptr) {
-  auto s = HttpServer::Listen("127.0.0.1", 0, [served](const HttpRequest& req) {
+  auto s = HttpServer::Listen("127.0.0.1", 0, [served](const ServerRequest& req) {
     if (served != nullptr) served->fetch_add(1);
-    HttpResponse r;
+    ServerResponse r;
     if (req.path == "/healthz") {
       r.body = "ok\n";
     } else {
@@ -86,7 +86,7 @@ std::unique_ptr<HttpServer> Serve(std::atomic<int>* served = nullptr) {
 }  // namespace
 
 TEST_CASE("request lines") {
-  HttpRequest r;
+  ServerRequest r;
   int status = 0;
   CHECK(ParseRequestHead("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", &r, &status));
   CHECK(r.method == "GET");
