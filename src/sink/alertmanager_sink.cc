@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -108,6 +109,7 @@ struct AlertmanagerSink::Impl {
   bool evaluated = false;  // a status snapshot was seen
   bool dirty = false;      // the firing set changed since the file was written
   bool closing = false;
+  std::atomic<bool> stop_requests{false};  // set with closing: requests in flight give up
   std::chrono::steady_clock::time_point close_deadline;
   Nanos last_status = 0;
   bool stale = false;  // re-sending paused for want of status snapshots
@@ -216,7 +218,9 @@ struct AlertmanagerSink::Impl {
       }
       ExpireResolved(t, now);
       if (!t.pending.empty() && (t.retry_at == kNoTime || now >= t.retry_at)) {
-        SendBatch(t, *transport, lock, config.timeout);
+        // A shutdown abandons this request (a receiver that accepts and
+        // never answers must not hold SIGTERM up for the whole timeout).
+        SendBatch(t, *transport, lock, config.timeout, &stop_requests);
         continue;
       }
       Nanos until = t.next_resend - now;
@@ -262,13 +266,14 @@ struct AlertmanagerSink::Impl {
   // request. Returns false when the request failed and should be retried.
   // REQUIRES: mu held (through `lock`).
   bool SendBatch(Target& t, HttpTransport& transport, std::unique_lock<std::mutex>& lock,
-                 Nanos timeout) {
+                 Nanos timeout, const std::atomic<bool>* cancel = nullptr) {
     Nanos now = clock->Now();
     std::vector<std::pair<std::string, uint64_t>> sent;
     HttpRequest req;
     req.url = t.endpoint;
     req.headers = {{"Content-Type", "application/json"}, {"User-Agent", "quorumwatch"}};
     req.timeout = timeout;
+    req.cancel = cancel;
     Json batch = Json::array();
     for (const auto& [key, u] : t.pending) {
       if (sent.size() == kMaxBatch) break;
@@ -281,6 +286,7 @@ struct AlertmanagerSink::Impl {
     lock.unlock();
     HttpResponse resp = transport.Send(req);
     lock.lock();
+    if (resp.cancelled) return false;  // shutdown: the grace period tries once more
 
     now = clock->Now();
     // 4xx (but timeouts and rate limits) will not pass however often sent.
@@ -353,7 +359,7 @@ struct AlertmanagerSink::Impl {
       dirty = false;
       std::string text = StateJson();
       lock.unlock();
-      if (auto w = WriteFileAtomic(state_path, text); !w) {
+      if (auto w = WriteFileAtomic(state_path, text, state_path + ".prev"); !w) {
         Log("alertmanager: cannot save the firing alerts: " + w.error().message);
       }
       lock.lock();
@@ -361,17 +367,36 @@ struct AlertmanagerSink::Impl {
   }
 
   // Reads the alerts a previous run left firing. Called before any thread
-  // runs. A damaged file is reported and ignored.
+  // runs. A damaged file is reported and the generation before it (.prev)
+  // read instead; when that is damaged too, both are reported and the
+  // alerts that ended while quorumwatch was down are not resolved (they
+  // expire in Alertmanager by their endsAt).
   void LoadState() {
-    std::ifstream in(state_path, std::ios::binary);
-    if (!in) return;
-    std::stringstream ss;
-    ss << in.rdbuf();
-    std::string text = ss.str();
-    std::string error = ReadState(text);
-    if (!error.empty()) {
+    std::string first_error;
+    for (const std::string& path : {state_path, state_path + ".prev"}) {
+      std::ifstream in(path, std::ios::binary);
+      if (!in) continue;
+      std::stringstream ss;
+      ss << in.rdbuf();
+      std::string error = ReadState(ss.str());
+      if (error.empty()) {
+        if (!first_error.empty()) {
+          Log(state_path + ": " + first_error + "; the previous generation " + path +
+              " is used instead");
+        }
+        return;
+      }
       restored.clear();
-      Log(state_path + ": " + error + "; previously firing alerts are not resolved");
+      if (first_error.empty()) {
+        first_error = error;
+        continue;
+      }
+      Log(state_path + ": " + first_error + "; " + path + ": " + error +
+          "; previously firing alerts are not resolved");
+      return;
+    }
+    if (!first_error.empty()) {
+      Log(state_path + ": " + first_error + "; previously firing alerts are not resolved");
     }
   }
 
@@ -418,6 +443,7 @@ struct AlertmanagerSink::Impl {
       closing = true;
       close_deadline = std::chrono::steady_clock::now() + kCloseGrace;
     }
+    stop_requests.store(true);
     wake.notify_all();
     for (auto& t : targets) {
       if (t->thread.joinable()) t->thread.join();

@@ -307,6 +307,7 @@ Attempt BanSink::Impl::Post(HttpTransport* transport, const BanDecision& d) {
   req.url = config.url;
   req.body = d.body;
   req.timeout = config.timeout;
+  req.cancel = &stop;  // Close abandons a request the receiver never answers
   req.headers = {{"Content-Type", "application/json"},
                  {"Idempotency-Key", d.idempotency_key},
                  {"User-Agent", "quorumwatch"}};
@@ -315,6 +316,10 @@ Attempt BanSink::Impl::Post(HttpTransport* transport, const BanDecision& d) {
   }
   HttpResponse resp = transport->Send(req);
   Attempt a;
+  if (resp.cancelled) {
+    a.abandoned = true;  // the decision stays in the outbox for the next start
+    return a;
+  }
   a.ok = resp.ok();
   if (!a.ok) {
     a.error = Printable(resp.Describe(), kErrorKeep);

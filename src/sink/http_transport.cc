@@ -16,6 +16,13 @@ size_t OnBody(char* data, size_t size, size_t n, void* user) {
   return len;
 }
 
+// libcurl calls this often while data moves and about once a second when
+// nothing does; non-zero aborts the transfer.
+int OnProgress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  const auto* cancel = static_cast<const std::atomic<bool>*>(user);
+  return cancel->load() ? 1 : 0;
+}
+
 class CurlTransport : public HttpTransport {
  public:
   CurlTransport() {
@@ -56,8 +63,24 @@ class CurlTransport : public HttpTransport {
     curl_easy_setopt(curl_, CURLOPT_ERRORBUFFER, err);
     curl_easy_setopt(curl_, CURLOPT_WRITEFUNCTION, &OnBody);
     curl_easy_setopt(curl_, CURLOPT_WRITEDATA, &resp.body);
+    if (req.cancel != nullptr) {
+      if (req.cancel->load()) {
+        curl_slist_free_all(headers);
+        resp.cancelled = true;
+        resp.error = "cancelled";
+        return resp;
+      }
+      curl_easy_setopt(curl_, CURLOPT_NOPROGRESS, 0L);
+      curl_easy_setopt(curl_, CURLOPT_XFERINFOFUNCTION, &OnProgress);
+      curl_easy_setopt(curl_, CURLOPT_XFERINFODATA, const_cast<std::atomic<bool>*>(req.cancel));
+    }
     CURLcode rc = curl_easy_perform(curl_);
     curl_slist_free_all(headers);
+    if (rc == CURLE_ABORTED_BY_CALLBACK) {
+      resp.cancelled = true;
+      resp.error = "cancelled";
+      return resp;
+    }
     if (rc != CURLE_OK) {
       resp.error = err[0] != '\0' ? std::string(err) : std::string(curl_easy_strerror(rc));
       return resp;

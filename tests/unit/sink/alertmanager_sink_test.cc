@@ -8,6 +8,10 @@
 #include "sink/alertmanager_sink.h"
 
 #include <doctest/doctest.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <simdjson.h>
 #include <stdlib.h>
 
@@ -712,6 +716,39 @@ TEST_CASE("a hanging Alertmanager blocks neither OnStatus nor the other URL") {
   sink->Close();
 }
 
+TEST_CASE("Close is bounded when an Alertmanager accepts connections and never answers") {
+  // A real listener on loopback (libcurl, as in production) that never
+  // accepts: the kernel completes connections, nobody answers.
+  int lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(lfd >= 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  REQUIRE(::listen(lfd, 16) == 0);
+  socklen_t len = sizeof a;
+  REQUIRE(::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+  Fixture f;
+  SinkConfig c = f.Config({"http://127.0.0.1:" + std::to_string(ntohs(a.sin_port))});
+  c.timeout = 600 * kSecond;
+  SinkContext ctx = f.Ctx();
+  ctx.make_transport = nullptr;
+  auto made = AlertmanagerSink::Create(c, ctx);
+  REQUIRE(made);
+  auto sink = std::move(*made);
+  // The Watchdog's POST is in flight once its connection is queued.
+  int cfd = ::accept(lfd, nullptr, nullptr);
+  REQUIRE(cfd >= 0);
+  const auto start = std::chrono::steady_clock::now();
+  sink->Close();
+  // A hang guard, not a speed test: without cancellation Close waited out
+  // the 600 s request timeout.
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(300));
+  CHECK(CountLogs(f.net.CopyLogs(), "undelivered at shutdown") == 1);
+  ::close(cfd);
+  ::close(lfd);
+}
+
 TEST_CASE("more alerts than one batch: several POSTs, every alert delivered") {
   Fixture f;
   auto sink = f.Make(f.Config());
@@ -787,6 +824,43 @@ TEST_CASE("restart: firing alerts are re-sent, alerts that ended while down are 
   saved = f.StateFile();
   CHECK(saved.find("\"sentry-b\"") == std::string::npos);
   CHECK(saved.find("\"val-a\"") != std::string::npos);
+}
+
+TEST_CASE("a damaged state file: the previous generation is read instead, and an ended alert resolved") {
+  Fixture f;
+  NodeStatus b = Node("sentry-b", false);
+  b.in_consensus = false;
+  b.out_of_consensus = true;
+  b.out_of_consensus_since = kT0 - 2 * kSecond;
+  b.out_of_consensus_reason = "lagging";
+  {
+    auto sink = f.Make(f.Config());
+    sink->OnStatus(f.Snap({b}));
+    REQUIRE(f.Wait([&](const auto& r) {
+      return Has(r, "am-1", "NodeOutOfConsensus", "sentry-b", kT0 + kHold);
+    }));
+    sink->Close();
+  }
+  std::string good = f.StateFile();
+  REQUIRE(good.find("\"sentry-b\"") != std::string::npos);
+  // The newest generation torn (a disk fault); the one before it intact.
+  std::filesystem::rename(f.state_dir + "/alertmanager.json", f.state_dir + "/alertmanager.json.prev");
+  {
+    std::ofstream out(f.state_dir + "/alertmanager.json");
+    out << good.substr(0, good.size() / 2);
+  }
+  f.net.Clear();
+  f.clock.Advance(30 * kSecond);
+  Nanos now = f.clock.Now();
+  auto sink = f.Make(f.Config());
+  CHECK(CountLogs(f.net.CopyLogs(), "is used instead") == 1);
+  // sentry-b recovered while down: its alert is resolved, which needs the
+  // restored state.
+  sink->OnStatus(f.Snap({Node("sentry-b", false)}));
+  REQUIRE(f.Wait([&](const auto& r) {
+    return Has(r, "am-1", "NodeOutOfConsensus", "sentry-b", now, kT0 - 2 * kSecond);
+  }));
+  sink->Close();
 }
 
 TEST_CASE("a damaged state file is reported and ignored") {

@@ -10,6 +10,10 @@
 #include "sink/ban_sink.h"
 
 #include <doctest/doctest.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -619,6 +623,53 @@ TEST_CASE("the outbox is compacted when it grows") {
 }
 
 // --- exec
+
+TEST_CASE("webhook: Close abandons a request the receiver accepted and never answers") {
+  // A real listener on loopback that reads the request and says nothing.
+  int lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(lfd >= 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  REQUIRE(::listen(lfd, 4) == 0);
+  socklen_t len = sizeof a;
+  REQUIRE(::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+  Fixture f;
+  SinkConfig c = Webhook();
+  c.url = "http://127.0.0.1:" + std::to_string(ntohs(a.sin_port)) + "/bans";
+  c.timeout = 600 * kSecond;  // far longer than any wait below
+  SinkContext ctx = f.Context();
+  ctx.make_transport = nullptr;  // libcurl, as in production
+  auto made = BanSink::Create(c, ctx);
+  REQUIRE(made);
+  auto sink = std::move(*made);
+  sink->Write(BanEvent());
+  // The request arrives whole; no answer is ever sent.
+  int cfd = ::accept(lfd, nullptr, nullptr);
+  REQUIRE(cfd >= 0);
+  std::string got;
+  char buf[4096];
+  while (got.find("\"action\"") == std::string::npos) {
+    ssize_t n = ::recv(cfd, buf, sizeof buf, 0);
+    REQUIRE(n > 0);
+    got.append(buf, static_cast<size_t>(n));
+  }
+  const auto start = std::chrono::steady_clock::now();
+  sink->Close();
+  // Close returned (it no longer waits out the 600 s timeout; the bound
+  // here is a hang guard, not a speed test) and the decision is kept.
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(300));
+  CHECK(sink->pending() == 1);
+  sink.reset();
+  auto entries = ReadOutboxes(f.dir.path());
+  REQUIRE(entries.has_value());
+  REQUIRE(entries->size() == 1);
+  CHECK(!(*entries)[0].acknowledged);
+  CHECK(f.Log().find("failed") == std::string::npos);  // not counted as a failed delivery
+  ::close(cfd);
+  ::close(lfd);
+}
 
 struct ExecFixture : Fixture {
   // A program that records its stdin, environment and arguments, fails with
