@@ -214,9 +214,36 @@ Result<void> Outbox::Open() {
   if (fd_ < 0) return Fail("cannot open the ban outbox " + path_ + ": " + std::strerror(errno));
   file_records_ = stats.records + stats.bad;
   if (stats.bad > 0) {
+    // An unreadable line may have been a decision: nothing is thrown away.
+    // The file as found is kept beside it, and decisions that only the
+    // previous generation (the file before the last compaction) still
+    // holds are taken back; delivering one again is harmless (receivers
+    // dedupe on Idempotency-Key), losing one is not.
+    const std::string damaged = path_ + ".damaged";
+    std::string kept_as = WriteFileAtomic(damaged, *data) ? "; the file as found is kept as " + damaged
+                                                          : "";
+    size_t recovered = 0;
+    if (auto prev = ReadWholeFile(path_ + ".prev")) {
+      std::vector<OutboxItem> older;
+      LoadStats older_stats;
+      ParseOutbox(*prev, name_, &older, &older_stats);
+      for (OutboxItem& o : older) {
+        if (keys_.count(o.entry.decision.idempotency_key) > 0) continue;
+        keys_.insert(o.entry.decision.idempotency_key);
+        recovered += o.entry.acknowledged ? 0 : 1;
+        items_.push_back(std::move(o));
+      }
+      std::stable_sort(items_.begin(), items_.end(), [](const OutboxItem& a, const OutboxItem& b) {
+        return a.decided_at < b.decided_at;
+      });
+    }
     log_(std::to_string(stats.bad) + " unreadable line(s) in " + path_ +
-         " skipped (a write cut short by a crash?); rewriting it");
-    Compact();
+         " skipped (a write cut short by a crash, a disk fault?)" + kept_as +
+         (recovered > 0 ? "; " + std::to_string(recovered) +
+                              " undelivered decision(s) taken back from " + path_ + ".prev"
+                        : "") +
+         "; rewriting it");
+    Compact(/*keep_previous=*/false);
   } else {
     MaybeCompact();
   }
@@ -300,7 +327,7 @@ bool Outbox::Append(const std::string& record, bool sync) {
   return !sync || ::fsync(fd_) == 0;
 }
 
-void Outbox::Compact() {
+void Outbox::Compact(bool keep_previous) {
   Nanos cutoff = clock_->Now() - kAckKeepFor;
   size_t acked_seen = 0;
   std::vector<bool> keep(items_.size(), true);
@@ -318,7 +345,9 @@ void Outbox::Compact() {
     data.append(DecisionRecord(items_[i], true));
     kept++;
   }
-  if (auto w = WriteFileAtomic(path_, data); !w) {
+  // The file replaced is kept as the previous generation, for a reader
+  // that finds this one damaged (not when it is the damaged one itself).
+  if (auto w = WriteFileAtomic(path_, data, keep_previous ? path_ + ".prev" : ""); !w) {
     log_("cannot compact the outbox: " + w.error().message);
     // Only the folder's fsync failed when the file was replaced: the
     // compacted file is the outbox now, and appends must go to it.

@@ -71,8 +71,10 @@ class Outbox {
   const std::string& name() const { return name_; }
 
   // Reads what the file holds, if it exists, and opens it for appending.
-  // Unreadable lines (a record cut short by a crash) are skipped, reported,
-  // and the file rewritten without them.
+  // Unreadable lines (a record cut short by a crash, a disk fault) are
+  // skipped and reported; the file as found is kept as <path>.damaged,
+  // decisions only the previous generation (<path>.prev, the file before
+  // the last compaction) holds are taken back, and the file is rewritten.
   [[nodiscard]] Result<void> Open();
   void Close();
 
@@ -96,7 +98,7 @@ class Outbox {
 
  private:
   bool Append(const std::string& record, bool sync);
-  void Compact();
+  void Compact(bool keep_previous = true);
   void MaybeCompact();
   bool Replaced() const;
 

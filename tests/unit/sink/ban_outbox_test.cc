@@ -198,5 +198,50 @@ TEST_CASE("outbox: compaction keeps every pending decision and folds the attempt
   CHECK_FALSE(again.items()[1].entry.acknowledged);
 }
 
+TEST_CASE("outbox: a damaged line loses no undelivered decision (previous generation, file kept)") {
+  TempDir dir("qw-outbox-test");
+  ManualClock clock(kNow);
+  {
+    Outbox box(dir.path(), "webhook-1", &clock, [](const std::string&) {});
+    REQUIRE(box.Open().has_value());
+    REQUIRE(box.Add(Item("ban-a")));
+    REQUIRE(box.Add(Item("ban-b")));
+    // Enough failures to compact: the file before it becomes .prev.
+    for (int i = 0; i < 80; ++i) box.RecordFailure(1, "HTTP 500");
+    REQUIRE(box.Add(Item("ban-c")));
+  }
+  const std::string path = dir / "ban-outbox-webhook-1.jsonl";
+  REQUIRE(fs::exists(path + ".prev"));
+  // A disk fault garbles the record of ban-a (the first line) in the newest file.
+  std::string data = ReadFile(path);
+  size_t a = data.find("ban-a");
+  REQUIRE(a != std::string::npos);
+  REQUIRE(a < data.find('\n'));
+  std::string damaged = data;
+  for (size_t i = 0; i < data.find('\n'); ++i) damaged[i] = '#';
+  testing::WriteFile(path, damaged);
+  std::vector<std::string> log;
+  Outbox again(dir.path(), "webhook-1", &clock, [&](const std::string& l) { log.push_back(l); });
+  REQUIRE(again.Open().has_value());
+  // ban-a comes back from the previous generation;
+  // ban-b and ban-c are read from the file itself.
+  REQUIRE(again.items().size() == 3);
+  CHECK(again.Has("ban-a"));
+  CHECK(again.Has("ban-b"));
+  CHECK(again.Has("ban-c"));
+  CHECK(again.pending() == 3);
+  REQUIRE(log.size() == 1);
+  CHECK(log[0].find("1 unreadable line(s)") != std::string::npos);
+  CHECK(log[0].find("kept as " + path + ".damaged") != std::string::npos);
+  CHECK(log[0].find("1 undelivered decision(s) taken back from " + path + ".prev") !=
+        std::string::npos);
+  // The damaged file is kept as found, for a person to look at.
+  CHECK(ReadFile(path + ".damaged") == damaged);
+  // The rewritten file holds all three: a further start reads them cleanly.
+  Outbox third(dir.path(), "webhook-1", &clock, [](const std::string&) {});
+  REQUIRE(third.Open().has_value());
+  CHECK(third.pending() == 3);
+}
+
 }  // namespace
 }  // namespace qw::sink
