@@ -460,9 +460,17 @@ Result<Config> ParseConfigYaml(const std::string& path, const std::string& text)
 Result<Config> LoadConfig(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return Fail(path + ": cannot open: " + std::strerror(errno));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ParseConfig(path, ss.str());
+  // yaml-cpp holds about 25 bytes of memory per byte of a document: a
+  // configuration is a page or two, and a huge one is a mistake (a log
+  // pasted in, a generated list gone wrong), refused before it is parsed.
+  std::string text(kMaxConfigBytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in.gcount()));
+  if (text.size() > kMaxConfigBytes) {
+    return Fail(path + ": larger than " + std::to_string(kMaxConfigBytes >> 20) +
+                " MiB: not a configuration");
+  }
+  return ParseConfig(path, text);
 }
 
 }  // namespace qw::app

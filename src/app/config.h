@@ -74,6 +74,8 @@ struct Config {
   const NodeConfig* FindNode(const std::string& ns, const std::string& pod) const;
 };
 
+// Files over kMaxConfigBytes are refused unparsed.
+inline constexpr size_t kMaxConfigBytes = 4u << 20;
 [[nodiscard]] Result<Config> LoadConfig(const std::string& path);
 [[nodiscard]] Result<Config> ParseConfig(const std::string& path, const std::string& text);
 

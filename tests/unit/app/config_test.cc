@@ -1,4 +1,5 @@
 #include "app/config.h"
+#include "test_files.h"
 
 #include <doctest/doctest.h>
 
@@ -160,6 +161,21 @@ TEST_CASE("well-formed globs with brackets, negation and escapes are accepted") 
   CHECK(c->sources[0].include.size() == 4);
   CHECK(c->sources[0].include[2] == "/l/\\[a.log");
   CHECK(c->sources[0].exclude == std::vector<std::string>{"/l/*[0-9].log"});
+}
+
+TEST_CASE("a configuration file over 4 MiB is refused before it is parsed") {
+  qw::testing::TempDir dir("qw-config");
+  std::string big = "sources:\n  - type: file\n    include:\n";
+  while (big.size() <= kMaxConfigBytes) big += "      - /var/log/pods/ns_pod_0123456789abcdef/c/*.log\n";
+  qw::testing::WriteFile(dir / "big.yaml", big);
+  auto c = LoadConfig(dir / "big.yaml");
+  REQUIRE_FALSE(c);
+  CHECK(c.error().message == dir / "big.yaml" + ": larger than 4 MiB: not a configuration");
+  // An ordinary one is read as usual.
+  qw::testing::WriteFile(dir / "ok.yaml", "state_dir: /var/lib/qw\n");
+  auto ok = LoadConfig(dir / "ok.yaml");
+  REQUIRE(ok);
+  CHECK(ok->state_dir == "/var/lib/qw");
 }
 
 TEST_CASE("an empty configuration takes every default") {
