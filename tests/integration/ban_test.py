@@ -1,7 +1,4 @@
-#!/usr/bin/env python3
 """Ban controller delivery of `quorumwatch run` (suite 'integration').
-
-Usage: python3 tests/integration/ban_test.py PATH/TO/quorumwatch
 
 A real HTTP ban receiver (http.server on 127.0.0.1, a free port) checks every
 request's X-Quorumwatch-Signature with hmac/hashlib and records the
@@ -23,12 +20,14 @@ exec, secret; docs/PIPELINE.md "Checkpoints"):
   4 exec action: a program failing the first time and succeeding the second
     gets the decision once more, JSON on stdin, node argument, environment
   5 the secret never appears on quorumwatch's stderr
+1-3 share one webhook instance (the test methods of TestWebhook, in order);
+5 looks at every instance of the module.
 
 Synchronisation is never a bare sleep: every wait polls a condition (the
 events file, the outbox, the receiver's records) with a generous deadline.
-The log writer, the process and the waits are run_test.py's harness.
-Prints "ok"/"FAIL" per check and "N passed, M failed"; exits 1 on failure.
-Python 3 standard library only.
+The log writer, the process and the waits are harness.py's.
+
+  python3 -m pytest -q -p no:cacheprovider tests/integration/ban_test.py --quorumwatch PATH
 """
 
 import glob
@@ -37,38 +36,30 @@ import hmac
 import http.server
 import json
 import os
-import sys
-import tempfile
 import threading
+import types
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import run_test as rt  # noqa: E402
-from run_test import CHAIN, HB, NS, Failure, expect, expect_eq  # noqa: E402
+import pytest
+
+from harness import CHAIN, HB, NS, Cluster, ClusterProc, expect, expect_eq
 
 POD = "val-a"
 SECRET = "ban-test-secret-7f3c9a1e5b"
 DEADLINE = 40.0  # generous: two busy cores
+CHAIN_EXTRA = ", ban_after: 3s, stable_after: 1s, unban_after: 2s"
 
 # --------------------------------------------------------------------------
-# Logs: CRI files of CometBFT nodes (run_test.py's writer)
+# Logs: CRI files of CometBFT nodes (harness.Cluster)
 
 
 def new_cluster(root):
-    """val-a and hb-0 commit the next height every rt.WRITE_PERIOD while
+    """val-a and hb-0 commit the next height every WRITE_PERIOD while
     active; both files exist, with a line, before the start."""
-    cl = rt.Cluster(root)
+    cl = Cluster(root)
     for pod in (POD, HB):
         cl.add(pod, create=False)
     cl.tick()
     return cl
-
-
-def stop_writer(cl):
-    """For `finally`: a writer error is reported by the check that stops it."""
-    try:
-        cl.stop()
-    except Failure:
-        pass
 
 
 # --------------------------------------------------------------------------
@@ -78,9 +69,9 @@ def stop_writer(cl):
 class Receiver:
     """An HTTP ban controller on 127.0.0.1:port that can go down and up."""
 
-    def __init__(self, secret):
+    def __init__(self, secret, port):
         self.secret = secret.encode()
-        self.port = rt.free_port()
+        self.port = port
         self.lock = threading.Lock()
         self.requests = []  # dicts: key, body (bytes), sig_ok, headers, path
         self.server = None
@@ -144,19 +135,13 @@ class Receiver:
 # The process under test
 
 
-CHAIN_EXTRA = ", ban_after: 3s, stable_after: 1s, unban_after: 2s"
-
-
-class Proc(rt.Proc):
-    """run_test.py's process, with this test's deadline, its ban sink and its
+class BanProc(ClusterProc):
+    """harness.ClusterProc with this test's deadline, its ban sink and its
     thresholds, and the ban outbox."""
 
-    def __init__(self, root, cluster, sink):
-        super().__init__(root, cluster, checkpoint="500ms", chain_extra=CHAIN_EXTRA,
-                         extra=sink)
-
-    def wait(self, pred, what, timeout=DEADLINE):
-        return super().wait(pred, what, timeout)
+    def __init__(self, binary, root, cluster, sink):
+        super().__init__(binary, root, cluster, deadline=DEADLINE, checkpoint="500ms",
+                         chain_extra=CHAIN_EXTRA, extra=sink)
 
     def outbox(self):
         """Every record of the state folder's ban outboxes, as dicts."""
@@ -218,52 +203,82 @@ def check_body(body, event, action, what):
         expect_eq(body.get("reason"), "back_in_consensus", what + " reason")
 
 
+
 # --------------------------------------------------------------------------
-# Checks 1-3 and 5: one webhook instance (restarted for check 3)
+# Every instance of the module (check 5 reads their stderr)
 
 
-def webhook_checks(t, procs):
-    root = os.path.join(rt.TMP, "webhook")
-    os.makedirs(root)
-    secret_file = os.path.join(root, "ban-secret")
-    with open(secret_file, "w") as f:
-        f.write(SECRET + "\n")
-    recv = Receiver(SECRET)
-    recv.up()
-    cl = new_cluster(root)
-    sink = ("  - {type: ban, action: webhook, url: \"%s\", secret_file: %s, timeout: 5s}\n"
-            % (recv.url, secret_file))
-    p = Proc(root, cl, sink)
+@pytest.fixture(scope="module")
+def procs():
+    made = []
+    yield made
+    for p in made:
+        p.cleanup()
+
+
+def start_proc(qw_bin, root, cl, sink, procs, request, diagnostics):
+    p = BanProc(qw_bin, root, cl, sink)
     procs.append(p)
-    p.start()
-    cl.start()
-    state = {}
+    diagnostics(request.node, "quorumwatch stderr (%s)" % os.path.basename(root),
+                lambda: p.stderr()[-3000:])
+    return p
 
-    def ban_and_unban():
+
+# --------------------------------------------------------------------------
+# Checks 1-3: one webhook instance (restarted for check 3)
+
+
+class TestWebhook:
+    @pytest.fixture(scope="class")
+    def hook(self, qw_bin, tmp_path_factory, free_port, procs, request, diagnostics):
+        root = str(tmp_path_factory.mktemp("webhook"))
+        secret_file = os.path.join(root, "ban-secret")
+        with open(secret_file, "w") as f:
+            f.write(SECRET + "\n")
+        recv = Receiver(SECRET, free_port())
+        recv.up()
+        cl = new_cluster(root)
+        sink = ("  - {type: ban, action: webhook, url: \"%s\", secret_file: %s, timeout: 5s}\n"
+                % (recv.url, secret_file))
+        p = start_proc(qw_bin, root, cl, sink, procs, request, diagnostics)
+        try:
+            p.start()
+            cl.start()
+            yield types.SimpleNamespace(p=p, cl=cl, recv=recv, state={})
+        finally:
+            cl.stop_quietly()  # a writer error is reported by the check that stops it
+            p.cleanup()
+            recv.down()
+
+    def test_1_ban_and_unban(self, hook):
+        """1 a stalled node is banned (signed, keyed, body right), then unbanned"""
+        p, cl, recv, state = hook.p, hook.cl, hook.recv, hook.state
         ban = ban_cycle_events(p, cl, "1")
         reqs = p.wait(lambda: recv.decisions("ban"), "1: the receiver got the ban")
         r, body = reqs[0]
-        expect(r["sig_ok"], "1: the signature does not verify (header %r)"
-               % r["headers"].get("X-Quorumwatch-Signature"))
-        expect_eq(r["key"], body.get("idempotency_key"), "1: Idempotency-Key header")
-        expect_eq(r["headers"].get("Content-Type"), "application/json", "1: Content-Type")
-        expect_eq(r["headers"].get("User-Agent"), "quorumwatch", "1: User-Agent")
-        expect_eq(r["path"], "/bans", "1: request path")
+        assert r["sig_ok"], "1: the signature does not verify (header %r)" % (
+            r["headers"].get("X-Quorumwatch-Signature"))
+        assert r["key"] == body.get("idempotency_key"), "1: Idempotency-Key header"
+        assert r["headers"].get("Content-Type") == "application/json", "1: Content-Type"
+        assert r["headers"].get("User-Agent") == "quorumwatch", "1: User-Agent"
+        assert r["path"] == "/bans", "1: request path"
         check_body(body, ban, "ban", "1: ban body")
         unban = recover_until_unban(p, cl, "1")
         ureqs = p.wait(lambda: recv.decisions("unban"), "1: the receiver got the unban")
         ur, ubody = ureqs[0]
-        expect(ur["sig_ok"], "1: unban signature does not verify")
+        assert ur["sig_ok"], "1: unban signature does not verify"
         check_body(ubody, unban, "unban", "1: unban body")
-        expect_eq(ubody["since"], body["since"], "1: unban since = ban since (same period)")
-        expect(ur["key"] != r["key"], "1: ban and unban share an idempotency key")
+        assert ubody["since"] == body["since"], "1: unban since = ban since (same period)"
+        assert ur["key"] != r["key"], "1: ban and unban share an idempotency key"
         # Acknowledged in the outbox.
         p.wait(lambda: len([x for x in p.outbox() if x.get("type") == "ack"]) >= 2 or
                len([x for x in p.outbox() if x.get("acked_at")]) >= 2,
                "1: both acknowledgements recorded in the outbox")
         state["keys"] = {r["key"], ur["key"]}
 
-    def receiver_down_then_up():
+    def test_2_receiver_down_then_up(self, hook):
+        """2 receiver down, then up: every decision delivered exactly once"""
+        p, cl, recv, state = hook.p, hook.cl, hook.recv, hook.state
         expect("keys" in state, "needs check 1")
         recv.down()
         n_err = len(p.err_lines)
@@ -275,9 +290,8 @@ def webhook_checks(t, procs):
         # At least two failed attempts while the receiver is down.
         p.wait(lambda: len([x for x in p.outbox() if x.get("type") == "attempt"]) >= 2,
                "2: failed attempts recorded while the receiver is down")
-        with p.err_lock:
-            logged = [l for l in p.err_lines[n_err:] if "delivery failed" in l]
-        expect(logged, "2: no 'delivery failed' line on stderr while the receiver was down")
+        logged = [l for l in p.err_lines[n_err:] if "delivery failed" in l]
+        assert logged, "2: no 'delivery failed' line on stderr while the receiver was down"
         recv.up()
         p.wait(lambda: [b for _, b in recv.decisions("ban") if b.get("since") == since],
                "2: the ban delivered once the receiver is up", timeout=DEADLINE + 60)
@@ -286,7 +300,10 @@ def webhook_checks(t, procs):
                "2: the unban delivered")
         exactly_once(recv, p, "2")
 
-    def kill9_before_delivery():
+    def test_3_kill9_before_delivery(self, hook):
+        """3 kill -9 with an undelivered decision in the outbox: delivered once
+        after the restart"""
+        p, cl, recv, state = hook.p, hook.cl, hook.recv, hook.state
         expect("keys" in state, "needs check 1")
         recv.down()
         ban = ban_cycle_events(p, cl, "3")
@@ -294,40 +311,27 @@ def webhook_checks(t, procs):
         p.wait(lambda: [d for d in p.outbox_decisions()
                         if d.get("action") == "ban" and d.get("since") == since],
                "3: the ban decision in the outbox")
-        expect(not [b for _, b in recv.decisions("ban") if b.get("since") == since],
-               "3: delivered although the receiver was down")
+        assert not [b for _, b in recv.decisions("ban") if b.get("since") == since], \
+            "3: delivered although the receiver was down"
         p.kill9()
         recv.up()
         n_err = len(p.err_lines)
         p.start()
         p.wait(lambda: [b for _, b in recv.decisions("ban") if b.get("since") == since],
                "3: the ban delivered after the restart")
-        with p.err_lock:
-            restart_err = p.err_lines[n_err:]
-        expect([l for l in restart_err if "pending decision" in l],
-               "3: the restart did not report the pending decision: %r" % restart_err[-10:])
+        restart_err = p.err_lines[n_err:]
+        assert [l for l in restart_err if "pending decision" in l], \
+            "3: the restart did not report the pending decision: %r" % restart_err[-10:]
         recover_until_unban(p, cl, "3")
         p.wait(lambda: [b for _, b in recv.decisions("unban") if b.get("since") == since],
                "3: the unban delivered")
         # Lines read again after the crash decide again with the same key: one
         # decision per key in the outbox.
         keys = [d["idempotency_key"] for d in p.outbox_decisions()]
-        expect_eq(len(keys), len(set(keys)), "3: decisions per key in the outbox")
+        assert len(keys) == len(set(keys)), "3: decisions per key in the outbox"
         exactly_once(recv, p, "3")
         cl.stop()
         p.stop()
-
-    try:
-        t.check("1 a stalled node is banned (signed, keyed, body right), then unbanned",
-                ban_and_unban)
-        t.check("2 receiver down, then up: every decision delivered exactly once",
-                receiver_down_then_up)
-        t.check("3 kill -9 with an undelivered decision in the outbox: delivered once after "
-                "the restart", kill9_before_delivery)
-    finally:
-        stop_writer(cl)
-        p.cleanup()
-        recv.down()
 
 
 def exactly_once(recv, p, what):
@@ -367,90 +371,68 @@ sys.exit(0)
 '''
 
 
-def exec_check(t, procs):
-    def run():
-        root = os.path.join(rt.TMP, "exec")
-        os.makedirs(root)
-        prog_dir = os.path.join(root, "prog")
-        os.makedirs(prog_dir)
-        prog = os.path.join(prog_dir, "failover")
-        with open(prog, "w") as f:
-            f.write(PROGRAM)
-        os.chmod(prog, 0o755)
-        runs_path = os.path.join(prog_dir, "runs.jsonl")
-        env_name = "QW_BAN_TEST_SECRET"
-        os.environ[env_name] = SECRET  # inherited by quorumwatch only
-        cl = new_cluster(root)
-        sink = ("  - {type: ban, action: exec, command: [\"%s\", \"--node\"], timeout: 20s, "
-                "secret_env: %s}\n" % (prog, env_name))
-        p = Proc(root, cl, sink)
-        procs.append(p)
-        try:
-            p.start()
-            cl.start()
-            ban = ban_cycle_events(p, cl, "4")
+def test_4_exec(qw_bin, tmp_path, procs, monkeypatch, request, diagnostics):
+    """4 exec: a failing then succeeding program, JSON on stdin, node argument, env"""
+    root = str(tmp_path / "exec")
+    os.makedirs(root)
+    prog_dir = os.path.join(root, "prog")
+    os.makedirs(prog_dir)
+    prog = os.path.join(prog_dir, "failover")
+    with open(prog, "w") as f:
+        f.write(PROGRAM)
+    os.chmod(prog, 0o755)
+    runs_path = os.path.join(prog_dir, "runs.jsonl")
+    env_name = "QW_BAN_TEST_SECRET"
+    monkeypatch.setenv(env_name, SECRET)  # inherited by quorumwatch only
+    cl = new_cluster(root)
+    sink = ("  - {type: ban, action: exec, command: [\"%s\", \"--node\"], timeout: 20s, "
+            "secret_env: %s}\n" % (prog, env_name))
+    p = start_proc(qw_bin, root, cl, sink, procs, request, diagnostics)
+    try:
+        p.start()
+        cl.start()
+        ban = ban_cycle_events(p, cl, "4")
 
-            def runs():
-                try:
-                    with open(runs_path) as f:
-                        return [json.loads(l) for l in f.read().split("\n")[:-1]]
-                except (FileNotFoundError, ValueError):
-                    return []
-            p.wait(lambda: len(runs()) >= 2, "4: the program run twice (fail, then succeed)",
-                   timeout=DEADLINE + 20)
-            p.wait(lambda: [x for x in p.outbox() if x.get("type") == "ack" or x.get("acked_at")],
-                   "4: the acknowledgement recorded")
-            rs = runs()
-            expect_eq(len(rs), 2, "4: program runs for one ban")
-            body = json.loads(rs[1]["stdin"])
-            check_body(body, ban, "ban", "4: stdin JSON")
-            expect_eq(rs[0]["stdin"], rs[1]["stdin"], "4: the same body on both attempts")
-            expect_eq(rs[1]["argv"], ["--node", "%s/%s" % (NS, POD)], "4: arguments")
-            env = rs[1]["env"]
-            want = {"QW_ACTION": "ban", "QW_ID": ban["id"],
-                    "QW_IDEMPOTENCY_KEY": body["idempotency_key"], "QW_CHAIN": CHAIN,
-                    "QW_NAMESPACE": NS, "QW_NODE": POD, "QW_REASON": body["reason"],
-                    "QW_SINCE": body["since"], "QW_DECIDED_AT": ban["time"]}
-            for k, v in want.items():
-                expect_eq(env.get(k), v, "4: environment " + k)
-            sig = "sha256=" + hmac.new(SECRET.encode(), rs[1]["stdin"].encode(),
-                                       hashlib.sha256).hexdigest()
-            expect_eq(env.get("QW_SIGNATURE"), sig, "4: QW_SIGNATURE")
-            expect("controller busy" in p.stderr(),
-                   "4: the program's stderr was not logged on failure")
-            cl.stop()
-            p.stop()
-        finally:
-            stop_writer(cl)
-            p.cleanup()
-            os.environ.pop(env_name, None)
-    t.check("4 exec: a failing then succeeding program, JSON on stdin, node argument, env", run)
-
-
-def secret_check(t, procs):
-    def run():
-        expect(procs, "no process ran")
-        for p in procs:
-            expect(SECRET not in p.stderr(), "the secret appears on stderr of %s" % p.cfg)
-    t.check("5 the secret never appears on quorumwatch's stderr", run)
+        def runs():
+            try:
+                with open(runs_path) as f:
+                    return [json.loads(l) for l in f.read().split("\n")[:-1]]
+            except (FileNotFoundError, ValueError):
+                return []
+        p.wait(lambda: len(runs()) >= 2, "4: the program run twice (fail, then succeed)",
+               timeout=DEADLINE + 20)
+        p.wait(lambda: [x for x in p.outbox() if x.get("type") == "ack" or x.get("acked_at")],
+               "4: the acknowledgement recorded")
+        rs = runs()
+        assert len(rs) == 2, "4: program runs for one ban"
+        body = json.loads(rs[1]["stdin"])
+        check_body(body, ban, "ban", "4: stdin JSON")
+        assert rs[0]["stdin"] == rs[1]["stdin"], "4: the same body on both attempts"
+        assert rs[1]["argv"] == ["--node", "%s/%s" % (NS, POD)], "4: arguments"
+        env = rs[1]["env"]
+        want = {"QW_ACTION": "ban", "QW_ID": ban["id"],
+                "QW_IDEMPOTENCY_KEY": body["idempotency_key"], "QW_CHAIN": CHAIN,
+                "QW_NAMESPACE": NS, "QW_NODE": POD, "QW_REASON": body["reason"],
+                "QW_SINCE": body["since"], "QW_DECIDED_AT": ban["time"]}
+        for k, v in want.items():
+            assert env.get(k) == v, "4: environment " + k
+        sig = "sha256=" + hmac.new(SECRET.encode(), rs[1]["stdin"].encode(),
+                                   hashlib.sha256).hexdigest()
+        assert env.get("QW_SIGNATURE") == sig, "4: QW_SIGNATURE"
+        assert "controller busy" in p.stderr(), "4: the program's stderr was not logged on failure"
+        cl.stop()
+        p.stop()
+    finally:
+        cl.stop_quietly()
+        p.cleanup()
 
 
 # --------------------------------------------------------------------------
+# Check 5: after every other instance of the module
 
 
-def main():
-    rt.BIN = rt.binary_of(sys.argv, "ban_test.py")
-    if rt.BIN is None:
-        return 2
-    rt.DEADLINE = DEADLINE  # rt.Proc.stop's wait for the exit after SIGTERM
-    rt.TMP = tempfile.mkdtemp(prefix="qw-ban-")
-    t = rt.Runner()
-    procs = []
-    rt.run_parts(t, (webhook_checks, exec_check, secret_check), procs)
+def test_5_secret_never_on_stderr(procs):
+    """5 the secret never appears on quorumwatch's stderr"""
+    assert procs, "no process ran"
     for p in procs:
-        p.cleanup()
-    return rt.finish(t)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        assert SECRET not in p.stderr(), "the secret appears on stderr of %s" % p.cfg

@@ -1,64 +1,72 @@
-#!/usr/bin/env python3
 """Auto-detection over the shipped examples: every example log, whole and
 cut to its first 20 lines (a stream's start: startup, peers, first blocks),
 is recognised as its family with --chain auto, and random text is reported
-unknown, not guessed.
-usage: detect_test.py PATH/TO/quorumwatch"""
-import glob, json, os, subprocess, sys, tempfile
+unknown, not guessed. One test per example file and cut.
 
-binary = os.path.abspath(sys.argv[1])
-root = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'examples')
+  python3 -m pytest -q -p no:cacheprovider tests/integration/detect_test.py --quorumwatch PATH
+"""
+import glob
+import json
+import os
+
+import pytest
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples")
 # Example folder -> family of its files (remote-signer logs are their own family).
-FAMILY = {'cosmoshub': 'cometbft', 'cometbft-signers': None}
-passed = failed = 0
+FAMILY = {"cosmoshub": "cometbft", "cometbft-signers": None}
 
 
-def summary_family(path):
-    with tempfile.TemporaryDirectory() as d:
-        s = os.path.join(d, 's.json')
-        r = subprocess.run([binary, 'replay', '--format', 'jsonl', '--summary', s, path],
-                           capture_output=True, text=True, timeout=120)
-        if r.returncode != 0:
-            return 'exit %d: %s' % (r.returncode, r.stderr[:200])
-        return json.load(open(s))[0]['family']
+def examples():
+    """(folder name, path, wanted family) of every example log."""
+    out = []
+    for folder in sorted(glob.glob(os.path.join(EXAMPLES, "*"))):
+        ex = os.path.basename(folder)
+        for path in sorted(glob.glob(os.path.join(folder, "*.log"))):
+            want = FAMILY.get(ex, ex)
+            if want is None:
+                want = "cometbft-signers" if "_tmkms-" in path or "_horcrux-" in path else "cometbft"
+            out.append((ex, path, want))
+    return out
 
 
-def check(name, ok, detail=''):
-    global passed, failed
-    if ok:
-        passed += 1
-        print('ok   ' + name)
-    else:
-        failed += 1
-        print('FAIL %s %s' % (name, detail))
+def cases():
+    found = examples()
+    if not found:  # never a vacuous pass
+        return [pytest.param(None, None, None, None, id="no-examples")]
+    return [pytest.param(ex, path, want, cut, id="%s/%s %s" % (
+                ex, os.path.basename(path)[:40], "detected" if cut is None else "first 20 lines"))
+            for ex, path, want in found for cut in (None, 20)]
 
 
-for folder in sorted(glob.glob(os.path.join(root, '*'))):
-    ex = os.path.basename(folder)
-    for path in sorted(glob.glob(os.path.join(folder, '*.log'))):
-        want = FAMILY.get(ex, ex)
-        if want is None:
-            want = 'cometbft-signers' if '_tmkms-' in path or '_horcrux-' in path else 'cometbft'
-        got = summary_family(path)
-        check('%s/%s detected' % (ex, os.path.basename(path)[:40]), got == want,
-              'got %r, want %r' % (got, want))
-        with tempfile.TemporaryDirectory() as d:
-            head = os.path.join(d, os.path.basename(path))
-            with open(path, 'rb') as src, open(head, 'wb') as dst:
-                for i, line in enumerate(src):
-                    if i == 20:
-                        break
-                    dst.write(line)
-            got = summary_family(head)
-            check('%s/%s first 20 lines' % (ex, os.path.basename(path)[:40]), got == want,
-                  'got %r, want %r' % (got, want))
+def summary_family(qw, path, tmp_path):
+    s = str(tmp_path / "s.json")
+    r = qw("replay", "--format", "jsonl", "--summary", s, path, timeout=120)
+    if r.rc != 0:
+        return "exit %d: %s" % (r.rc, r.stderr[:200])
+    with open(s) as f:
+        return json.load(f)[0]["family"]
 
-with tempfile.TemporaryDirectory() as d:
-    p = os.path.join(d, 'noise.log')
-    open(p, 'w').write('hello world\nnothing to see here\n')
-    r = subprocess.run([binary, 'replay', '--format', 'jsonl', p], capture_output=True, text=True)
-    check('random text is reported unknown', r.returncode == 0 and 'family unknown' in r.stderr,
-          r.stderr[:200])
 
-print('%d passed, %d failed' % (passed, failed))
-sys.exit(1 if failed else 0)
+@pytest.mark.parametrize("ex,path,want,cut", cases())
+def test_example_detected(qw, tmp_path, ex, path, want, cut):
+    """<example>/<file> detected, whole and its first 20 lines"""
+    assert path is not None, "no example logs under %s" % EXAMPLES
+    if cut is not None:
+        head = str(tmp_path / os.path.basename(path))
+        with open(path, "rb") as src, open(head, "wb") as dst:
+            for i, line in enumerate(src):
+                if i == cut:
+                    break
+                dst.write(line)
+        path = head
+    got = summary_family(qw, path, tmp_path)
+    assert got == want, "got %r, want %r" % (got, want)
+
+
+def test_random_text_unknown(qw, tmp_path):
+    """random text is reported unknown"""
+    p = str(tmp_path / "noise.log")
+    with open(p, "w") as f:
+        f.write("hello world\nnothing to see here\n")
+    r = qw("replay", "--format", "jsonl", p)
+    assert r.rc == 0 and "family unknown" in r.stderr, r.stderr[:200]

@@ -1,11 +1,5 @@
-#!/usr/bin/env python3
 """run == replay: `quorumwatch run` over finished files writes exactly the event
 lines `quorumwatch replay --format jsonl` prints for them (suite 'integration').
-
-Long on purpose: one harness (input setup, run, replay, comparison) for the
-four checks below, which are the proof that replay and run are one pipeline.
-
-usage: python3 tests/integration/live_replay_test.py PATH/TO/quorumwatch [NAME...]
 
 docs/PIPELINE.md: replay and `run` are one pipeline (record stage, merge on
 event time, detector); `run` with `read_from: beginning` over finished files
@@ -13,38 +7,40 @@ must write the same events as replay: same ids, order, times, bytes.
 Replay's correctness is pinned by the golden scenarios (tests/golden); this
 test pins run to replay.
 
-1. Every golden scenario and bundled example (tests/golden/*/ with an
-   expected.jsonl): replay exactly as tests/golden/run_golden.py runs it, and
-   one `run` over copies of the same files; the events file must equal
-   replay's stdout byte for byte, and no node_stalled, chain_halted or ban
-   may be later than the input's last record.
-2. 45 minutes of three healthy CometBFT nodes, generated at run time and
-   ending shortly before now: no event from replay, none from run (with
-   `max_bans: 3`, and with max_bans at its default).
-3. Stopped part-way and restarted on the same state_dir (test hooks of
-   docs/PIPELINE.md, `checkpoint_interval: 0s`): for each N = 1, 2, 3, 5,
-   8 ... a fresh start with QW_TEST_READ_CHUNK=4096 that crashes after its
-   N-th checkpoint (QW_TEST_CRASH_AFTER_CHECKPOINTS) and a restart without
-   it to the end, until the run ends before N checkpoints; a series of
-   graceful stops in a row (QW_TEST_STOP_AFTER_CHECKPOINTS) and real
+1. test_golden: every golden scenario and bundled example (tests/golden/*/
+   with an expected.jsonl): replay exactly as tests/golden/run_golden.py runs
+   it, and one `run` over copies of the same files; the events file must
+   equal replay's stdout byte for byte, and no node_stalled, chain_halted or
+   ban may be later than the input's last record.
+2. test_healthy: 45 minutes of three healthy CometBFT nodes, generated at
+   run time and ending shortly before now: no event from replay, none from
+   run (with `max_bans: 3`, and with max_bans at its default).
+3. test_restarts: stopped part-way and restarted on the same state_dir (test
+   hooks of docs/PIPELINE.md, `checkpoint_interval: 0s`): for each N = 1, 2,
+   3, 5, 8 ... a fresh start with QW_TEST_READ_CHUNK=4096 that crashes after
+   its N-th checkpoint (QW_TEST_CRASH_AFTER_CHECKPOINTS) and a restart
+   without it to the end, until the run ends before N checkpoints; a series
+   of graceful stops in a row (QW_TEST_STOP_AFTER_CHECKPOINTS) and real
    `kill -9`s at seeded random moments, both with smaller reads for small
    inputs (small_reads). After a crash, repeats are dropped by id (the
    first occurrence kept) and the rest must be replay's lines; after
    graceful stops nothing may repeat.
-4. File names with a tab, a space, non-ASCII letters and a newline (raw
-   CometBFT JSON logs, RFC 3339 stamps): one node stops committing for 3
-   minutes; replay reports it (expectations by reasoning,
+4. test_names: file names with a tab, a space, non-ASCII letters and a
+   newline (raw CometBFT JSON logs, RFC 3339 stamps): one node stops
+   committing for 3 minutes; replay reports it (expectations by reasoning,
    docs/DETECTION.md), run writes the same, across a SIGTERM and restarts.
 
 Expectations come from reasoning about the inputs or, for equality, from
 replay; never from run's own output. Every wait polls a condition (every
-50 ms, generous deadlines); nothing is asserted on timing. Independent
-scenarios run a few at a time: most of a run's wall time is the idle
-`input_outage_after` at its end. NAME arguments keep only the checks whose
-label contains one of them. QW_LIVE_SEED fixes the kill -9 seed (printed).
+50 ms, generous deadlines); nothing is asserted on timing. The scenarios of
+one part run a few at a time (most of a run's wall time is the idle
+`input_outage_after` at its end): a module fixture per part starts the
+selected ones together, and each test waits for its own. QW_LIVE_SEED fixes
+the kill -9 seed (printed, and named in a kill -9 test's failure). A test's
+note (where a stop came, repeats dropped) is printed: `-rP` shows it.
 
-Prints ok/FAIL per check and "N passed, M failed"; exits 1 on any failure.
-Python 3 standard library only.
+  python3 -m pytest -q -p no:cacheprovider tests/integration/live_replay_test.py --quorumwatch PATH
+      [-k NAME]
 """
 import concurrent.futures
 import datetime
@@ -59,115 +55,31 @@ import shlex
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
-import traceback
 
-UTC = datetime.timezone.utc
-EPOCH = datetime.datetime(1970, 1, 1, tzinfo=UTC)
-MS = 1_000_000
-SECOND = 1000 * MS
+import pytest
+
+from harness import (MS, SECOND, UTC, Failure, QwProcess, event_time, expect, ns_of,
+                     parse_event_time, utc, wait_for)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GOLDEN = os.path.join(ROOT, "tests", "golden")
 DEADLINE = 60.0  # generous: two shared cores
 STOP_DEADLINE = 15.0  # SIGTERM to exit
-POLL = 0.05
 WORKERS = 3  # scenarios at a time
 LATE_KINDS = ("node_stalled", "chain_halted", "ban")
 FIB = (1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377, 610, 987)
-BIN = None
-TMP = None
-FILTERS = []
-
-# --------------------------------------------------------------------------
-# Harness
-
-
-class Failure(Exception):
-    pass
-
-
-def expect(cond, what):
-    if not cond:
-        raise Failure(what)
 
 
 def wait(cond, what, timeout=DEADLINE):
     """Polls cond every 50 ms until it returns something true; a Failure
     raised by cond (a process that died) ends the wait at once."""
-    end = time.monotonic() + timeout
-    while True:
-        r = cond()
-        if r:
-            return r
-        if time.monotonic() >= end:
-            raise Failure("not within %d s: %s" % (timeout, what))
-        time.sleep(POLL)
-
-
-def capture(fn):
-    """(None, fn's note) when fn passed, else (the failure's text, None): a
-    broken check is a failed check."""
-    try:
-        return None, fn()
-    except Failure as e:
-        return str(e), None
-    except Exception:
-        return "exception\n" + traceback.format_exc(), None
-
-
-class Runner:
-    def __init__(self):
-        self.passed = 0
-        self.failed = 0
-
-    def wanted(self, label):
-        return not FILTERS or any(f in label for f in FILTERS)
-
-    def record(self, label, problem, note=None):
-        if problem is None:
-            self.passed += 1
-            print("ok   %s%s" % (label, "\n     (%s)" % note if note else ""), flush=True)
-        else:
-            self.failed += 1
-            print("FAIL %s: %s" % (label, problem), flush=True)
-
-    def run(self, jobs, workers=WORKERS):
-        """jobs: (label, fn). Runs them a few at a time, reports in order."""
-        jobs = [(l, f) for l, f in jobs if self.wanted(l)]
-        if not jobs:
-            return
-        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as ex:
-            futures = [(label, ex.submit(capture, fn)) for label, fn in jobs]
-            for label, fut in futures:
-                self.record(label, *fut.result())
+    return wait_for(cond, what, timeout)
 
 
 # --------------------------------------------------------------------------
-# Times
-
-
-def ns_of(t):
-    return (t - EPOCH) // datetime.timedelta(microseconds=1) * 1000
-
-
-def utc(ns):
-    return EPOCH + datetime.timedelta(microseconds=ns // 1000)
-
-
-def rfc3339nano(ns):
-    return "%s.%09dZ" % (utc(ns).strftime("%Y-%m-%dT%H:%M:%S"), ns % SECOND)
-
-
-def event_time(ns):
-    """An event's `time`: RFC 3339 UTC with milliseconds."""
-    return "%s.%03dZ" % (utc(ns).strftime("%Y-%m-%dT%H:%M:%S"), (ns // MS) % 1000)
-
-
-def plain_stamp(ns):
-    """CometBFT's plain logger: `2006-01-02|15:04:05.000`."""
-    return utc(ns).strftime("%Y-%m-%d|%H:%M:%S.") + "%03d" % ((ns // MS) % 1000)
+# Times in the inputs
 
 
 STAMP_RE = re.compile(rb"(\d{4})-(\d\d)-(\d\d)[T |](\d\d):(\d\d):(\d\d)(\.\d+)?(Z|[+-]\d\d:?\d\d)?")
@@ -234,11 +146,6 @@ def file_ends(paths):
     return "\n  input files end at:\n" + "\n".join(
         "    %s  %s%s" % (event_time(ns), os.path.basename(p)[:60], "  (no stamp: its modification time)" if mt else "")
         for p, ns, mt in sorted(last_records(paths), key=lambda x: x[1]))
-
-
-def parse_event_time(s):
-    t = datetime.datetime.strptime(s, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-    return ns_of(t)
 
 
 # --------------------------------------------------------------------------
@@ -336,16 +243,12 @@ def not_late(data, last_ns, what):
 # quorumwatch replay and quorumwatch run
 
 
-def replay(args, files, cwd, extra=()):
-    cmd = [BIN, "replay"] + list(args) + list(extra) + ["--format", "jsonl"] + list(files)
-    try:
-        r = subprocess.run(cmd, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, timeout=300)
-    except subprocess.TimeoutExpired:
-        raise Failure("replay did not finish within 300 s: %s" % " ".join(map(shlex.quote, cmd)))
-    expect(r.returncode == 0, "replay exit status %d\n  command: %s (in %s)\n  stderr: %s" % (
-        r.returncode, " ".join(map(shlex.quote, cmd)), cwd, r.stderr.decode("utf-8", "replace")[-1500:]))
-    return r.stdout
+def replay(qw, args, files, cwd, extra=()):
+    args = ["replay"] + list(args) + list(extra) + ["--format", "jsonl"] + list(files)
+    r = qw(*args, cwd=cwd, timeout=300)
+    expect(r.rc == 0, "replay exit status %d\n  command: %s (in %s)\n  stderr: %s" % (
+        r.rc, " ".join(map(shlex.quote, [qw.binary] + args)), cwd, r.stderr[-1500:]))
+    return r.out
 
 
 def q(s):
@@ -412,40 +315,17 @@ def copy_inputs(inputs, root):
     return out
 
 
-class Live:
+class Live(QwProcess):
     """One folder: containers/ (the inputs), state/, events.jsonl, and the
-    successive `quorumwatch run` processes on them."""
+    successive `quorumwatch run` processes on them (harness.QwProcess: the
+    stderr of start N in stderr.N; QW_TEST_* variables only as start()
+    gives them)."""
 
-    def __init__(self, root, config_text, files):
-        self.root = root
+    def __init__(self, binary, root, config_text, files):
+        super().__init__(binary, root, config_text, deadline=STOP_DEADLINE)
         self.files = files
-        self.cfg = os.path.join(root, "quorumwatch.yaml")
-        with open(self.cfg, "w", encoding="utf-8") as f:
-            f.write(config_text)
         self.events = os.path.join(root, "events.jsonl")
         self.cp_path = os.path.join(root, "state", "checkpoint.json")
-        self.p = None
-        self.n = 0
-        self.err_path = None
-
-    def start(self, **env):
-        self.n += 1
-        self.err_path = os.path.join(self.root, "stderr.%d" % self.n)
-        e = {k: v for k, v in os.environ.items() if not k.startswith("QW_TEST_")}
-        e.update(env)
-        with open(self.err_path, "wb") as err:
-            self.p = subprocess.Popen([BIN, "run", "-c", self.cfg], stdin=subprocess.DEVNULL,
-                                      stdout=subprocess.DEVNULL, stderr=err, env=e)
-
-    def stderr(self):
-        with open(self.err_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def tail(self):
-        return "\n      ".join(self.stderr()[-1200:].splitlines())
-
-    def alive(self):
-        return self.p is not None and self.p.poll() is None
 
     def checkpoint(self):
         """The checkpoint, or None before the first one. It is replaced
@@ -489,7 +369,7 @@ class Live:
         return not cp.get("pending_events")
 
     def outage(self):
-        t = self.stderr()
+        t = self.current_stderr()
         return t.rfind("input outage") > t.rfind("input resumed")
 
     def running(self, what):
@@ -540,10 +420,7 @@ class Live:
         expect(rc == 0, "start %d: exit status %d after SIGTERM; stderr:\n      %s" % (self.n, rc, self.tail()))
 
     def kill(self):
-        if self.alive():
-            self.p.kill()
-        if self.p is not None:
-            self.p.wait()
+        self.cleanup()
 
     def data(self):
         try:
@@ -553,9 +430,8 @@ class Live:
             return b""
 
 
-def fresh(label):
-    root = os.path.realpath(tempfile.mkdtemp(prefix=re.sub(r"[^\w-]", "_", label) + "-", dir=TMP))
-    return root
+def fresh(tmp, label):
+    return os.path.realpath(tempfile.mkdtemp(prefix=re.sub(r"[^\w-]", "_", label) + "-", dir=tmp))
 
 
 # --------------------------------------------------------------------------
@@ -566,7 +442,9 @@ class Case:
     """args and files as replay gets them (in cwd), and run's stream rules
     and configuration text that say the same."""
 
-    def __init__(self, name, cwd, args, files, rules, base):
+    def __init__(self, qw, tmp, name, cwd, args, files, rules, base):
+        self.qw = qw
+        self.tmp = tmp
         self.name = name
         self.cwd = cwd
         self.args = args
@@ -581,13 +459,13 @@ class Case:
 
     def want(self):
         if self._want is None:
-            self._want = replay(self.args, self.files, self.cwd)
+            self._want = replay(self.qw, self.args, self.files, self.cwd)
         return self._want
 
     def setup(self, label, interval="100ms"):
-        root = fresh(label)
+        root = fresh(self.tmp, label)
         files = copy_inputs(self.inputs(), root)
-        return Live(root, run_config(root, self.rules, self.base, interval), files)
+        return Live(self.qw.binary, root, run_config(root, self.rules, self.base, interval), files)
 
 
 def positional(args):
@@ -602,7 +480,7 @@ def positional(args):
     return out
 
 
-def golden_case(sdir):
+def golden_case(qw, tmp, sdir):
     """As tests/golden/run_golden.py: cwd = the scenario, args via shlex
     from `args`, files = *.log and *.log.zst sorted by name."""
     name = os.path.basename(sdir)
@@ -629,7 +507,7 @@ def golden_case(sdir):
             raise Failure("setup: %s/args: replay argument %r has no translation for run" % (name, a))
         else:
             i += 1
-    return Case(name, sdir, args, files, rules, base)
+    return Case(qw, tmp, name, sdir, args, files, rules, base)
 
 
 def golden_dirs():
@@ -640,9 +518,9 @@ def golden_dirs():
 # 1. Every golden scenario and bundled example
 
 
-def check_golden(sdir):
+def check_golden(qw, tmp, sdir):
     def fn():
-        case = golden_case(sdir)
+        case = golden_case(qw, tmp, sdir)
         want = case.want()
         live = case.setup(case.name)
         try:
@@ -671,34 +549,26 @@ HEALTHY_CHAINS = {
 }
 
 
-def cri(ns, msg):
-    return "%s stdout F %s\n" % (rfc3339nano(ns), msg)
+def commit_line(logs, ns, h, rng):
+    return logs.tm_line(ns, "committed state", "module=state height=%d num_txs=%d app_hash=%s" % (
+        h, rng.randint(0, 12), hashlib.sha256(b"%d" % h).hexdigest().upper()), "I")
 
 
-def plain(ns, level, msg, fields):
-    return "%s[%s] %-44s %s" % (level, plain_stamp(ns), msg, fields)
-
-
-def commit_line(ns, h, rng):
-    return plain(ns, "I", "committed state", "module=state height=%d num_txs=%d app_hash=%s" % (
-        h, rng.randint(0, 12), hashlib.sha256(b"%d" % h).hexdigest().upper()))
-
-
-def p2p_noise(ns, rng):
+def p2p_noise(logs, ns, rng):
     peer = '"Peer{MConn{%s.%d:26656} %s out}"' % (
         rng.choice(("192.0.2", "198.51.100", "203.0.113")), rng.randint(2, 250),
         hashlib.sha1(b"%f" % rng.random()).hexdigest())
     r = rng.random()
     if r < 0.4:
-        return plain(ns, "I", "Added peer", "module=p2p peer=" + peer)
+        return logs.tm_line(ns, "Added peer", "module=p2p peer=" + peer, "I")
     if r < 0.7:
-        return plain(ns, "E", "Stopping peer for error", "module=p2p peer=%s err=%s" % (
-            peer, rng.choice(("EOF", '"read tcp: connection reset by peer"', '"pong timeout"'))))
-    return plain(ns, "I", "service start", 'module=p2p msg="Starting Peer service" impl=%s peer=%s' % (
-        peer, peer))
+        return logs.tm_line(ns, "Stopping peer for error", "module=p2p peer=%s err=%s" % (
+            peer, rng.choice(("EOF", '"read tcp: connection reset by peer"', '"pong timeout"'))), "E")
+    return logs.tm_line(ns, "service start", 'module=p2p msg="Starting Peer service" impl=%s peer=%s' % (
+        peer, peer), "I")
 
 
-def gen_healthy(dest):
+def gen_healthy(dest, logs):
     """Three nodes, a height every 6 s (each within a second of the block
     time), 20 p2p noise lines per block and node, 45 minutes of log time
     ending ~10 s before now. Seeded: only the times move with the clock."""
@@ -712,9 +582,9 @@ def gen_healthy(dest):
         h = 22_000_001 + k
         for pod in HEALTHY_PODS:
             tc = t_block + rng.randint(0, 900) * MS + rng.randint(0, 999_999)
-            out[pod].append(cri(tc, commit_line(tc, h, rng)))
+            out[pod].append(logs.cri(tc, commit_line(logs, tc, h, rng)))
             for tn in sorted(tc + rng.randint(10, 5000) * MS + rng.randint(0, 999_999) for _ in range(20)):
-                out[pod].append(cri(tn, p2p_noise(tn, rng)))
+                out[pod].append(logs.cri(tn, p2p_noise(logs, tn, rng)))
     os.makedirs(dest)
     paths = []
     for pod in HEALTHY_PODS:
@@ -725,18 +595,18 @@ def gen_healthy(dest):
     return paths
 
 
-def healthy_case(gen_dir, label):
+def healthy_case(qw, tmp, gen_dir, label):
     cfg = os.path.join(gen_dir, "chains-%s.yaml" % label.replace(" ", "-"))
     with open(cfg, "w", encoding="utf-8") as f:
         f.write(HEALTHY_CHAINS[label])
     files = sorted(os.path.basename(p) for p in glob.glob(os.path.join(gen_dir, "*.log")))
-    return Case("healthy-45min", gen_dir, ["--chain", "cosmoshub", "--config", os.path.basename(cfg)], files,
+    return Case(qw, tmp, "healthy-45min", gen_dir, ["--chain", "cosmoshub", "--config", os.path.basename(cfg)], files,
                 [('{namespace: "cosmos"}', "cosmoshub")], HEALTHY_CHAINS[label])
 
 
-def check_healthy(gen_dir, label):
+def check_healthy(qw, tmp, gen_dir, label):
     def fn():
-        case = healthy_case(gen_dir, label)
+        case = healthy_case(qw, tmp, gen_dir, label)
         want = case.want()
         expect(want == b"", "replay printed events for 45 healthy minutes (expected none):\n    %s" % (
             "\n    ".join(want.decode("utf-8", "replace").splitlines()[:10])))
@@ -1015,10 +885,10 @@ def names_expected():
              "height": h, "detail": d} for t, k, s, h, d in ev]
 
 
-def check_names_replay(gen_dir):
+def check_names_replay(qw, tmp, gen_dir):
     def fn():
         files = sorted(os.listdir(gen_dir))
-        data = replay(["--chain", "cosmoshub"], files, gen_dir)
+        data = replay(qw, ["--chain", "cosmoshub"], files, gen_dir)
         _, got = event_lines(data, "replay stdout")
         want = names_expected()
         problems = []
@@ -1038,15 +908,15 @@ def check_names_replay(gen_dir):
                 "\n    ".join(problems), "\n    ".join(l.decode("utf-8", "replace") for l in data.splitlines()),
                 "\n    ".join(json.dumps(w, ensure_ascii=False) for w in want)))
         # every node, named after its file
-        summary = os.path.join(fresh("names-summary"), "summary.json")
-        replay(["--chain", "cosmoshub"], files, gen_dir, extra=("--summary", summary))
+        summary = os.path.join(fresh(tmp, "names-summary"), "summary.json")
+        replay(qw, ["--chain", "cosmoshub"], files, gen_dir, extra=("--summary", summary))
         with open(summary, encoding="utf-8") as f:
             nodes = sorted(n.get("node") for n in json.load(f))
         expect(nodes == sorted(NAMES), "summary nodes %r, want %r" % (nodes, sorted(NAMES)))
     return fn
 
 
-def check_names_run(gen_dir, interval):
+def check_names_run(qw, tmp, gen_dir, interval):
     """Start (256 bytes a poll), SIGTERM once the checkpoint shows
     progress, start again to the end, start a third time: exit 0 each time,
     replay's events, nothing written twice. Where the first stop came is
@@ -1056,7 +926,7 @@ def check_names_run(gen_dir, interval):
     with 0s (a checkpoint after every batch: the SIGTERM comes part-way, so
     the restart resumes mid-file on the odd paths)."""
     def fn():
-        case = Case("names", gen_dir, ["--chain", "cosmoshub"], sorted(os.listdir(gen_dir)),
+        case = Case(qw, tmp, "names", gen_dir, ["--chain", "cosmoshub"], sorted(os.listdir(gen_dir)),
                     [("{}", "cosmoshub")], "")
         want = case.want()
         live = case.setup("names", interval=interval)
@@ -1083,66 +953,171 @@ def check_names_run(gen_dir, interval):
 
 
 # --------------------------------------------------------------------------
+# The tests: one module fixture per part starts the part's selected
+# scenarios together (WORKERS at a time); each test waits for its own.
 
 
-def main():
-    global BIN, TMP, FILTERS
-    if len(sys.argv) < 2:
-        print("usage: live_replay_test.py PATH/TO/quorumwatch [NAME...]", file=sys.stderr)
-        return 2
-    BIN = os.path.abspath(sys.argv[1])
-    FILTERS = sys.argv[2:]
-    if not os.access(BIN, os.X_OK):
-        print("not an executable: %s" % BIN, file=sys.stderr)
-        return 2
+class Pool:
+    """Runs jobs [(key, fn)] WORKERS at a time from the start; result(key)
+    waits for one: fn's return value (a note), or fn's exception."""
+
+    def __init__(self, jobs):
+        self.ex = concurrent.futures.ThreadPoolExecutor(max_workers=WORKERS)
+        self.futures = {key: self.ex.submit(fn) for key, fn in jobs}
+
+    def result(self, key):
+        return self.futures[key].result()
+
+    def close(self):
+        self.ex.shutdown(wait=True, cancel_futures=True)
+
+
+def selected(request, test_name):
+    """The `key` parameters of this module's selected cases of test_name, in order."""
+    return [item.callspec.params["key"] for item in request.session.items
+            if item.module is request.module and getattr(item, "originalname", None) == test_name
+            and item.callspec.params["key"] is not None]
+
+
+def show(note):
+    if note:
+        print("(%s)" % note)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def zstd_installed():
     if shutil.which("zstd") is None:
-        print("zstd is needed (bad_input has a .log.zst)", file=sys.stderr)
-        return 2
-    TMP = os.path.realpath(tempfile.mkdtemp(prefix="qw-live-"))
-    started = time.monotonic()
-    t = Runner()
+        pytest.fail("zstd is needed (bad_input has a .log.zst)", pytrace=False)
 
-    # 1
-    t.run([("golden/%s: run == replay" % os.path.basename(d), check_golden(d)) for d in golden_dirs()])
 
-    # 2
-    healthy_dir = os.path.join(TMP, "gen-healthy")
-    gen_healthy(healthy_dir)
-    t.run([("healthy-45min (%s): no event from replay or run" % label, check_healthy(healthy_dir, label))
-           for label in HEALTHY_CHAINS])
+@pytest.fixture(scope="module")
+def tmp(tmp_path_factory):
+    return os.path.realpath(str(tmp_path_factory.mktemp("live")))
 
-    # 3
+
+# 1
+
+
+GOLDEN_KEYS = [os.path.basename(d) for d in golden_dirs()]
+
+
+@pytest.fixture(scope="module")
+def golden_pool(request, qw, tmp):
+    pool = Pool([(k, check_golden(qw, tmp, os.path.join(GOLDEN, k)))
+                 for k in selected(request, "test_golden")])
+    yield pool
+    pool.close()
+
+
+@pytest.mark.parametrize("key", GOLDEN_KEYS or [None])
+def test_golden(golden_pool, key):
+    """golden/<name>: run == replay"""
+    assert key is not None, "no golden scenario (tests/golden/*/expected.jsonl)"
+    show(golden_pool.result(key))
+
+
+# 2
+
+
+@pytest.fixture(scope="module")
+def healthy_dir(tmp, logs):
+    d = os.path.join(tmp, "gen-healthy")
+    gen_healthy(d, logs)
+    return d
+
+
+@pytest.fixture(scope="module")
+def healthy_pool(request, qw, tmp, healthy_dir):
+    pool = Pool([(k, check_healthy(qw, tmp, healthy_dir, k))
+                 for k in selected(request, "test_healthy")])
+    yield pool
+    pool.close()
+
+
+@pytest.mark.parametrize("key", list(HEALTHY_CHAINS))
+def test_healthy(healthy_pool, key):
+    """healthy-45min (max_bans 3 / max_bans default): no event from replay or run"""
+    show(healthy_pool.result(key))
+
+
+# 3
+
+RESTART_CASES = ("healthy-45min", "examples_cosmoshub", "ban_31min", "unban", "missed_precommits",
+                 "upgrade_halt")
+RESTART_KINDS = ("crash", "stop", "kill9")
+
+
+@pytest.fixture(scope="module")
+def kill9_seed():
     seed = int(os.environ.get("QW_LIVE_SEED") or random.SystemRandom().randrange(1 << 32))
-    cases = [healthy_case(healthy_dir, "max_bans 3")]
-    for name in ("examples_cosmoshub", "ban_31min", "unban", "missed_precommits", "upgrade_halt"):
-        cases.append(golden_case(os.path.join(GOLDEN, name)))
+    print("(kill -9 seed %d; QW_LIVE_SEED=%d repeats it)" % (seed, seed))
+    return seed
+
+
+@pytest.fixture(scope="module")
+def restart_pool(request, qw, tmp, kill9_seed):
+    keys = selected(request, "test_restarts")
+    cases = {}
+    for key in keys:
+        name = key.split("/")[0]
+        if name in cases:
+            continue
+        if name == "healthy-45min":
+            cases[name] = healthy_case(qw, tmp, request.getfixturevalue("healthy_dir"), "max_bans 3")
+        else:
+            cases[name] = golden_case(qw, tmp, os.path.join(GOLDEN, name))
     jobs = []
-    for c in cases:
-        jobs.append(("restarts/%s: a crash after N = 1, 2, 3, 5, 8 ... checkpoints, then a restart" % c.name,
-                     crash_series(c, c.name + "-crash")))
-        jobs.append(("restarts/%s: graceful stops after 1, 2, 3, 5, 8 ... checkpoints in a row" % c.name,
-                     stop_series(c, c.name + "-stop")))
-        jobs.append(("restarts/%s: kill -9 at random moments" % c.name, kill9_series(c, c.name + "-kill9", seed)))
-    if any(t.wanted(label) for label, _ in jobs):
-        print("     (kill -9 seed %d; QW_LIVE_SEED=%d repeats it)" % (seed, seed), flush=True)
-    t.run(jobs)
-
-    # 4
-    names_dir = os.path.join(TMP, "gen-names")
-    gen_names(names_dir)
-    t.run([("names: replay reports the stall of %r, names JSON-escaped" % STALLER, check_names_replay(names_dir)),
-           ("names: run == replay, across SIGTERM and restarts", check_names_run(names_dir, "100ms")),
-           ("names: run == replay, SIGTERM part-way (checkpoint_interval 0s) and restarts",
-            check_names_run(names_dir, "0s"))])
-
-    print("     (%.0f s)" % (time.monotonic() - started))
-    if t.failed == 0:
-        shutil.rmtree(TMP, ignore_errors=True)
-    else:
-        print("(files kept in %s)" % TMP)
-    print("%d passed, %d failed" % (t.passed, t.failed))
-    return 1 if t.failed else 0
+    for key in keys:
+        name, kind = key.split("/")
+        c = cases[name]
+        if kind == "crash":
+            jobs.append((key, crash_series(c, c.name + "-crash")))
+        elif kind == "stop":
+            jobs.append((key, stop_series(c, c.name + "-stop")))
+        else:
+            jobs.append((key, kill9_series(c, c.name + "-kill9", kill9_seed)))
+    pool = Pool(jobs)
+    yield pool
+    pool.close()
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+@pytest.mark.parametrize("key", ["%s/%s" % (c, k) for c in RESTART_CASES for k in RESTART_KINDS])
+def test_restarts(restart_pool, kill9_seed, key):
+    """restarts/<case>: a crash after N = 1, 2, 3, 5, 8 ... checkpoints, then a
+    restart (crash); graceful stops after 1, 2, 3, 5, 8 ... checkpoints in a
+    row (stop); kill -9 at random moments (kill9)"""
+    try:
+        show(restart_pool.result(key))
+    except AssertionError as e:
+        if key.endswith("/kill9"):
+            raise Failure("%s\n  (kill -9 seed %d; QW_LIVE_SEED=%d repeats it)"
+                          % (e, kill9_seed, kill9_seed)) from None
+        raise
+
+
+# 4
+
+NAMES_TESTS = {
+    "replay": "replay reports the stall of %r, names JSON-escaped" % STALLER,
+    "run-100ms": "run == replay, across SIGTERM and restarts",
+    "run-0s": "run == replay, SIGTERM part-way (checkpoint_interval 0s) and restarts",
+}
+
+
+@pytest.fixture(scope="module")
+def names_pool(request, qw, tmp):
+    d = os.path.join(tmp, "gen-names")
+    gen_names(d)
+    make = {"replay": lambda: check_names_replay(qw, tmp, d),
+            "run-100ms": lambda: check_names_run(qw, tmp, d, "100ms"),
+            "run-0s": lambda: check_names_run(qw, tmp, d, "0s")}
+    pool = Pool([(k, make[k]()) for k in selected(request, "test_names")])
+    yield pool
+    pool.close()
+
+
+@pytest.mark.parametrize("key", list(NAMES_TESTS))
+def test_names(names_pool, key):
+    """names: replay reports the stall, names JSON-escaped; run == replay
+    across SIGTERM and restarts (checkpoint_interval 100ms and 0s)"""
+    show(names_pool.result(key))

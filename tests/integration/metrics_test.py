@@ -1,8 +1,5 @@
-#!/usr/bin/env python3
 """The /metrics, /healthz and /readyz endpoint of `quorumwatch run`
 (suite 'integration').
-
-Usage: python3 tests/integration/metrics_test.py PATH/TO/quorumwatch
 
 Runs the built binary over a temporary folder of Kubernetes-named CRI logs
 (`<pod>_<namespace>_<container>-<hex>.log`) of two CometBFT nodes writing
@@ -20,26 +17,23 @@ with exit status 1, and the port freed after SIGTERM.
 Synchronisation is never a sleep: every wait polls the endpoint, stderr or
 the process until a condition holds or a generous deadline passes. The
 writer thread's period only paces the logs. The log writer, the process and
-the waits are run_test.py's harness.
+the waits are harness.py's. The checks on the running instance are the test
+methods of TestEndpoint, run in order on one process.
 
-Prints "ok"/"FAIL" per check and ends with "N passed, M failed"; exits 1
-when anything failed. Python 3 standard library only.
+  python3 -m pytest -q -p no:cacheprovider tests/integration/metrics_test.py --quorumwatch PATH
 """
 
 import math
-import os
 import re
 import signal
 import socket
-import subprocess
-import sys
-import tempfile
+import types
 import urllib.error
 import urllib.request
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import run_test as rt  # noqa: E402
-from run_test import CHAIN, NS, STALL_S, Failure, expect, expect_eq  # noqa: E402
+import pytest
+
+from harness import CHAIN, NS, STALL_S, Cluster, ClusterProc, Failure, expect
 
 DEADLINE = 20.0  # generous: the machine has two busy cores
 ACTIVE = "val-a"  # keeps committing, so the instance always receives input
@@ -170,35 +164,54 @@ def parse_sample(line, where):
 
 
 # --------------------------------------------------------------------------
-# Logs: two nodes of one chain writing CRI records (run_test.py's writer)
+# The strict reader refuses what it must refuse
+
+GOOD_EXPOSITION = ('# HELP a_total Help with \\\\ and \\n.\n# TYPE a_total counter\n'
+                   'a_total{x="q\\"\\\\\\n",y=""} 1.5e3\na_total 2 1700000000000\n'
+                   '# TYPE b gauge\nb NaN\nb{z="1",} -Inf\n')
+BAD_EXPOSITIONS = [
+    ("x 1\n", "no TYPE"),
+    ("# TYPE x gauge\nx{a=\"1} 2\n", "unterminated value"),
+    ("# TYPE x gauge\nx{a=1} 2\n", "unquoted value"),
+    ("# TYPE x gauge\nx 1\nx 2\n", "series twice"),
+    ("# TYPE x gauge\nx{a=\"\\t\"} 1\n", "bad escape"),
+    ("# TYPE x gauge\nx  1\n", "two spaces"),
+    ("# TYPE x gauge\nx one\n", "bad value"),
+    ("# TYPE x gauge\nx 1", "no final newline"),
+    ("# TYPE x sometype\n", "unknown type"),
+    ("# comment\n", "other comments"),
+    ("\n", "empty line"),
+]
 
 
-class Cluster(rt.Cluster):
-    """The writer thread commits the next chain height on every active node
-    each rt.WRITE_PERIOD."""
+def test_reader_accepts_the_format():
+    """the strict text-format reader: escapes, NaN, -Inf, a trailing comma"""
+    ex = Exposition(GOOD_EXPOSITION)
+    assert ex.get("a_total", x='q"\\\n', y="") == 1500.0, "escaped label"
+    assert ex.helps["a_total"] == "Help with \\ and \n.", "escaped help"
+    assert math.isnan(ex.get("b")), "NaN"
+    assert ex.get("b", z="1") == -math.inf, "-Inf with a trailing comma"
 
-    def pause(self, pod):
-        """Stops a node's commits; returns its last height."""
-        return self.set_active(pod, False)[0]
 
-    def snapshot(self):
-        with self.lock:
-            return {p: (n.last_height, n.records) for p, n in self.nodes.items()}
+@pytest.mark.parametrize("bad", [b[0] for b in BAD_EXPOSITIONS], ids=[b[1] for b in BAD_EXPOSITIONS])
+def test_reader_refuses(bad):
+    """the strict text-format reader refuses a malformed exposition"""
+    with pytest.raises(Failure):
+        Exposition(bad)
 
 
 # --------------------------------------------------------------------------
 # The process under test
 
 
-class Proc(rt.Proc):
-    """run_test.py's process with a metrics sink on 127.0.0.1:port."""
+class MetricsProc(ClusterProc):
+    """harness.ClusterProc with a metrics sink on 127.0.0.1:port."""
 
-    def __init__(self, root, cluster, port):
-        os.makedirs(root, exist_ok=True)
+    def __init__(self, binary, root, cluster, port):
         self.port = port
         self.scrapes = 0
-        super().__init__(root, cluster, stall="%ds" % STALL_S, checkpoint="1s",
-                         extra='  - {type: metrics, listen: "127.0.0.1:%d"}\n' % port)
+        super().__init__(binary, root, cluster, deadline=DEADLINE, stall="%ds" % STALL_S,
+                         checkpoint="1s", extra=metrics_sink(port))
 
     # --- HTTP
 
@@ -213,291 +226,25 @@ class Proc(rt.Proc):
 
     def scrape(self):
         status, ctype, body = self.get("/metrics")
-        expect_eq(status, 200, "GET /metrics status")
-        expect(ctype.startswith("text/plain; version=0.0.4"),
-               "GET /metrics Content-Type %r" % ctype)
+        assert status == 200, "GET /metrics status"
+        assert ctype.startswith("text/plain; version=0.0.4"), \
+            "GET /metrics Content-Type %r" % ctype
         self.scrapes += 1
         return Exposition(body)
 
-    # --- waiting (polling with a deadline, never a bare sleep)
+    def wait(self, pred, what, timeout=None, observe=None, retry=True):
+        """ClusterProc.wait, where pred may also fail an assertion (or raise
+        OSError) while the condition does not hold yet: the last one is
+        reported at the deadline."""
+        return super().wait(pred, what, timeout, observe, retry)
 
-    def wait(self, pred, what, timeout=DEADLINE):
-        """rt.Proc.wait, where pred may also raise Failure (or OSError) while
-        the condition does not hold yet: the last one is reported at the
-        deadline."""
-        last = []
 
-        def attempt():
-            try:
-                return pred()
-            except (Failure, OSError) as e:
-                last[:] = [e]
-                return None
-        try:
-            return super().wait(attempt, what, timeout)
-        except Failure as e:
-            raise Failure("%s (last: %s)" % (e, last[0] if last else None)) from None
+def metrics_sink(port):
+    return '  - {type: metrics, listen: "127.0.0.1:%d"}\n' % port
 
 
 def node_labels(pod):
     return {"chain": CHAIN, "namespace": NS, "node": pod}
-
-
-# --------------------------------------------------------------------------
-# The checks
-
-
-def run_checks(t):
-    cluster = Cluster(rt.TMP)
-    cluster.add(ACTIVE, create=False)
-    cluster.add(STALLER, create=False)
-    cluster.tick()  # history before the start: read from the beginning
-    cluster.tick()
-    port = rt.free_port()
-    proc = Proc(os.path.join(rt.TMP, "main"), cluster, port)
-    try:
-        proc.start()
-        cluster.start()
-
-        def listening():
-            want = "metrics: listening on 127.0.0.1:%d" % port
-            proc.wait(lambda: want in proc.stderr(), "stderr line %r" % want)
-        if not t.check("the metrics sink logs its address", listening):
-            return
-
-        def text_format():
-            # Scrape until the node families are there; every scrape parses.
-            def with_nodes():
-                ex = proc.scrape()
-                return ex if ex.series("quorumwatch_node_height") else None
-            ex = proc.wait(with_nodes, "node heights on /metrics")
-            for name, typ in (("quorumwatch_node_height", "gauge"),
-                              ("quorumwatch_node_in_consensus", "gauge"),
-                              ("quorumwatch_node_seconds_since_commit", "gauge"),
-                              ("quorumwatch_node_out_of_consensus", "gauge"),
-                              ("quorumwatch_node_stalled", "gauge"),
-                              ("quorumwatch_node_banned", "gauge"),
-                              ("quorumwatch_node_ban_held", "gauge"),
-                              ("quorumwatch_missed_precommits_total", "counter"),
-                              ("quorumwatch_chain_head_height", "gauge"),
-                              ("quorumwatch_chain_halted", "gauge"),
-                              ("quorumwatch_bytes_behind", "gauge"),
-                              ("quorumwatch_files_behind", "gauge"),
-                              ("quorumwatch_input_outage", "gauge"),
-                              ("quorumwatch_ban_outbox_pending", "gauge"),
-                              ("quorumwatch_caught_up", "gauge"),
-                              ("quorumwatch_prefilter_info", "gauge"),
-                              ("quorumwatch_prefilter_fallbacks", "gauge"),
-                              ("quorumwatch_component_received_total", "counter"),
-                              ("quorumwatch_component_processed_total", "counter"),
-                              ("quorumwatch_component_dropped_total", "counter"),
-                              ("quorumwatch_component_errors_total", "counter")):
-                expect_eq(ex.types.get(name), typ, "TYPE of " + name)
-                expect(ex.helps.get(name), "HELP of " + name)
-            # One engine is named; the packs' self-check passed on this machine.
-            engines = ex.series("quorumwatch_prefilter_info")
-            expect_eq(len(engines), 1, "one prefilter_info series")
-            expect(engines and dict(engines[0][0]).get("engine") in ("hyperscan", "vectorscan", "re2-set"),
-                   "prefilter engine label: %r" % (engines,))
-            expect_eq(proc.scrape().get("quorumwatch_prefilter_fallbacks"), 0.0, "prefilter fallbacks")
-            # No node of ours signs here: no missed-precommit series.
-            expect_eq(ex.series("quorumwatch_missed_precommits_total"), [],
-                      "missed precommits of non-signers")
-        t.check("/metrics: Content-Type, every line well formed, every family typed", text_format)
-
-        def ready():
-            def ok():
-                r = proc.get("/readyz")
-                return r if r[0] == 200 else None
-            status, _, body = proc.wait(ok, "/readyz 200 after catching up")
-            expect_eq(body.strip(), "ok", "/readyz body")
-            expect_eq(proc.scrape().get("quorumwatch_caught_up"), 1.0, "caught_up gauge")
-        t.check("/readyz is 200 once history is read", ready)
-
-        def healthy():
-            status, _, body = proc.get("/healthz")
-            expect_eq((status, body.strip()), (200, "ok"), "/healthz")
-            status, _, _ = proc.get("/no-such-page")
-            expect_eq(status, 404, "an unknown path")
-        t.check("/healthz is 200 while status snapshots arrive", healthy)
-
-        def in_consensus():
-            def both():
-                ex = proc.scrape()
-                for pod in (ACTIVE, STALLER):
-                    expect_eq(ex.get("quorumwatch_node_in_consensus", **node_labels(pod)), 1.0,
-                              pod + " in_consensus")
-                    expect_eq(ex.get("quorumwatch_node_stalled", **node_labels(pod)), 0.0,
-                              pod + " stalled")
-                    h = ex.get("quorumwatch_node_height", **node_labels(pod))
-                    expect(h is not None and h >= 102, "%s height %r" % (pod, h))
-                    age = ex.get("quorumwatch_node_seconds_since_commit", **node_labels(pod))
-                    expect(age is not None and 0 <= age < 5, "%s seconds_since_commit %r"
-                           % (pod, age))
-                expect_eq(ex.get("quorumwatch_chain_halted", chain=CHAIN), 0.0, "chain_halted")
-                expect_eq(ex.get("quorumwatch_input_outage"), 0.0, "input_outage")
-                return True
-            proc.wait(both, "both nodes in consensus")
-        t.check("both nodes are in consensus, with a recent commit", in_consensus)
-
-        def used_port():
-            other = Proc(os.path.join(rt.TMP, "second"), cluster, port)
-            try:  # the whole of its stderr, once it has exited
-                r = subprocess.run([rt.BIN, "run", "-c", other.cfg], stdin=subprocess.DEVNULL,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                   timeout=DEADLINE)
-            except subprocess.TimeoutExpired as e:
-                tail = (e.stderr or b"").decode("utf-8", "replace")[-400:]
-                raise Failure("a second instance on port %d still runs after %.0f s; stderr: %r"
-                              % (port, DEADLINE, tail))
-            rc, err = r.returncode, r.stderr.decode("utf-8", "replace")
-            expect_eq(rc, 1, "exit status of an instance whose port is used (stderr: %r)" % err)
-            with open(other.cfg) as f:
-                line = 1 + [i for i, l in enumerate(f) if "type: metrics" in l][0]
-            want = "%s:%d: cannot listen on 127.0.0.1:%d: Address already in use" % (
-                other.cfg, line, port)
-            expect(want in err, "want %r in stderr %r" % (want, err))
-            status, _, _ = proc.get("/healthz")
-            expect_eq(status, 200, "/healthz of the first instance afterwards")
-        t.check("a used port is refused at start: exit 1, file:line and reason", used_port)
-
-        def reload_to_used_port():
-            # SIGHUP to a configuration whose metrics port is taken: the new
-            # one cannot start, the running one goes on serving.
-            busy = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            try:
-                busy.bind(("127.0.0.1", 0))
-                busy.listen(1)
-                busy_port = busy.getsockname()[1]
-                n_err = len(proc.err_lines)
-                proc.write_config(stall="%ds" % STALL_S, checkpoint="1s",
-                                  extra='  - {type: metrics, listen: "127.0.0.1:%d"}\n'
-                                  % busy_port)
-                proc.signal(signal.SIGHUP)
-                proc.wait(lambda: any("running the previous one again" in l
-                                      for l in proc.err_lines[n_err:]),
-                          "the reload is refused and the previous configuration runs again")
-                expect(any("cannot listen on 127.0.0.1:%d" % busy_port in l
-                           for l in proc.err_lines[n_err:]),
-                       "the reason is logged: %r" % proc.err_lines[n_err:])
-                proc.wait(lambda: proc.get("/healthz")[0] == 200,
-                          "/healthz on the original port after the refused reload")
-                expect(proc.alive(), "the instance still runs")
-            finally:
-                busy.close()
-                proc.write_config(stall="%ds" % STALL_S, checkpoint="1s",
-                                  extra='  - {type: metrics, listen: "127.0.0.1:%d"}\n' % port)
-        t.check("a reload whose new sink cannot start keeps the previous configuration",
-                reload_to_used_port)
-
-        def stall():
-            last = cluster.pause(STALLER)
-
-            def stalled():
-                ex = proc.scrape()
-                b = node_labels(STALLER)
-                expect_eq(ex.get("quorumwatch_node_stalled", **b), 1.0, STALLER + " stalled")
-                return ex
-            ex = proc.wait(stalled, STALLER + " stalled on /metrics")
-            b, a = node_labels(STALLER), node_labels(ACTIVE)
-            expect_eq(ex.get("quorumwatch_node_in_consensus", **b), 0.0, STALLER + " in_consensus")
-            expect_eq(ex.get("quorumwatch_node_out_of_consensus", **b), 1.0,
-                      STALLER + " out_of_consensus")
-            expect_eq(ex.get("quorumwatch_node_height", **b), float(last), STALLER + " height")
-            age = ex.get("quorumwatch_node_seconds_since_commit", **b)
-            expect(age is not None and STALL_S - 0.5 <= age < DEADLINE + 10,
-                   "%s seconds_since_commit %r" % (STALLER, age))
-            expect_eq(ex.get("quorumwatch_node_in_consensus", **a), 1.0, ACTIVE + " in_consensus")
-            expect_eq(ex.get("quorumwatch_node_stalled", **a), 0.0, ACTIVE + " stalled")
-            expect_eq(ex.get("quorumwatch_chain_halted", chain=CHAIN), 0.0, "chain_halted")
-            # The event is counted by kind, severity and chain.
-            proc.wait(lambda: ex_count(proc, "node_stalled", "warning") >= 1 and
-                      any(e.get("event") == "node_stalled" and e.get("node") == STALLER
-                          for e in proc.events()),
-                      "node_stalled in events.jsonl and events_total")
-        t.check("a node that stops committing shows stalled 1, in_consensus 0", stall)
-
-        def heights():
-            last = cluster.pause(ACTIVE)
-            cluster.stop()
-            want = {p: float(h) for p, (h, _) in cluster.snapshot().items()}
-
-            def equal():
-                ex = proc.scrape()
-                got = {p: ex.get("quorumwatch_node_height", **node_labels(p)) for p in want}
-                expect_eq(got, want, "node heights")
-                expect_eq(ex.get("quorumwatch_chain_head_height", chain=CHAIN), float(last),
-                          "chain_head_height")
-                return True
-            proc.wait(equal, "heights on /metrics equal to the logs'")
-        t.check("node heights equal what the logs committed", heights)
-
-        def source_counters():
-            lines = sum(r for _, r in cluster.snapshot().values())
-
-            def counted():
-                ex = proc.scrape()
-                got = {}
-                for kind, comp in (("source", "file"), ("stage", "match"), ("stage", "detect")):
-                    got[comp] = ex.get("quorumwatch_component_received_total",
-                                       kind=kind, component=comp)
-                    expect(got[comp] is not None,
-                           "no quorumwatch_component_received_total{kind=%r,component=%r}"
-                           % (kind, comp))
-                # Every line written is one record read, matched, and one
-                # block_committed signal for the detector.
-                expect_eq(got, {"file": lines, "match": lines, "detect": lines},
-                          "received_total by component (lines written: %d)" % lines)
-                expect_eq(ex.get("quorumwatch_component_processed_total",
-                                 kind="source", component="file"), float(lines),
-                          "source processed_total")
-                for comp in ("file",):
-                    expect_eq(ex.get("quorumwatch_component_dropped_total",
-                                     kind="source", component=comp), 0.0, "source dropped_total")
-                return True
-            proc.wait(counted, "component counters equal to the lines written")
-        t.check("source and stage counters count the lines written", source_counters)
-
-        def sink_counters():
-            def counted():
-                events = proc.events()
-                ex = proc.scrape()
-                me = {"kind": "sink", "component": "metrics"}
-                got = ex.get("quorumwatch_component_received_total", **me)
-                expect_eq(got, float(len(events)), "metrics sink received_total vs events.jsonl")
-                total = sum(v for _, v in ex.series("quorumwatch_events_total"))
-                expect_eq(total, float(len(events)), "sum of quorumwatch_events_total")
-                for labels, v in ex.series("quorumwatch_events_total"):
-                    n = sum(1 for e in events if e.get("event") == labels.get("event") and
-                            e.get("severity") == labels.get("severity") and
-                            e.get("chain") == labels.get("chain"))
-                    expect_eq(v, float(n), "events_total%r" % labels)
-                served = ex.get("quorumwatch_component_processed_total", **me)
-                # This scrape is counted after it was rendered.
-                expect(served is not None and served >= proc.scrapes - 1 and served >= 1,
-                       "metrics sink processed_total %r after %d scrapes" % (served, proc.scrapes))
-                expect_eq(ex.get("quorumwatch_component_errors_total", **me), 0.0,
-                          "metrics sink errors_total")
-                return True
-            proc.wait(counted, "metrics sink counters")
-        t.check("the metrics sink counts events and scrapes", sink_counters)
-
-        def stop():
-            proc.stop()  # exit status 0 within DEADLINE
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.settimeout(5)
-            try:
-                refused = s.connect_ex(("127.0.0.1", port)) != 0
-            finally:
-                s.close()
-            expect(refused, "port %d still accepts connections after exit" % port)
-        t.check("SIGTERM: exit 0 and the port is closed", stop)
-    finally:
-        try:
-            cluster.stop()
-        except Failure:
-            pass  # a writer error fails the check that stops the writer
-        proc.cleanup()
 
 
 def ex_count(proc, event, severity):
@@ -506,46 +253,279 @@ def ex_count(proc, event, severity):
     return v or 0
 
 
-def self_test_parser(t):
-    """The strict reader refuses what it must refuse."""
-    def check():
-        good = ('# HELP a_total Help with \\\\ and \\n.\n# TYPE a_total counter\n'
-                'a_total{x="q\\"\\\\\\n",y=""} 1.5e3\na_total 2 1700000000000\n'
-                '# TYPE b gauge\nb NaN\nb{z="1",} -Inf\n')
-        ex = Exposition(good)
-        expect_eq(ex.get("a_total", x='q"\\\n', y=""), 1500.0, "escaped label")
-        expect_eq(ex.helps["a_total"], "Help with \\ and \n.", "escaped help")
-        expect(math.isnan(ex.get("b")), "NaN")
-        expect_eq(ex.get("b", z="1"), -math.inf, "-Inf with a trailing comma")
-        for bad in ("x 1\n",                                   # no TYPE
-                    "# TYPE x gauge\nx{a=\"1} 2\n",           # unterminated value
-                    "# TYPE x gauge\nx{a=1} 2\n",             # unquoted value
-                    "# TYPE x gauge\nx 1\nx 2\n",             # series twice
-                    "# TYPE x gauge\nx{a=\"\\t\"} 1\n",       # bad escape
-                    "# TYPE x gauge\nx  1\n",                 # two spaces
-                    "# TYPE x gauge\nx one\n",                # bad value
-                    "# TYPE x gauge\nx 1",                    # no final newline
-                    "# TYPE x sometype\n",                    # unknown type
-                    "# comment\n",                            # other comments
-                    "\n"):                                    # empty line
-            try:
-                Exposition(bad)
-            except Failure:
-                continue
-            raise Failure("accepted %r" % bad)
-    t.check("the strict text-format reader", check)
+# --------------------------------------------------------------------------
+# The checks on one running instance, in order
 
 
-def main():
-    rt.BIN = rt.binary_of(sys.argv, "metrics_test.py")
-    if rt.BIN is None:
-        return 2
-    rt.DEADLINE = DEADLINE  # rt.Proc.stop's wait for the exit after SIGTERM
-    rt.TMP = tempfile.mkdtemp(prefix="qw-metrics-")
-    t = rt.Runner()
-    rt.run_parts(t, (self_test_parser, run_checks))
-    return rt.finish(t)
+@pytest.fixture(scope="module")
+def inst(qw_bin, tmp_path_factory, free_port, request, diagnostics):
+    """Two nodes with history (read from the beginning), the writer thread
+    running and the instance started with its metrics sink on a free port."""
+    root = tmp_path_factory.mktemp("metrics")
+    cluster = Cluster(str(root))
+    cluster.add(ACTIVE, create=False)
+    cluster.add(STALLER, create=False)
+    cluster.tick()  # history before the start: read from the beginning
+    cluster.tick()
+    port = free_port()
+    proc = MetricsProc(qw_bin, str(root / "main"), cluster, port)
+    diagnostics(request.node, "quorumwatch stderr", lambda: proc.stderr()[-3000:])
+    try:
+        proc.start()
+        cluster.start()
+        yield types.SimpleNamespace(cluster=cluster, proc=proc, port=port, root=root, state={})
+    finally:
+        cluster.stop_quietly()  # a writer error fails the check that stops the writer
+        proc.cleanup()
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+class TestEndpoint:
+    def need_listening(self, inst):
+        expect("listening" in inst.state, "needs the metrics sink's address (the first check)")
+
+    def test_logs_its_address(self, inst):
+        """the metrics sink logs its address"""
+        want = "metrics: listening on 127.0.0.1:%d" % inst.port
+        inst.proc.wait(lambda: want in inst.proc.stderr(), "stderr line %r" % want)
+        inst.state["listening"] = True
+
+    def test_text_format(self, inst):
+        """/metrics: Content-Type, every line well formed, every family typed"""
+        self.need_listening(inst)
+        proc = inst.proc
+
+        # Scrape until the node families are there; every scrape parses.
+        def with_nodes():
+            ex = proc.scrape()
+            return ex if ex.series("quorumwatch_node_height") else None
+        ex = proc.wait(with_nodes, "node heights on /metrics")
+        for name, typ in (("quorumwatch_node_height", "gauge"),
+                          ("quorumwatch_node_in_consensus", "gauge"),
+                          ("quorumwatch_node_seconds_since_commit", "gauge"),
+                          ("quorumwatch_node_out_of_consensus", "gauge"),
+                          ("quorumwatch_node_stalled", "gauge"),
+                          ("quorumwatch_node_banned", "gauge"),
+                          ("quorumwatch_node_ban_held", "gauge"),
+                          ("quorumwatch_missed_precommits_total", "counter"),
+                          ("quorumwatch_chain_head_height", "gauge"),
+                          ("quorumwatch_chain_halted", "gauge"),
+                          ("quorumwatch_bytes_behind", "gauge"),
+                          ("quorumwatch_files_behind", "gauge"),
+                          ("quorumwatch_input_outage", "gauge"),
+                          ("quorumwatch_ban_outbox_pending", "gauge"),
+                          ("quorumwatch_caught_up", "gauge"),
+                          ("quorumwatch_prefilter_info", "gauge"),
+                          ("quorumwatch_prefilter_fallbacks", "gauge"),
+                          ("quorumwatch_component_received_total", "counter"),
+                          ("quorumwatch_component_processed_total", "counter"),
+                          ("quorumwatch_component_dropped_total", "counter"),
+                          ("quorumwatch_component_errors_total", "counter")):
+            assert ex.types.get(name) == typ, "TYPE of " + name
+            assert ex.helps.get(name), "HELP of " + name
+        # One engine is named; the packs' self-check passed on this machine.
+        engines = ex.series("quorumwatch_prefilter_info")
+        assert len(engines) == 1, "one prefilter_info series"
+        assert engines and dict(engines[0][0]).get("engine") in ("hyperscan", "vectorscan", "re2-set"), \
+            "prefilter engine label: %r" % (engines,)
+        assert proc.scrape().get("quorumwatch_prefilter_fallbacks") == 0.0, "prefilter fallbacks"
+        # No node of ours signs here: no missed-precommit series.
+        assert ex.series("quorumwatch_missed_precommits_total") == [], \
+            "missed precommits of non-signers"
+
+    def test_readyz(self, inst):
+        """/readyz is 200 once history is read"""
+        self.need_listening(inst)
+        proc = inst.proc
+
+        def ok():
+            r = proc.get("/readyz")
+            return r if r[0] == 200 else None
+        status, _, body = proc.wait(ok, "/readyz 200 after catching up")
+        assert body.strip() == "ok", "/readyz body"
+        assert proc.scrape().get("quorumwatch_caught_up") == 1.0, "caught_up gauge"
+
+    def test_healthz(self, inst):
+        """/healthz is 200 while status snapshots arrive"""
+        self.need_listening(inst)
+        proc = inst.proc
+        status, _, body = proc.get("/healthz")
+        assert (status, body.strip()) == (200, "ok"), "/healthz"
+        status, _, _ = proc.get("/no-such-page")
+        assert status == 404, "an unknown path"
+
+    def test_in_consensus(self, inst):
+        """both nodes are in consensus, with a recent commit"""
+        self.need_listening(inst)
+        proc = inst.proc
+
+        def both():
+            ex = proc.scrape()
+            for pod in (ACTIVE, STALLER):
+                assert ex.get("quorumwatch_node_in_consensus", **node_labels(pod)) == 1.0, \
+                    pod + " in_consensus"
+                assert ex.get("quorumwatch_node_stalled", **node_labels(pod)) == 0.0, \
+                    pod + " stalled"
+                h = ex.get("quorumwatch_node_height", **node_labels(pod))
+                assert h is not None and h >= 102, "%s height %r" % (pod, h)
+                age = ex.get("quorumwatch_node_seconds_since_commit", **node_labels(pod))
+                assert age is not None and 0 <= age < 5, "%s seconds_since_commit %r" % (pod, age)
+            assert ex.get("quorumwatch_chain_halted", chain=CHAIN) == 0.0, "chain_halted"
+            assert ex.get("quorumwatch_input_outage") == 0.0, "input_outage"
+            return True
+        proc.wait(both, "both nodes in consensus")
+
+    def test_used_port_refused(self, inst, qw):
+        """a used port is refused at start: exit 1, file:line and reason"""
+        self.need_listening(inst)
+        proc, port = inst.proc, inst.port
+        other = MetricsProc(proc.binary, str(inst.root / "second"), inst.cluster, port)
+        # the whole of its stderr, once it has exited
+        r = qw("run", "-c", other.cfg, timeout=DEADLINE)
+        rc, err = r.rc, r.stderr
+        assert rc == 1, "exit status of an instance whose port is used (stderr: %r)" % err
+        with open(other.cfg) as f:
+            line = 1 + [i for i, l in enumerate(f) if "type: metrics" in l][0]
+        want = "%s:%d: cannot listen on 127.0.0.1:%d: Address already in use" % (
+            other.cfg, line, port)
+        assert want in err, "want %r in stderr %r" % (want, err)
+        status, _, _ = proc.get("/healthz")
+        assert status == 200, "/healthz of the first instance afterwards"
+
+    def test_reload_to_used_port(self, inst):
+        """a reload whose new sink cannot start keeps the previous configuration"""
+        self.need_listening(inst)
+        proc = inst.proc
+        # SIGHUP to a configuration whose metrics port is taken: the new
+        # one cannot start, the running one goes on serving.
+        busy = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen(1)
+            busy_port = busy.getsockname()[1]
+            n_err = len(proc.err_lines)
+            proc.write_config(stall="%ds" % STALL_S, checkpoint="1s", extra=metrics_sink(busy_port))
+            proc.signal(signal.SIGHUP)
+            proc.wait(lambda: any("running the previous one again" in l
+                                  for l in proc.err_lines[n_err:]),
+                      "the reload is refused and the previous configuration runs again")
+            assert any("cannot listen on 127.0.0.1:%d" % busy_port in l
+                       for l in proc.err_lines[n_err:]), \
+                "the reason is logged: %r" % proc.err_lines[n_err:]
+            proc.wait(lambda: proc.get("/healthz")[0] == 200,
+                      "/healthz on the original port after the refused reload")
+            assert proc.alive(), "the instance still runs"
+        finally:
+            busy.close()
+            proc.write_config(stall="%ds" % STALL_S, checkpoint="1s", extra=metrics_sink(inst.port))
+
+    def test_stall(self, inst):
+        """a node that stops committing shows stalled 1, in_consensus 0"""
+        self.need_listening(inst)
+        proc = inst.proc
+        last = inst.cluster.set_active(STALLER, False)[0]
+
+        def stalled():
+            ex = proc.scrape()
+            b = node_labels(STALLER)
+            assert ex.get("quorumwatch_node_stalled", **b) == 1.0, STALLER + " stalled"
+            return ex
+        ex = proc.wait(stalled, STALLER + " stalled on /metrics")
+        b, a = node_labels(STALLER), node_labels(ACTIVE)
+        assert ex.get("quorumwatch_node_in_consensus", **b) == 0.0, STALLER + " in_consensus"
+        assert ex.get("quorumwatch_node_out_of_consensus", **b) == 1.0, \
+            STALLER + " out_of_consensus"
+        assert ex.get("quorumwatch_node_height", **b) == float(last), STALLER + " height"
+        age = ex.get("quorumwatch_node_seconds_since_commit", **b)
+        assert age is not None and STALL_S - 0.5 <= age < DEADLINE + 10, \
+            "%s seconds_since_commit %r" % (STALLER, age)
+        assert ex.get("quorumwatch_node_in_consensus", **a) == 1.0, ACTIVE + " in_consensus"
+        assert ex.get("quorumwatch_node_stalled", **a) == 0.0, ACTIVE + " stalled"
+        assert ex.get("quorumwatch_chain_halted", chain=CHAIN) == 0.0, "chain_halted"
+        # The event is counted by kind, severity and chain.
+        proc.wait(lambda: ex_count(proc, "node_stalled", "warning") >= 1 and
+                  any(e.get("event") == "node_stalled" and e.get("node") == STALLER
+                      for e in proc.events()),
+                  "node_stalled in events.jsonl and events_total")
+
+    def test_heights(self, inst):
+        """node heights equal what the logs committed"""
+        self.need_listening(inst)
+        proc, cluster = inst.proc, inst.cluster
+        last = cluster.set_active(ACTIVE, False)[0]
+        cluster.stop()
+        want = {p: float(h) for p, (h, _) in cluster.snapshot().items()}
+
+        def equal():
+            ex = proc.scrape()
+            got = {p: ex.get("quorumwatch_node_height", **node_labels(p)) for p in want}
+            assert got == want, "node heights"
+            assert ex.get("quorumwatch_chain_head_height", chain=CHAIN) == float(last), \
+                "chain_head_height"
+            return True
+        proc.wait(equal, "heights on /metrics equal to the logs'")
+
+    def test_source_counters(self, inst):
+        """source and stage counters count the lines written"""
+        self.need_listening(inst)
+        proc = inst.proc
+        lines = sum(r for _, r in inst.cluster.snapshot().values())
+
+        def counted():
+            ex = proc.scrape()
+            got = {}
+            for kind, comp in (("source", "file"), ("stage", "match"), ("stage", "detect")):
+                got[comp] = ex.get("quorumwatch_component_received_total",
+                                   kind=kind, component=comp)
+                assert got[comp] is not None, \
+                    "no quorumwatch_component_received_total{kind=%r,component=%r}" % (kind, comp)
+            # Every line written is one record read, matched, and one
+            # block_committed signal for the detector.
+            assert got == {"file": lines, "match": lines, "detect": lines}, \
+                "received_total by component (lines written: %d)" % lines
+            assert ex.get("quorumwatch_component_processed_total",
+                          kind="source", component="file") == float(lines), \
+                "source processed_total"
+            for comp in ("file",):
+                assert ex.get("quorumwatch_component_dropped_total",
+                              kind="source", component=comp) == 0.0, "source dropped_total"
+            return True
+        proc.wait(counted, "component counters equal to the lines written")
+
+    def test_sink_counters(self, inst):
+        """the metrics sink counts events and scrapes"""
+        self.need_listening(inst)
+        proc = inst.proc
+
+        def counted():
+            events = proc.events()
+            ex = proc.scrape()
+            me = {"kind": "sink", "component": "metrics"}
+            got = ex.get("quorumwatch_component_received_total", **me)
+            assert got == float(len(events)), "metrics sink received_total vs events.jsonl"
+            total = sum(v for _, v in ex.series("quorumwatch_events_total"))
+            assert total == float(len(events)), "sum of quorumwatch_events_total"
+            for labels, v in ex.series("quorumwatch_events_total"):
+                n = sum(1 for e in events if e.get("event") == labels.get("event") and
+                        e.get("severity") == labels.get("severity") and
+                        e.get("chain") == labels.get("chain"))
+                assert v == float(n), "events_total%r" % labels
+            served = ex.get("quorumwatch_component_processed_total", **me)
+            # This scrape is counted after it was rendered.
+            assert served is not None and served >= proc.scrapes - 1 and served >= 1, \
+                "metrics sink processed_total %r after %d scrapes" % (served, proc.scrapes)
+            assert ex.get("quorumwatch_component_errors_total", **me) == 0.0, \
+                "metrics sink errors_total"
+            return True
+        proc.wait(counted, "metrics sink counters")
+
+    def test_sigterm_closes_port(self, inst):
+        """SIGTERM: exit 0 and the port is closed"""
+        self.need_listening(inst)
+        inst.proc.stop()  # exit status 0 within DEADLINE
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.settimeout(5)
+        try:
+            refused = s.connect_ex(("127.0.0.1", inst.port)) != 0
+        finally:
+            s.close()
+        assert refused, "port %d still accepts connections after exit" % inst.port

@@ -1,24 +1,22 @@
-#!/usr/bin/env python3
 """The real-log corpus (tests/reallogs/README.md): every case replayed with
 family auto-detection, its events and summary checked against what an
-operator reading the lines concludes.
+operator reading the lines concludes. One test per case (id FAMILY/CASE; -k
+picks a family or a case). A case whose files break the corpus rules (a line
+without provenance, an unknown key) fails with the reason.
 
-usage: reallogs_test.py BINARY CORPUS_DIR [--only FAMILY] [--case NAME] [--patterns DIR]
+  python3 -m pytest -q -p no:cacheprovider tests/integration/reallogs_test.py --quorumwatch PATH
+      [--reallogs CORPUS_DIR] [--reallogs-patterns DIR]
 
-Prints one line per case and a tally per family; exit 0 when every case
-passes, 1 when one fails, 2 on a usage or corpus error (a case without
-provenance for every line, say).
+CORPUS_DIR defaults to tests/reallogs; --reallogs-patterns DIR replays with
+--patterns DIR instead of the built-in packs.
 """
-import argparse
 import datetime
 import json
 import os
 import re
 import shutil
-import subprocess
-import sys
-import tempfile
 
+import pytest
 import yaml
 
 SEVERE = ("warning", "critical")
@@ -108,38 +106,38 @@ def event_matches(want, got):
     return True
 
 
-def run_case(binary, yaml_path, patterns):
+def run_case(qw, yaml_path, patterns, tmp):
+    """Replays one case in the folder tmp: (problems, stderr)."""
     case, log_path = load_case(yaml_path)
     problems = []
-    with tempfile.TemporaryDirectory(prefix="qw-reallogs-") as tmp:
-        node = case.get("node") or os.path.splitext(os.path.basename(log_path))[0]
-        target = os.path.join(tmp, node + ".log")
-        shutil.copyfile(log_path, target)
-        # Year-less stamps take the file's year: that of the first source's date.
-        first = case["sources"][0]["date"]
-        year = first.year if isinstance(first, (datetime.date, datetime.datetime)) else int(str(first)[:4])
-        stamp = datetime.datetime(year, 12, 31, 23, 0, tzinfo=datetime.timezone.utc).timestamp()
-        os.utime(target, (stamp, stamp))
-        summary_path = os.path.join(tmp, "summary.json")
-        cmd = [binary, "replay", "--chain", "auto", "--format", "jsonl", "--summary", summary_path]
-        if patterns:
-            cmd += ["--patterns", patterns]
-        if case.get("config"):
-            cfg = os.path.join(tmp, "config.yaml")
-            with open(cfg, "w", encoding="utf-8") as f:
-                f.write(case["config"])
-            cmd += ["-c", cfg]
-        cmd.append(target)
-        proc = subprocess.run(cmd, capture_output=True, timeout=120)
-        if proc.returncode != 0:
-            return ["replay exited %d: %s" % (proc.returncode, proc.stderr.decode(errors="replace")[-500:])], ""
-        events = []
-        for line in proc.stdout.decode("utf-8").splitlines():
-            if line.strip():
-                events.append(json.loads(line))
-        with open(summary_path, encoding="utf-8") as f:
-            summary = json.load(f)
-    stderr = proc.stderr.decode(errors="replace")
+    node = case.get("node") or os.path.splitext(os.path.basename(log_path))[0]
+    target = os.path.join(tmp, node + ".log")
+    shutil.copyfile(log_path, target)
+    # Year-less stamps take the file's year: that of the first source's date.
+    first = case["sources"][0]["date"]
+    year = first.year if isinstance(first, (datetime.date, datetime.datetime)) else int(str(first)[:4])
+    stamp = datetime.datetime(year, 12, 31, 23, 0, tzinfo=datetime.timezone.utc).timestamp()
+    os.utime(target, (stamp, stamp))
+    summary_path = os.path.join(tmp, "summary.json")
+    args = ["replay", "--chain", "auto", "--format", "jsonl", "--summary", summary_path]
+    if patterns:
+        args += ["--patterns", patterns]
+    if case.get("config"):
+        cfg = os.path.join(tmp, "config.yaml")
+        with open(cfg, "w", encoding="utf-8") as f:
+            f.write(case["config"])
+        args += ["-c", cfg]
+    args.append(target)
+    proc = qw(*args, timeout=120)
+    if proc.rc != 0:
+        return ["replay exited %d: %s" % (proc.rc, proc.stderr[-500:])], ""
+    events = []
+    for line in proc.out.decode("utf-8").splitlines():
+        if line.strip():
+            events.append(json.loads(line))
+    with open(summary_path, encoding="utf-8") as f:
+        summary = json.load(f)
+    stderr = proc.stderr
 
     rows = [r for r in summary if r.get("node") == node] or summary
     families = sorted({r.get("family") for r in rows})
@@ -186,53 +184,48 @@ def run_case(binary, yaml_path, patterns):
     return problems, stderr
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("binary")
-    ap.add_argument("corpus")
-    ap.add_argument("--only")
-    ap.add_argument("--case")
-    ap.add_argument("--patterns")
-    args = ap.parse_args()
-    tally = {}
-    failed = errors = 0
-    for family in sorted(os.listdir(args.corpus)):
-        folder = os.path.join(args.corpus, family)
-        if not os.path.isdir(folder) or (args.only and family != args.only):
+def corpus_cases(corpus):
+    """(family, case file) of every case, sorted."""
+    out = []
+    for family in sorted(os.listdir(corpus)):
+        folder = os.path.join(corpus, family)
+        if not os.path.isdir(folder):
             continue
         for name in sorted(os.listdir(folder)):
-            if not name.endswith(".yaml"):
-                continue
-            if args.case and name[:-5] != args.case:
-                continue
-            path = os.path.join(folder, name)
-            t = tally.setdefault(family, [0, 0])
-            t[1] += 1
-            try:
-                problems, _ = run_case(args.binary, path, args.patterns)
-            except (CorpusError, yaml.YAMLError) as e:
-                print("ERROR %s/%s: %s" % (family, name, e))
-                errors += 1
-                continue
-            if problems:
-                failed += 1
-                print("FAIL  %s/%s" % (family, name[:-5]))
-                for p in problems:
-                    print("      " + p)
-            else:
-                t[0] += 1
-                print("ok    %s/%s" % (family, name[:-5]))
-    print()
-    for family, (ok, n) in sorted(tally.items()):
-        print("%-18s %d/%d" % (family, ok, n))
-    total = sum(n for _, n in tally.values())
-    if total == 0:
-        print("no cases found in %s" % args.corpus)
-        return 2
-    if errors:
-        return 2
-    return 1 if failed else 0
+            if name.endswith(".yaml"):
+                out.append((family, os.path.join(folder, name)))
+    return out
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def corpus_dir(config):
+    return os.path.abspath(config.getoption("--reallogs") or os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "reallogs"))
+
+
+@pytest.fixture
+def corpus(request):
+    return corpus_dir(request.config)
+
+
+def pytest_generate_tests(metafunc):
+    if "case_path" not in metafunc.fixturenames:
+        return
+    corpus = corpus_dir(metafunc.config)
+    found = corpus_cases(corpus) if os.path.isdir(corpus) else []
+    if not found:  # never a vacuous pass
+        metafunc.parametrize("case_path", [pytest.param(None, id="no-cases")])
+    else:
+        metafunc.parametrize("case_path", [
+            pytest.param(p, id="%s/%s" % (f, os.path.basename(p)[:-5])) for f, p in found])
+
+
+def test_case(qw, request, case_path, corpus, tmp_path):
+    """<family>/<case>: the operator's expectations hold"""
+    assert case_path is not None, "no cases found in %s" % corpus
+    try:
+        problems, _ = run_case(qw, case_path, request.config.getoption("--reallogs-patterns"),
+                               str(tmp_path))
+    except (CorpusError, yaml.YAMLError) as e:
+        pytest.fail("corpus error in %s: %s" % (os.path.relpath(case_path, corpus), e),
+                    pytrace=False)
+    assert not problems, "\n".join(problems)
