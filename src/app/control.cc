@@ -25,6 +25,8 @@ using Json = nlohmann::ordered_json;
 
 std::string ControlDir(const std::string& state_dir) { return state_dir + "/control"; }
 
+}  // namespace
+
 // The request a file's text holds, or what is wrong with it.
 Result<ControlRequest> ParseRequest(const std::string& text) {
   auto doc = ParseJson(text);
@@ -44,8 +46,6 @@ Result<ControlRequest> ParseRequest(const std::string& text) {
   }
   return r;
 }
-
-}  // namespace
 
 Result<std::string> SubmitRequest(const std::string& state_dir, const std::string& op,
                                   const std::string& node) {

@@ -25,6 +25,10 @@ struct ControlRequest {
   std::string node;  // node reference: pod, namespace/pod or chain|namespace/pod
 };
 
+// The request a control file's text holds, or what is wrong with it
+// (exposed for the fuzz target).
+[[nodiscard]] Result<ControlRequest> ParseRequest(const std::string& text);
+
 // Writes a request; returns its name.
 [[nodiscard]] Result<std::string> SubmitRequest(const std::string& state_dir, const std::string& op,
                                                 const std::string& node);

@@ -62,6 +62,41 @@ std::string Redact(const std::string& url) {
 std::string Time(Nanos t) { return FormatRfc3339Millis(t); }
 }  // namespace
 
+std::string ParseAlertmanagerState(const std::string& text,
+                                 std::map<std::string, std::shared_ptr<const Alert>>* restored) {
+  auto doc = ParseJson(text);
+  if (!doc) return "not valid JSON (" + doc.error().message + ")";
+  auto alerts = doc->find("alerts");
+  if (alerts == doc->end() || !alerts->is_array()) return "no \"alerts\" array";
+  for (const Json& e : *alerts) {
+    auto labels_in = e.find("labels");
+    auto ann_in = e.find("annotations");
+    auto starts = e.find("startsAt");
+    if (labels_in == e.end() || !labels_in->is_object() || ann_in == e.end() ||
+        !ann_in->is_object() || starts == e.end() || !starts->is_string()) {
+      return "an alert without labels, annotations or startsAt";
+    }
+    std::map<std::string, std::string> labels;
+    for (const auto& [k, v] : labels_in->items()) {
+      if (!v.is_string() || !ValidLabelName(k)) return "a bad label in an alert";
+      labels[k] = SanitizeLabelValue(v.get<std::string>(), kMaxLabelBytes);
+    }
+    Annotations ann;
+    for (const auto& [k, v] : ann_in->items()) {
+      if (!v.is_string() || !ValidLabelName(k)) return "a bad annotation in an alert";
+      ann.emplace_back(k, v.get<std::string>());
+    }
+    std::string name = labels["alertname"];
+    Nanos starts_at = ParseRfc3339(starts->get<std::string>());
+    if (name.empty() || starts_at == kNoTime) return "an alert without alertname or time";
+    if (name == kWatchdog) continue;
+    auto a = std::make_shared<const Alert>(std::move(name), LabelsJson(labels),
+                                           AnnotationsJson(ann), starts_at);
+    restored->emplace(a->key, std::move(a));
+  }
+  return "";
+}
+
 struct AlertmanagerSink::Impl {
   // What one URL still has to send for one label set: only the latest
   // state is kept (coalescing), so memory is bounded by the alerts there
@@ -402,39 +437,7 @@ struct AlertmanagerSink::Impl {
 
   // Fills `restored` from the file's text; returns what is wrong with it
   // ("" when nothing).
-  std::string ReadState(const std::string& text) {
-    auto doc = ParseJson(text);
-    if (!doc) return "not valid JSON (" + doc.error().message + ")";
-    auto alerts = doc->find("alerts");
-    if (alerts == doc->end() || !alerts->is_array()) return "no \"alerts\" array";
-    for (const Json& e : *alerts) {
-      auto labels_in = e.find("labels");
-      auto ann_in = e.find("annotations");
-      auto starts = e.find("startsAt");
-      if (labels_in == e.end() || !labels_in->is_object() || ann_in == e.end() ||
-          !ann_in->is_object() || starts == e.end() || !starts->is_string()) {
-        return "an alert without labels, annotations or startsAt";
-      }
-      std::map<std::string, std::string> labels;
-      for (const auto& [k, v] : labels_in->items()) {
-        if (!v.is_string() || !ValidLabelName(k)) return "a bad label in an alert";
-        labels[k] = SanitizeLabelValue(v.get<std::string>(), kMaxLabelBytes);
-      }
-      Annotations ann;
-      for (const auto& [k, v] : ann_in->items()) {
-        if (!v.is_string() || !ValidLabelName(k)) return "a bad annotation in an alert";
-        ann.emplace_back(k, v.get<std::string>());
-      }
-      std::string name = labels["alertname"];
-      Nanos starts_at = ParseRfc3339(starts->get<std::string>());
-      if (name.empty() || starts_at == kNoTime) return "an alert without alertname or time";
-      if (name == kWatchdog) continue;
-      auto a = std::make_shared<const Alert>(std::move(name), LabelsJson(labels),
-                                             AnnotationsJson(ann), starts_at);
-      restored.emplace(a->key, std::move(a));
-    }
-    return "";
-  }
+  std::string ReadState(const std::string& text) { return ParseAlertmanagerState(text, &restored); }
 
   void Shutdown() {
     {

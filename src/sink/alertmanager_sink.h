@@ -62,13 +62,22 @@
 // than its alert's endsAt, left at shutdown), errors = failed POSTs.
 #pragma once
 
+#include <map>
 #include <memory>
+#include <string>
 
 #include "common/result.h"
+#include "sink/alert_rules.h"
 #include "sink/event_sink.h"
 #include "sink/sink_config.h"
 
 namespace qw::sink {
+
+// Reads the state file's text (the alerts a previous run left firing) into
+// `restored`, by key; returns what is wrong with it ("" when nothing). The
+// Watchdog is never restored. Exposed for the fuzz target.
+std::string ParseAlertmanagerState(const std::string& text,
+                                   std::map<std::string, std::shared_ptr<const Alert>>* restored);
 
 class AlertmanagerSink : public EventSink {
  public:

@@ -192,6 +192,15 @@ Outbox::Outbox(std::string state_dir, std::string name, const Clock* clock,
       clock_(clock),
       log_(std::move(log)) {}
 
+std::vector<OutboxItem> ParseOutboxText(std::string_view data, const std::string& sink_name,
+                                        size_t* bad) {
+  std::vector<OutboxItem> items;
+  LoadStats stats;
+  ParseOutbox(data, sink_name, &items, &stats);
+  if (bad != nullptr) *bad = stats.bad;
+  return items;
+}
+
 Outbox::~Outbox() { Close(); }
 
 void Outbox::Close() {

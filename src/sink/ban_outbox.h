@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <unordered_set>
 #include <vector>
 
@@ -51,6 +52,12 @@ struct OutboxItem {
   Nanos decided_at = kNoTime;  // entry.decision.decided_at, parsed
   Nanos acked_at = kNoTime;
 };
+
+// The decisions an outbox file's text holds, as Open reads them; `bad`
+// (optional) receives the number of unreadable lines (exposed for the fuzz
+// target).
+std::vector<OutboxItem> ParseOutboxText(std::string_view data, const std::string& sink_name,
+                                        size_t* bad = nullptr);
 
 // One ban sink's outbox file. Not thread-safe: the owner serialises every
 // call (the ban sink holds its mutex). Items keep outbox order; only
