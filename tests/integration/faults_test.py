@@ -234,6 +234,50 @@ def test_read_only_state_dir_is_reported_and_recovers(qw, qw_process, tmp_path, 
     p.stop()
 
 
+def test_events_file_on_a_full_disk_loses_nothing_and_the_stop_says_so(qw, qw_process, tmp_path,
+                                                                      small_tmpfs):
+    root = str(tmp_path / "events-full")
+    files = copy_logs(os.path.join(root, "logs"))
+    want = replay_ids(qw, files)
+    events = os.path.join(small_tmpfs, "events.jsonl")
+    filler = _fill(small_tmpfs)
+    cfg = live_config(root, os.path.join(root, "logs"), os.path.join(root, "state"))
+    cfg = cfg.replace("{type: jsonl, path: %s/events.jsonl}" % root,
+                      "{type: jsonl, path: %s}" % events)
+    p = qw_process("events-full", cfg)
+    p.start()
+    # The first failed write is reported at once, with the reason.
+    p.wait(lambda: any("events.jsonl: write failed" in l and "No space left on device" in l
+                       for l in p.err_lines), "the failed write reported")
+    expect(not harness.read_events(events), "nothing reached the full disk")
+    # Space returns: every event is written, none lost while it failed.
+    os.unlink(filler)
+    p.wait(lambda: {e["id"] for e in harness.read_events(events)} == want,
+           "every event replay decides, written once space returned")
+    p.wait(lambda: any("events.jsonl: recovered" in l for l in p.err_lines), "recovery reported")
+    p.stop()
+
+
+def test_events_unwritten_at_stop_are_counted_in_the_stop_message(qw, qw_process, tmp_path,
+                                                                   small_tmpfs):
+    root = str(tmp_path / "events-stop")
+    copy_logs(os.path.join(root, "logs"))
+    events = os.path.join(small_tmpfs, "events.jsonl")
+    _fill(small_tmpfs)
+    cfg = live_config(root, os.path.join(root, "logs"), os.path.join(root, "state"))
+    cfg = cfg.replace("{type: jsonl, path: %s/events.jsonl}" % root,
+                      "{type: jsonl, path: %s}" % events)
+    p = qw_process("events-stop", cfg)
+    p.start()
+    p.wait(lambda: any("events.jsonl: write failed" in l for l in p.err_lines),
+           "the failed write reported")
+    p.stop()
+    stop = [l for l in p.err_lines if "stopped:" in l]
+    expect_eq(len(stop), 1, "one stop message (%r)" % p.err_lines[-3:])
+    expect("write(s) of the events failed" in stop[0] and "decides them again" in stop[0],
+           "the stop message tells that events were not written: %r" % stop[0])
+
+
 # --------------------------------------------------------------------------
 # Input faults
 
