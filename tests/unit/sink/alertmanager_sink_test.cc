@@ -8,10 +8,6 @@
 #include "sink/alertmanager_sink.h"
 
 #include <doctest/doctest.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 #include <simdjson.h>
 #include <stdlib.h>
 
@@ -35,6 +31,7 @@
 #include "common/time.h"
 #include "sink/http_transport.h"
 #include "sink/status.h"
+#include "test_net.h"
 
 namespace qw::sink {
 namespace {
@@ -719,17 +716,9 @@ TEST_CASE("a hanging Alertmanager blocks neither OnStatus nor the other URL") {
 TEST_CASE("Close is bounded when an Alertmanager accepts connections and never answers") {
   // A real listener on loopback (libcurl, as in production) that never
   // accepts: the kernel completes connections, nobody answers.
-  int lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  REQUIRE(lfd >= 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  REQUIRE(::listen(lfd, 16) == 0);
-  socklen_t len = sizeof a;
-  REQUIRE(::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+  qw::testing::SilentListener hung;
   Fixture f;
-  SinkConfig c = f.Config({"http://127.0.0.1:" + std::to_string(ntohs(a.sin_port))});
+  SinkConfig c = f.Config({hung.url()});
   c.timeout = 600 * kSecond;
   SinkContext ctx = f.Ctx();
   ctx.make_transport = nullptr;
@@ -737,16 +726,13 @@ TEST_CASE("Close is bounded when an Alertmanager accepts connections and never a
   REQUIRE(made);
   auto sink = std::move(*made);
   // The Watchdog's POST is in flight once its connection is queued.
-  int cfd = ::accept(lfd, nullptr, nullptr);
-  REQUIRE(cfd >= 0);
+  hung.Accept();
   const auto start = std::chrono::steady_clock::now();
   sink->Close();
   // A hang guard, not a speed test: without cancellation Close waited out
   // the 600 s request timeout.
   CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(300));
   CHECK(CountLogs(f.net.CopyLogs(), "undelivered at shutdown") == 1);
-  ::close(cfd);
-  ::close(lfd);
 }
 
 TEST_CASE("more alerts than one batch: several POSTs, every alert delivered") {

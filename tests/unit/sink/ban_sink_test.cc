@@ -10,10 +10,6 @@
 #include "sink/ban_sink.h"
 
 #include <doctest/doctest.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -39,6 +35,7 @@
 #include "common/time.h"
 #include "sink/http_transport.h"
 #include "test_files.h"
+#include "test_net.h"
 
 namespace qw::sink {
 namespace {
@@ -626,18 +623,10 @@ TEST_CASE("the outbox is compacted when it grows") {
 
 TEST_CASE("webhook: Close abandons a request the receiver accepted and never answers") {
   // A real listener on loopback that reads the request and says nothing.
-  int lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  REQUIRE(lfd >= 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  REQUIRE(::listen(lfd, 4) == 0);
-  socklen_t len = sizeof a;
-  REQUIRE(::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+  qw::testing::SilentListener hung;
   Fixture f;
   SinkConfig c = Webhook();
-  c.url = "http://127.0.0.1:" + std::to_string(ntohs(a.sin_port)) + "/bans";
+  c.url = hung.url("/bans");
   c.timeout = 600 * kSecond;  // far longer than any wait below
   SinkContext ctx = f.Context();
   ctx.make_transport = nullptr;  // libcurl, as in production
@@ -646,8 +635,7 @@ TEST_CASE("webhook: Close abandons a request the receiver accepted and never ans
   auto sink = std::move(*made);
   sink->Write(BanEvent());
   // The request arrives whole; no answer is ever sent.
-  int cfd = ::accept(lfd, nullptr, nullptr);
-  REQUIRE(cfd >= 0);
+  int cfd = hung.Accept();
   std::string got;
   char buf[4096];
   while (got.find("\"action\"") == std::string::npos) {
@@ -667,8 +655,6 @@ TEST_CASE("webhook: Close abandons a request the receiver accepted and never ans
   REQUIRE(entries->size() == 1);
   CHECK(!(*entries)[0].acknowledged);
   CHECK(f.Log().find("failed") == std::string::npos);  // not counted as a failed delivery
-  ::close(cfd);
-  ::close(lfd);
 }
 
 struct ExecFixture : Fixture {
