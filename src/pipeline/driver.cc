@@ -82,9 +82,33 @@ void Driver::Place(Stream& s, const record::StreamInfo& info) {
   }
   s.node = node;
   detector_.AttachStream(node);
+  ReleaseHeldDetach(info.name, /*all=*/false);
   if (s.lines_read > 0 || s.lines_rejected > 0) {
     detector_.CountLines(node, s.lines_read, 0, s.lines_rejected);
     s.lines_read = s.lines_rejected = 0;
+  }
+}
+
+bool Driver::HasUnplacedSuccessor(uint32_t ended, const record::StreamName& name) const {
+  for (const auto& [id, o] : streams_) {
+    if (id != ended && !o.placed && o.info.name.namespace_ == name.namespace_ &&
+        o.info.name.pod == name.pod && o.info.name.container == name.container) {
+      return true;
+    }
+  }
+  return false;
+}
+
+void Driver::ReleaseHeldDetach(const record::StreamName& name, bool all) {
+  for (auto it = held_detach_.begin(); it != held_detach_.end();) {
+    if (it->name.namespace_ == name.namespace_ && it->name.pod == name.pod &&
+        it->name.container == name.container) {
+      detector_.DetachStream(it->node, time_ == kNoTime ? 0 : time_);
+      it = held_detach_.erase(it);
+      if (!all) return;
+    } else {
+      ++it;
+    }
   }
 }
 
@@ -190,7 +214,16 @@ void Driver::Consume(const Batch& b) {
         // A file gone (rotated away, removed) leaves its node; the end of a
         // replayed file is only the end of what was captured: the node
         // stays, and the other streams' times judge it as live mode would.
-        if (s.node >= 0 && (r.flags & record::kEntryGone) != 0) detector_.DetachStream(s.node, now);
+        if (s.node >= 0 && (r.flags & record::kEntryGone) != 0) {
+          if (HasUnplacedSuccessor(r.stream, s.info.name)) {
+            held_detach_.push_back(HeldDetach{s.info.name, s.node});
+          } else {
+            detector_.DetachStream(s.node, now);
+          }
+        } else if (!s.placed && !HasUnplacedSuccessor(r.stream, s.info.name)) {
+          // A successor that ended before it was placed: nothing takes over.
+          ReleaseHeldDetach(s.info.name, /*all=*/true);
+        }
         streams_.erase(it);
         last_ = nullptr;
         break;

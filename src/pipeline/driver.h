@@ -76,6 +76,18 @@ class Driver {
     uint64_t lines_read = 0, lines_rejected = 0;  // not yet counted for a node
   };
   void Progress(Stream& s, const StreamProgress& p);
+  // A rotated file's stream that ends while its successor (same name, a new
+  // file) is open but not yet placed (its family still being decided): the
+  // node keeps the stream it had until the successor takes over, else it
+  // would look gone for a moment and lose its state (an open ban period,
+  // out of consensus) without a word.
+  struct HeldDetach {
+    record::StreamName name;
+    int node;
+  };
+  std::vector<HeldDetach> held_detach_;
+  bool HasUnplacedSuccessor(uint32_t ended, const record::StreamName& name) const;
+  void ReleaseHeldDetach(const record::StreamName& name, bool all);
   int EnsureChain(const std::string& name, int family);
   // (chain, namespace, pod)
   using NodeKey = std::tuple<std::string, std::string, std::string>;

@@ -59,10 +59,11 @@ void Ordering::SetPosition(size_t slot, uint64_t position, uint64_t lines, uint6
 
 // Stream events at the head of a stream's entries go at once: they carry no
 // time, and what follows them in the stream stays after them.
-void Ordering::TakeTimeless(size_t slot, Batch** batch) {
+void Ordering::TakeTimeless(size_t slot, Batch** batch, bool opens_only) {
   Slot& s = slots_[slot];
   record::Output& out = *s.out;
-  while (out.head < out.ready && out.entries[out.head].kind != record::EntryKind::kRecord) {
+  while (out.head < out.ready && out.entries[out.head].kind != record::EntryKind::kRecord &&
+         !(opens_only && out.entries[out.head].kind == record::EntryKind::kEnd)) {
     const record::Entry& e = out.entries[out.head];
     Room(batch, 0);
     Batch* b = *batch;
@@ -95,6 +96,9 @@ std::vector<uint32_t> Ordering::Release(Batch** batch) {
   idle_ = false;
   std::priority_queue<Head, std::vector<Head>, std::greater<Head>> heads;
   size_t blocking = 0;
+  // Openings of every stream before any end: a file that replaces a rotated
+  // one is open (driver.h, HeldDetach) when the old one's end arrives.
+  for (size_t i = 0; i < slots_.size(); ++i) TakeTimeless(i, batch, /*opens_only=*/true);
   for (size_t i = 0; i < slots_.size(); ++i) {
     TakeTimeless(i, batch);
     Slot& s = slots_[i];

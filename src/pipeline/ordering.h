@@ -56,7 +56,10 @@ class Ordering {
     uint64_t lines = 0, rejected = 0;  // lines taken since last handed on
     bool ended = false;
   };
-  void TakeTimeless(size_t slot, Batch** batch);
+  // opens_only: stop at a stream's end too (Release takes every stream's
+  // opening first, so a rotated file's successor is known before the old
+  // file's end reaches the detector).
+  void TakeTimeless(size_t slot, Batch** batch, bool opens_only = false);
   void SetPosition(size_t slot, uint64_t position, uint64_t lines, uint64_t rejected);
   // Positions travel with the batch that holds the records before them.
   void FlushPositions(Batch* b);

@@ -35,6 +35,7 @@ struct FileTailer::File {
   bool seen_end = false;      // read to its end at least once
   bool told_end = false;      // OnCaughtUp since the last data
   bool gone = false;          // its path no longer names it: close at its end
+  uint64_t gone_scan = 0;     // the scan that found it gone
 };
 
 FileTailer::FileTailer(Options opt, FileSystem* fs)
@@ -154,7 +155,10 @@ void FileTailer::Scan(TailSink* sink) {
   // equal times, so replay and live order the same files the same way);
   // then files whose path is gone or names another inode now: read to
   // their end, then closed. A rotated file's new stream starts before the
-  // old one ends, so its node never looks gone.
+  // old one ends, so its node never looks gone; and a gone file is closed
+  // only at a later scan, so a rotation seen between its rename and the new
+  // file's creation still finds the successor first.
+  ++scans_;
   std::sort(fresh.begin(), fresh.end(), [](const Fresh& a, const Fresh& b) {
     return a.base != b.base ? a.base < b.base : a.path < b.path;
   });
@@ -162,6 +166,7 @@ void FileTailer::Scan(TailSink* sink) {
   for (auto& [key, f] : files_) {
     if (!present.count(key) && !f->gone) {
       f->gone = true;
+      f->gone_scan = scans_;
       FileStat st;
       if (f->file->Stat(&st) && st.nlink > 0) stats_.rotations++;
     }
@@ -211,7 +216,7 @@ size_t FileTailer::Read(File& f, TailSink* sink) {
     f.told_end = true;
     sink->OnCaughtUp(f.id);
   }
-  if (f.gone) {
+  if (f.gone && scans_ > f.gone_scan) {
     watcher_->Unwatch(f.watch);
     by_watch_.erase(f.watch);
     stats_.files_closed++;

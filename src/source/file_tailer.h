@@ -129,6 +129,12 @@ class FileTailer {
   std::vector<SavedPosition> saved_;
   bool restored_ = false;
   bool first_scan_done_ = false;
+  // Scans so far. A file whose path no longer names it is closed once read
+  // to its end at a later scan than the one that found it gone: kubelet
+  // renames a log, then creates the new one, and a scan may fall between;
+  // the successor must open before the old stream ends, or the node looks
+  // gone for a moment and loses its state (an open ban period).
+  uint64_t scans_ = 0;
   bool rescan_ = true;
   Nanos last_scan_ = 0;
   std::vector<char> buf_;

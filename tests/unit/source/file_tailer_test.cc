@@ -103,9 +103,28 @@ TEST_CASE("rename rotation: the old file is read to its end, the new one followe
   t.Poll(&r, 1);
   CHECK(r.data[0] == "one\ntwo\n");
   CHECK(r.data[1] == "three\n");
+  // The old file is closed only after a later scan: a rotation seen between
+  // the rename and the new file's creation finds its successor first.
+  CHECK(r.log == std::vector<std::string>{"open 0 /logs/a.log @0", "open 1 /logs/a.log @0"});
+  t.Poll(&r, 2);
   CHECK(r.log == std::vector<std::string>{"open 0 /logs/a.log @0", "open 1 /logs/a.log @0", "close 0"});
   CHECK(t.stats().rotations == 1);
   CHECK(t.open_files() == 1);
+}
+
+TEST_CASE("rotation seen between the rename and the creation: the successor opens before the close") {
+  MemFileSystem fs;
+  fs.Append("/logs/a.log", "one\n");
+  FileTailer t(Opts(), &fs);
+  Recorder r;
+  t.Poll(&r, 0);
+  fs.Rename("/logs/a.log", "/logs/a.log.1");
+  t.Poll(&r, 1);  // a.log is gone and nothing replaces it yet
+  CHECK(t.open_files() == 1);
+  fs.Append("/logs/a.log", "two\n");
+  t.Poll(&r, 2);
+  CHECK(r.log == std::vector<std::string>{"open 0 /logs/a.log @0", "open 1 /logs/a.log @0", "close 0"});
+  CHECK(r.data[1] == "two\n");
 }
 
 TEST_CASE("copytruncate: a file emptied in place is read again from 0") {
@@ -131,6 +150,8 @@ TEST_CASE("a removed file is read to its end, then closed") {
   fs.Remove("/logs/a.log");
   t.Poll(&r, 1);
   CHECK(r.data[0] == "one\nlast words\n");
+  CHECK(t.open_files() == 1);  // closed at a later scan
+  t.Poll(&r, 2);
   CHECK(r.log.back() == "close 0");
   CHECK(t.open_files() == 0);
   CHECK(t.stats().rotations == 0);
@@ -152,6 +173,7 @@ TEST_CASE("symlinks: the glob's path is kept, the target's identity counts") {
   fs.Remove("/logs/pod_ns_app-0123456789ab.log");
   t.Poll(&r, 1);
   CHECK(r.data[1] == "restarted\n");
+  t.Poll(&r, 2);
   CHECK(r.log.back() == "close 0");
 }
 
