@@ -1,6 +1,5 @@
 #include "sink/http_server.h"
 
-#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
