@@ -177,6 +177,14 @@ void Driver::Consume(const Batch& b) {
         break;
       }
       case RecordKind::kOpen: {
+        auto known = streams_.find(r.stream);
+        if (known != streams_.end()) {
+          // Truncated in place: the file as it is now, read from 0.
+          known->second.info.identity = b.infos[r.offset].identity;
+          known->second.info.start_offset = b.infos[r.offset].start_offset;
+          known->second.position = b.infos[r.offset].start_offset;
+          break;
+        }
         Stream s;
         s.info = b.infos[r.offset];
         const FileIdentity& id = s.info.identity;

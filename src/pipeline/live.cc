@@ -233,7 +233,9 @@ class Reader : public source::TailSink {
   void OnData(uint32_t id, std::string_view bytes, Nanos mtime) override {
     stage_->Feed(id, bytes, mtime);
   }
-  void OnTruncated(uint32_t id) override { stage_->Truncate(id); }
+  void OnTruncated(uint32_t id, const FileIdentity& identity) override {
+    stage_->Truncate(id, identity);
+  }
   void OnCaughtUp(uint32_t id) override { stage_->AtEnd(id, SteadyNow()); }
   void OnClose(uint32_t id) override { stage_->Close(id, /*gone=*/true); }
   bool WantsData(uint32_t id) override {

@@ -679,7 +679,7 @@ void RecordStage::FlushIncomplete(Stream& s) {
   }
 }
 
-void RecordStage::Truncate(uint32_t id) {
+void RecordStage::Truncate(uint32_t id, const FileIdentity& identity) {
   Stream& s = S(id);
   if (s.closed) return;
   // What was read of the old content goes on now: positions restart at 0.
@@ -689,6 +689,18 @@ void RecordStage::Truncate(uint32_t id) {
   Release(s, false);
   s.offset = 0;
   s.carry_begin = 0;
+  s.origin.identity = identity;
+  s.origin.start_offset = 0;
+  StreamInfo info;
+  info.id = id;
+  info.path = s.origin.path;
+  info.name = s.place.name;
+  info.identity = identity;
+  info.start_offset = 0;
+  s.out.entries.push_back(Entry{EntryKind::kOpen, -1, static_cast<uint32_t>(s.out.infos.size()),
+                                0, 0, 0, kNoTime, 0});
+  s.out.infos.push_back(std::move(info));
+  if (s.out.ready + 1 == s.out.entries.size()) s.out.ready++;
 }
 
 void RecordStage::AtEnd(uint32_t id, Nanos now) {

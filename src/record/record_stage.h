@@ -67,7 +67,8 @@ struct LineCounts {
 };
 
 enum class EntryKind : uint8_t {
-  kOpen,    // infos[index]: the stream exists (timeless)
+  kOpen,    // infos[index]: the stream exists (timeless); again after a
+            // truncation: its identity now, positions restart at 0
   kStart,   // infos[index]: the stream is placed; its records follow (timeless)
   kRecord,  // arena[index, index + length), time, family
   kEnd,     // no more entries
@@ -148,8 +149,11 @@ class RecordStage {
   // read (stamp-less streams take it; its year completes year-less stamps).
   void Feed(uint32_t id, std::string_view bytes, Nanos mtime);
   // The file was truncated in place (copytruncate): reading starts again at
-  // 0. An incomplete line before it is dropped.
-  void Truncate(uint32_t id);
+  // 0. An incomplete line before it is dropped. `identity`: the file's now;
+  // a second kOpen entry carries it (and start offset 0) after everything
+  // read before the cut, so a checkpoint pairs it with positions in the new
+  // content.
+  void Truncate(uint32_t id, const FileIdentity& identity);
   // Live: every byte there is now has been fed (`now`: a steady clock).
   // A complete record held at the end waits hold_wait for what may follow.
   void AtEnd(uint32_t id, Nanos now);

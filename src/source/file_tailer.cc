@@ -178,10 +178,18 @@ size_t FileTailer::Read(File& f, TailSink* sink) {
   if (!sink->WantsData(f.id)) return 0;  // stays dirty: read later
   FileStat st;
   if (f.file->Stat(&st) && st.size < f.offset) {
-    // copytruncate: emptied in place; start again at 0.
+    // copytruncate: emptied in place; start again at 0. The fingerprint is
+    // taken again: the old first bytes are gone, and a checkpoint that kept
+    // them would not know the file after a restart (it would be read again
+    // from its start).
     stats_.truncations++;
     f.offset = 0;
-    sink->OnTruncated(f.id);
+    char head[kFingerprintBytes];
+    ssize_t n = f.file->ReadAt(head, sizeof head, 0);
+    if (n < 0) n = 0;
+    f.identity.fingerprint = Fnv1a(head, static_cast<size_t>(n));
+    f.identity.fp_len = static_cast<uint32_t>(n);
+    sink->OnTruncated(f.id, f.identity);
   }
   size_t total = 0;
   bool at_end = false;

@@ -48,8 +48,10 @@ class TailSink {
   virtual uint32_t OnOpen(const TailedFile& f) = 0;
   // The stream's next bytes; `mtime`: the file's modification time.
   virtual void OnData(uint32_t id, std::string_view bytes, Nanos mtime) = 0;
-  // The file was truncated in place: its bytes start again at offset 0.
-  virtual void OnTruncated(uint32_t id) = 0;
+  // The file was truncated in place: its bytes start again at offset 0,
+  // and `identity` is the file's now (the fingerprint of its new first
+  // bytes: a restart must know the file by what it holds after the cut).
+  virtual void OnTruncated(uint32_t id, const FileIdentity& identity) = 0;
   // Everything the file holds now was handed on.
   virtual void OnCaughtUp(uint32_t id) = 0;
   // The file was rotated away or removed and read to its end.

@@ -104,7 +104,8 @@ def test_2_rename_rotation(scenario):
 
 
 def test_3_copytruncate(scenario):
-    """3 copytruncate: truncated file read again from 0, no stall, nothing lost"""
+    """3 copytruncate: truncated file read again from 0, no stall, nothing lost,
+    and a restart afterwards resumes in the new content (not from 0 again)"""
     def pre(cl):
         # A file of some size, so the truncated one stays below the offset.
         for h in range(60, 90):
@@ -126,6 +127,7 @@ def test_3_copytruncate(scenario):
         with open(path, "r+") as f:
             f.truncate(0)
         trunc_ns = ns_of(datetime.datetime.now(UTC))
+        before = cl.nodes["val-a"].records
         cl.nodes["val-a"].active = True
     assert os.stat(path).st_ino == ino, "test setup: truncated in place"
     p.wait_watermark(trunc_ns + (STALL_S + 1) * SECOND,
@@ -133,6 +135,18 @@ def test_3_copytruncate(scenario):
     p.wait_caught_up("val-a")
     assert not p.find("node_stalled", "val-a"), \
         "val-a reported stalled after copytruncate: %r" % p.find("node_stalled", "val-a")
+    # A restart after the truncation: the checkpoint must know the file by
+    # what it holds now, or the new content is read (and counted) twice.
+    p.wait(lambda: (p.node("val-a") or {}).get("lines_read", 0) >= before + 2,
+           "val-a's lines after the truncation in the checkpoint")
+    p.stop()
+    n_err = len(p.err_lines)
+    p.start()
+    p.wait(lambda: any("resumed from checkpoint" in l for l in p.err_lines[n_err:]),
+           "restart says it resumed from the checkpoint")
+    # A line only the restarted process can have read: the waits below see
+    # its checkpoint, not the one the first process left.
+    cl.commit("val-a")
     cl.stop()
     cp = file_counts_match(p, ["val-a", HB])
     offsets_at_end(cp)

@@ -29,9 +29,10 @@ class Recorder : public TailSink {
     return id;
   }
   void OnData(uint32_t id, std::string_view bytes, Nanos) override { data[id].append(bytes); }
-  void OnTruncated(uint32_t id) override {
+  void OnTruncated(uint32_t id, const FileIdentity& identity) override {
     log.push_back("truncated " + std::to_string(id));
     data[id].append("|");
+    truncated_as[id] = identity;
   }
   void OnCaughtUp(uint32_t id) override { caught_up[id]++; }
   void OnClose(uint32_t id) override { log.push_back("close " + std::to_string(id)); }
@@ -42,6 +43,7 @@ class Recorder : public TailSink {
   std::map<uint32_t, std::string> data;
   std::map<uint32_t, int> caught_up;
   std::map<uint32_t, bool> full;
+  std::map<uint32_t, FileIdentity> truncated_as;
 
  private:
   uint32_t next_ = 0;
@@ -138,6 +140,41 @@ TEST_CASE("copytruncate: a file emptied in place is read again from 0") {
   t.Poll(&r, 1);
   CHECK(r.data[0] == "first line\n|after\n");
   CHECK(t.stats().truncations == 1);
+}
+
+TEST_CASE("copytruncate: the file is known by its new first bytes, so a restart resumes in them") {
+  MemFileSystem fs;
+  fs.Append("/logs/a.log", "a first line, long enough to be past the new content\n");
+  FileTailer t(Opts(), &fs);
+  Recorder r;
+  t.Poll(&r, 0);
+  const FileIdentity before = r.opened.at(0).identity;
+  fs.Truncate("/logs/a.log");
+  fs.Append("/logs/a.log", "after\n");
+  t.Poll(&r, 1);
+  REQUIRE(r.truncated_as.count(0) == 1);
+  const FileIdentity after = r.truncated_as[0];
+  CHECK(after.dev == before.dev);
+  CHECK(after.ino == before.ino);
+  CHECK(after.fp_len == 6);  // "after\n": what the file held when the cut was seen
+  CHECK(after.fingerprint != before.fingerprint);
+  fs.Append("/logs/a.log", "more\n");
+
+  // A restart with the position a checkpoint took after "after\n".
+  FileTailer again(Opts(), &fs);
+  again.Restore({SavedPosition{"/logs/a.log", after, 6, "", kNoTime}});
+  Recorder r2;
+  again.Poll(&r2, 2);
+  REQUIRE(r2.opened.size() == 1);
+  CHECK(r2.opened[0].offset == 6);
+  CHECK(r2.data[0] == "more\n");
+
+  // The identity from before the cut no longer names the file: read from 0.
+  FileTailer stale(Opts(), &fs);
+  stale.Restore({SavedPosition{"/logs/a.log", before, 6, "", kNoTime}});
+  Recorder r3;
+  stale.Poll(&r3, 3);
+  CHECK(r3.data[0] == "after\nmore\n");
 }
 
 TEST_CASE("a removed file is read to its end, then closed") {
@@ -264,7 +301,9 @@ class StageSink : public TailSink {
   void OnData(uint32_t id, std::string_view bytes, Nanos mtime) override {
     stage_->Feed(id, bytes, mtime);
   }
-  void OnTruncated(uint32_t id) override { stage_->Truncate(id); }
+  void OnTruncated(uint32_t id, const FileIdentity& identity) override {
+    stage_->Truncate(id, identity);
+  }
   void OnCaughtUp(uint32_t id) override { stage_->AtEnd(id, 0); }
   void OnClose(uint32_t id) override { stage_->Close(id, true); }
   bool WantsData(uint32_t) override { return true; }
