@@ -6,7 +6,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <dirent.h>
+
 #include <cerrno>
+#include <climits>
+#include <cstdlib>
 #include <set>
 
 namespace qw {
@@ -104,6 +108,21 @@ class PosixFileSystem : public FileSystem {
     if (::stat(path.c_str(), &s) != 0) return false;
     FromStat(s, st);
     return true;
+  }
+  std::string RealPath(const std::string& path) override {
+    char buf[PATH_MAX];
+    return ::realpath(path.c_str(), buf) != nullptr ? std::string(buf) : std::string();
+  }
+  std::vector<std::string> ListDir(const std::string& dir) override {
+    std::vector<std::string> out;
+    DIR* d = ::opendir(dir.c_str());
+    if (d == nullptr) return out;
+    while (const dirent* e = ::readdir(d)) {
+      const std::string name = e->d_name;
+      if (name != "." && name != "..") out.push_back(dir + "/" + name);
+    }
+    ::closedir(d);
+    return out;
   }
   std::unique_ptr<ReadableFile> Open(const std::string& path) override {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);

@@ -63,6 +63,11 @@ class FileSystem {
   virtual std::vector<std::string> Glob(const std::string& pattern) = 0;
   // Status of what `path` names, symlinks followed. false if none.
   virtual bool Stat(const std::string& path, FileStat* st) = 0;
+  // The path with every symlink followed, or "" if it names nothing.
+  virtual std::string RealPath(const std::string& path) = 0;
+  // The entries of folder `dir` as paths ("<dir>/<name>"), in no
+  // particular order; empty when it cannot be read.
+  virtual std::vector<std::string> ListDir(const std::string& dir) = 0;
   // Opens for reading; nullptr when it cannot be opened.
   virtual std::unique_ptr<ReadableFile> Open(const std::string& path) = 0;
   virtual std::unique_ptr<Watcher> NewWatcher() = 0;

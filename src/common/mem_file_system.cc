@@ -144,6 +144,30 @@ bool MemFileSystem::Stat(const std::string& path, FileStat* st) {
   return true;
 }
 
+std::string MemFileSystem::RealPath(const std::string& path) {
+  std::string p = path;
+  for (int hops = 0; hops < 8; ++hops) {
+    if (files_.count(p)) return p;
+    auto l = links_.find(p);
+    if (l == links_.end()) return "";
+    p = l->second;
+  }
+  return "";
+}
+
+std::vector<std::string> MemFileSystem::ListDir(const std::string& dir) {
+  std::vector<std::string> out;
+  auto add = [&](const std::string& path) {
+    const size_t slash = path.find_last_of('/');
+    if (slash != std::string::npos && path.compare(0, slash, dir) == 0 && slash == dir.size()) {
+      out.push_back(path);
+    }
+  };
+  for (const auto& entry : files_) add(entry.first);
+  for (const auto& entry : links_) add(entry.first);
+  return out;
+}
+
 std::unique_ptr<ReadableFile> MemFileSystem::Open(const std::string& path) {
   auto node = Resolve(path);
   if (!node) return nullptr;

@@ -40,6 +40,8 @@ class MemFileSystem : public FileSystem {
 
   std::vector<std::string> Glob(const std::string& pattern) override;
   bool Stat(const std::string& path, FileStat* st) override;
+  std::string RealPath(const std::string& path) override;
+  std::vector<std::string> ListDir(const std::string& dir) override;
   std::unique_ptr<ReadableFile> Open(const std::string& path) override;
   std::unique_ptr<Watcher> NewWatcher() override;
 

@@ -343,6 +343,7 @@ Result<LiveOutcome> RunLive(const LiveOptions& opt, match::Registry& registry,
     o.exclude = src.exclude;
     o.read_from_end = src.read_from_end;
     o.rescan_interval = src.poll_interval;
+    o.log = ctx.log;
     if (read_chunk > 0) {
       o.read_bytes = read_chunk;
       o.max_bytes_per_poll = read_chunk;

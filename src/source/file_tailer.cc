@@ -23,6 +23,12 @@ std::string BaseName(const std::string& path) {
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
+std::string DirName(const std::string& path) {
+  size_t slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
 }  // namespace
 
 struct FileTailer::File {
@@ -84,7 +90,8 @@ std::pair<uint64_t, uint64_t> FileTailer::Lag() const {
   return {bytes, files};
 }
 
-void FileTailer::Open(const std::string& path, const FileStat& st, TailSink* sink) {
+void FileTailer::Open(const std::string& path, const FileStat& st, TailSink* sink,
+                      const std::string& name, bool rotated) {
   auto file = fs_->Open(path);
   if (!file) return;
   FileStat now;
@@ -100,7 +107,7 @@ void FileTailer::Open(const std::string& path, const FileStat& st, TailSink* sin
   f->identity.fp_len = static_cast<uint32_t>(n);
 
   TailedFile info;
-  info.path = path;
+  info.path = name.empty() ? path : name;
   info.identity = f->identity;
   bool found = false;
   for (const auto& s : saved_) {
@@ -115,6 +122,7 @@ void FileTailer::Open(const std::string& path, const FileStat& st, TailSink* sin
     found = true;
     break;
   }
+  if (!found && rotated) return;  // not the checkpoint's file (an inode reused)
   if (!found) {
     // Present at the very first start: read_from decides; anything that
     // appears later (or while quorumwatch was down) is read from its start.
@@ -125,6 +133,16 @@ void FileTailer::Open(const std::string& path, const FileStat& st, TailSink* sin
   f->watch = watcher_->WatchFile(path);
   f->id = sink->OnOpen(info);
   stats_.files_opened++;
+  if (rotated) {
+    f->gone = true;  // read to its end, closed at a later scan
+    f->gone_scan = scans_;
+    stats_.recovered++;
+    if (opt_.log) {
+      opt_.log(info.path + ": rotated to " + path + " after the last checkpoint; reading the " +
+               std::to_string(now.size - info.offset) + " byte(s) not yet read from offset " +
+               std::to_string(info.offset));
+    }
+  }
   const auto key = std::make_pair(st.dev, st.ino);
   if (f->watch >= 0) by_watch_[f->watch] = key;
   dirty_.insert(key);
@@ -159,6 +177,9 @@ void FileTailer::Scan(TailSink* sink) {
   // only at a later scan, so a rotation seen between its rename and the new
   // file's creation still finds the successor first.
   ++scans_;
+  // The checkpoint's files rotated away meanwhile come first: their lines
+  // are older than their successors'.
+  if (restored_ && !first_scan_done_) Recover(present, sink);
   std::sort(fresh.begin(), fresh.end(), [](const Fresh& a, const Fresh& b) {
     return a.base != b.base ? a.base < b.base : a.path < b.path;
   });
@@ -171,6 +192,46 @@ void FileTailer::Scan(TailSink* sink) {
       if (f->file->Stat(&st) && st.nlink > 0) stats_.rotations++;
     }
     dirty_.insert(key);  // every file is looked at on a scan
+  }
+}
+
+bool FileTailer::Included(const std::string& path) const {
+  bool in = false;
+  for (const auto& p : opt_.include) in = in || ::fnmatch(p.c_str(), path.c_str(), 0) == 0;
+  for (const auto& ex : opt_.exclude) in = in && ::fnmatch(ex.c_str(), path.c_str(), 0) != 0;
+  return in;
+}
+
+// kubelet renames a container's 0.log to 0.log.<time> beside it (and
+// compresses it later); logrotate and most writers rotate within the folder
+// too. So a file the checkpoint knows and the globs no longer find is looked
+// for in the folder its path leads to now (through symlinks, as
+// /var/log/containers/*.log lead into /var/log/pods) and in the path's own
+// folder, by device and inode, then by its first bytes. A compressed or
+// removed file is not found: its unread rest is lost, as before.
+void FileTailer::Recover(const std::set<std::pair<uint64_t, uint64_t>>& present, TailSink* sink) {
+  for (const auto& s : saved_) {
+    const auto key = std::make_pair(s.identity.dev, s.identity.ino);
+    if (present.count(key) || files_.count(key) || !Included(s.path)) continue;
+    std::vector<std::string> dirs;
+    const std::string real = fs_->RealPath(s.path);
+    if (!real.empty()) dirs.push_back(DirName(real));
+    if (std::find(dirs.begin(), dirs.end(), DirName(s.path)) == dirs.end()) {
+      dirs.push_back(DirName(s.path));
+    }
+    bool done = false;
+    for (const auto& dir : dirs) {
+      for (const auto& entry : fs_->ListDir(dir)) {
+        FileStat st;
+        if (!fs_->Stat(entry, &st) || !st.regular || st.dev != s.identity.dev || st.ino != s.identity.ino) {
+          continue;
+        }
+        if (st.size > s.offset) Open(entry, st, sink, s.path, /*rotated=*/true);
+        done = true;
+        break;
+      }
+      if (done) break;
+    }
   }
 }
 

@@ -8,6 +8,9 @@
 // never by path: rename+create rotation reads the old file to its end and
 // follows the new one as a new stream; copytruncate (size below the
 // offset) starts again at 0; a removed file is read to its end and closed.
+// A file of the checkpoint rotated away while quorumwatch was down (or
+// after its last checkpoint) is looked for by identity in its folder and
+// read from the saved offset to its end, under its old path's name.
 // Change notifications (inotify) say which files to read; every
 // rescan_interval the globs are expanded and every file is looked at
 // anyway, for file systems that send none.
@@ -17,6 +20,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -72,6 +76,7 @@ struct SavedPosition {
 struct TailStats {
   uint64_t bytes_read = 0, read_errors = 0, truncations = 0, rotations = 0, files_opened = 0,
            files_closed = 0;
+  uint64_t recovered = 0;  // rotated away while down, found again by identity
 };
 
 class FileTailer {
@@ -82,6 +87,7 @@ class FileTailer {
     size_t read_bytes = 256 << 10;       // one read
     size_t max_bytes_per_poll = 4 << 20;  // per file and poll, for fairness
     Nanos rescan_interval = 250 * kMillisecond;
+    std::function<void(const std::string&)> log;  // what an operator should know
   };
   FileTailer(Options opt, FileSystem* fs);
   ~FileTailer();
@@ -117,7 +123,16 @@ class FileTailer {
  private:
   struct File;
   void Scan(TailSink* sink);
-  void Open(const std::string& path, const FileStat& st, TailSink* sink);
+  // Starts following the file at `path`. `name`: the path the stream is
+  // known by (else `path`). `rotated`: a checkpoint's file found again
+  // outside the globs: opened only if the checkpoint knows it, read to its
+  // end and closed.
+  void Open(const std::string& path, const FileStat& st, TailSink* sink,
+            const std::string& name = "", bool rotated = false);
+  // At the first scan after a restore: the checkpoint's files the globs no
+  // longer find (`present`: what they found), looked for in their folders.
+  void Recover(const std::set<std::pair<uint64_t, uint64_t>>& present, TailSink* sink);
+  bool Included(const std::string& path) const;
   // Reads what is new; returns bytes read. Closes files gone and drained.
   size_t Read(File& f, TailSink* sink);
   void WatchDirs();

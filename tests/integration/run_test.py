@@ -618,3 +618,39 @@ def test_14_rotation_while_out_of_consensus(scenario):
         (e["event"], e.get("height")) for e in p.events() if e.get("node") == "val-a"]
     assert back[0]["height"] == rec["height"], "back in consensus at the recovery's height"
     p.stop()
+
+
+def test_15_rotation_while_stopped(scenario):
+    """15 a file rotated while quorumwatch was stopped: the rest of the old
+    file (lines after the checkpoint's offset) is read before the new one,
+    every line once (before, the glob no longer found it and those lines,
+    a failure among them, were lost)"""
+    s = scenario("rot-down", pods=("val-a",))
+    p, cl = s.p, s.cl
+    s.start()
+    p.wait_caught_up("val-a")
+    p.stop()
+    path = cl.nodes["val-a"].path
+    rotated = path + ".20261206-021500"  # kubelet's 0.log.<time>: outside *.log
+    with cl.lock:
+        cl.commit("val-a")
+        fail_h = cl.nodes["val-a"].last_height + 1
+        cl.failure("val-a")  # in the old file, after the checkpoint's offset
+        os.rename(path, rotated)
+        open(path, "a").close()
+    ino = os.stat(path).st_ino
+    cl.commit("val-a")  # the new file
+    n_err = len(p.err_lines)
+    p.start()
+    p.wait(lambda: any("rotated to" in l and rotated in l for l in p.err_lines[n_err:]),
+           "restart says it reads the rest of the rotated file")
+    p.wait_event("consensus_failure", "val-a", height=fail_h,
+                 what="consensus_failure from the rotated file's unread rest")
+    p.wait(lambda: not [f for f in checkpoint_streams(p.checkpoint())
+                        if f.get("path") == path and f.get("ino") != ino], "the old file closed")
+    cl.commit("val-a")  # only the restarted process can have read this one
+    cl.stop()
+    cp = file_counts_match(p, ["val-a", HB])
+    offsets_at_end(cp)
+    unique_ids(p.events())
+    p.stop()

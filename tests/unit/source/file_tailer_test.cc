@@ -177,6 +177,98 @@ TEST_CASE("copytruncate: the file is known by its new first bytes, so a restart 
   CHECK(r3.data[0] == "after\nmore\n");
 }
 
+// What a checkpoint would say of the file `path` names now, read to `offset`.
+SavedPosition SavedAt(MemFileSystem& fs, const std::string& path, uint64_t offset) {
+  FileTailer t(Opts(), &fs);
+  Recorder r;
+  t.Poll(&r, 0);
+  REQUIRE(r.opened.size() == 1);
+  return SavedPosition{path, r.opened[0].identity, offset, "cometbft", kNoTime};
+}
+
+TEST_CASE("rotated while down (kubelet): the rest of the old file is read under its old name first") {
+  MemFileSystem fs;
+  const std::string link = "/logs/pod_ns_app-0123456789ab.log";
+  fs.Append("/pods/ns_pod/app/0.log", "read before the stop\n");
+  fs.Symlink("/pods/ns_pod/app/0.log", link);
+  const SavedPosition saved = SavedAt(fs, link, 21);
+  // While quorumwatch is down: more lines, kubelet's rotation, a new file.
+  fs.Append("/pods/ns_pod/app/0.log", "written while down\n");
+  fs.Rename("/pods/ns_pod/app/0.log", "/pods/ns_pod/app/0.log.20261206-021500");
+  fs.Append("/pods/ns_pod/app/0.log", "in the new file\n");
+
+  std::vector<std::string> logged;
+  FileTailer::Options o = Opts();
+  o.log = [&logged](const std::string& m) { logged.push_back(m); };
+  FileTailer t(o, &fs);
+  t.Restore({saved});
+  Recorder r;
+  t.Poll(&r, 1);
+  REQUIRE(r.opened.size() == 2);
+  CHECK(r.opened[0].path == link);  // the old file, known by its old path's name
+  CHECK(r.opened[0].offset == 21);
+  CHECK(r.opened[0].saved_family == "cometbft");
+  CHECK(r.opened[1].path == link);  // the new one, from its start
+  CHECK(r.opened[1].offset == 0);
+  CHECK(r.data[0] == "written while down\n");
+  CHECK(r.data[1] == "in the new file\n");
+  CHECK(t.stats().recovered == 1);
+  REQUIRE(logged.size() == 1);
+  CHECK(logged[0].find("0.log.20261206-021500") != std::string::npos);
+  // The old file is closed once read (it is not in the globs).
+  t.Poll(&r, 2);
+  CHECK(r.log.back() == "close 0");
+  CHECK(t.open_files() == 1);
+}
+
+TEST_CASE("rotated while down (rename in place): found beside the path; read to the end already: not opened") {
+  MemFileSystem fs;
+  fs.Append("/logs/a.log", "one\n");
+  const SavedPosition saved = SavedAt(fs, "/logs/a.log", 4);
+  fs.Append("/logs/a.log", "two\n");
+  fs.Rename("/logs/a.log", "/logs/a.log.1");
+  fs.Append("/logs/a.log", "three\n");
+  {
+    FileTailer t(Opts(), &fs);
+    t.Restore({saved});
+    Recorder r;
+    t.Poll(&r, 1);
+    CHECK(r.data[0] == "two\n");
+    CHECK(r.data[1] == "three\n");
+  }
+  {
+    // Everything of it read before the stop: nothing to open.
+    SavedPosition all = saved;
+    all.offset = 8;
+    FileTailer t(Opts(), &fs);
+    t.Restore({all});
+    Recorder r;
+    t.Poll(&r, 1);
+    REQUIRE(r.opened.size() == 1);
+    CHECK(r.data[0] == "three\n");
+    CHECK(t.stats().recovered == 0);
+  }
+}
+
+TEST_CASE("rotated while down: an inode with other first bytes, or a path outside the globs, is left alone") {
+  MemFileSystem fs;
+  fs.Append("/logs/a.log", "original first line\n");
+  SavedPosition saved = SavedAt(fs, "/logs/a.log", 20);
+  fs.Rename("/logs/a.log", "/logs/a.log.1");
+  fs.Append("/logs/a.log", "new\n");
+  SavedPosition reused = saved;
+  reused.identity.fingerprint ^= 1;  // the inode now holds another file
+  FileTailer t(Opts(), &fs);
+  SavedPosition other = saved;
+  other.path = "/elsewhere/a.log";  // another source's file
+  t.Restore({reused, other});
+  Recorder r;
+  t.Poll(&r, 1);
+  REQUIRE(r.opened.size() == 1);
+  CHECK(r.opened[0].path == "/logs/a.log");
+  CHECK(t.stats().recovered == 0);
+}
+
 TEST_CASE("a removed file is read to its end, then closed") {
   MemFileSystem fs;
   fs.Append("/logs/a.log", "one\n");
