@@ -265,6 +265,7 @@ Result<LiveOutcome> RunLive(const LiveOptions& opt, match::Registry& registry,
   // The checkpoint: chains and pending events, then the detector state
   // (nodes wait until their streams are placed), then file positions.
   std::vector<source::SavedPosition> saved;
+  Nanos saved_written = kNoTime;
   bool had_checkpoint = false;
   // The newest checkpoint, else the one before it. Both damaged: refused,
   // not a silent fresh start (read_from: end would skip what was written
@@ -294,6 +295,7 @@ Result<LiveOutcome> RunLive(const LiveOptions& opt, match::Registry& registry,
     driver.Restore(*cp);
     if (!cp->detector.is_null()) (void)detect::DecodeStateJson(cp->detector, &driver.detector());
     had_checkpoint = true;
+    saved_written = cp->written;
     for (const auto& s : cp->streams) {
       saved.push_back(source::SavedPosition{s.path, s.identity, s.offset, s.family, s.last_time});
     }
@@ -350,7 +352,7 @@ Result<LiveOutcome> RunLive(const LiveOptions& opt, match::Registry& registry,
     }
     poll_interval = std::min(poll_interval, src.poll_interval);
     auto t = std::make_unique<source::FileTailer>(o, ctx.fs);
-    if (had_checkpoint) t->Restore(saved);
+    if (had_checkpoint) t->Restore(saved, saved_written);
     tailers.push_back(std::move(t));
   }
   ctx.log("running: " + std::to_string(opt.sources.size()) + " source(s), state in " +

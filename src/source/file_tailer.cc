@@ -23,6 +23,15 @@ std::string BaseName(const std::string& path) {
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
+// gzip or zstd: a piece the rotator compressed, not lines.
+bool Compressed(FileSystem& fs, const std::string& path) {
+  auto f = fs.Open(path);
+  unsigned char magic[4] = {0, 0, 0, 0};
+  if (!f || f->ReadAt(reinterpret_cast<char*>(magic), sizeof magic, 0) < 2) return true;
+  return (magic[0] == 0x1f && magic[1] == 0x8b) ||
+         (magic[0] == 0x28 && magic[1] == 0xb5 && magic[2] == 0x2f && magic[3] == 0xfd);
+}
+
 std::string DirName(const std::string& path) {
   size_t slash = path.find_last_of('/');
   if (slash == std::string::npos) return ".";
@@ -64,8 +73,9 @@ void FileTailer::WatchDirs() {
 
 int FileTailer::wait_fd() const { return watcher_->fd(); }
 
-void FileTailer::Restore(std::vector<SavedPosition> saved) {
+void FileTailer::Restore(std::vector<SavedPosition> saved, Nanos written) {
   saved_ = std::move(saved);
+  saved_written_ = written;
   restored_ = true;
 }
 
@@ -91,7 +101,7 @@ std::pair<uint64_t, uint64_t> FileTailer::Lag() const {
 }
 
 void FileTailer::Open(const std::string& path, const FileStat& st, TailSink* sink,
-                      const std::string& name, bool rotated) {
+                      const std::string& name, Found how) {
   auto file = fs_->Open(path);
   if (!file) return;
   FileStat now;
@@ -122,18 +132,19 @@ void FileTailer::Open(const std::string& path, const FileStat& st, TailSink* sin
     found = true;
     break;
   }
-  if (!found && rotated) return;  // not the checkpoint's file (an inode reused)
+  if (!found && how == Found::kRecovered) return;  // not the checkpoint's file (an inode reused)
   if (!found) {
     // Present at the very first start: read_from decides; anything that
     // appears later (or while quorumwatch was down) is read from its start.
-    info.offset = (!restored_ && !first_scan_done_ && opt_.read_from_end) ? now.size : 0;
+    info.offset =
+        (how == Found::kGlob && !restored_ && !first_scan_done_ && opt_.read_from_end) ? now.size : 0;
   }
   f->offset = info.offset;
   f->file = std::move(file);
   f->watch = watcher_->WatchFile(path);
   f->id = sink->OnOpen(info);
   stats_.files_opened++;
-  if (rotated) {
+  if (how != Found::kGlob) {
     f->gone = true;  // read to its end, closed at a later scan
     f->gone_scan = scans_;
     stats_.recovered++;
@@ -203,13 +214,19 @@ bool FileTailer::Included(const std::string& path) const {
 }
 
 // kubelet renames a container's 0.log to 0.log.<time> beside it (and
-// compresses it later); logrotate and most writers rotate within the folder
-// too. So a file the checkpoint knows and the globs no longer find is looked
-// for in the folder its path leads to now (through symlinks, as
+// compresses older pieces); logrotate and most writers rotate within the
+// folder too. So a file the checkpoint knows and the globs no longer find is
+// looked for in the folder its path leads to now (through symlinks, as
 // /var/log/containers/*.log lead into /var/log/pods) and in the path's own
-// folder, by device and inode, then by its first bytes. A compressed or
-// removed file is not found: its unread rest is lost, as before.
+// folder, by device and inode, then by its first bytes; it is read from the
+// saved offset. Pieces rotated away after it (named like the file the path
+// leads to, "<name>.<suffix>", written after it or, when it is not found,
+// after the checkpoint, and unknown to the checkpoint) are read from their
+// start, oldest first. A compressed or removed piece is not found: its
+// unread lines are lost.
 void FileTailer::Recover(const std::set<std::pair<uint64_t, uint64_t>>& present, TailSink* sink) {
+  std::set<std::pair<uint64_t, uint64_t>> known;
+  for (const auto& s : saved_) known.insert({s.identity.dev, s.identity.ino});
   for (const auto& s : saved_) {
     const auto key = std::make_pair(s.identity.dev, s.identity.ino);
     if (present.count(key) || files_.count(key) || !Included(s.path)) continue;
@@ -219,18 +236,37 @@ void FileTailer::Recover(const std::set<std::pair<uint64_t, uint64_t>>& present,
     if (std::find(dirs.begin(), dirs.end(), DirName(s.path)) == dirs.end()) {
       dirs.push_back(DirName(s.path));
     }
-    bool done = false;
+    const std::string prefix = BaseName(real.empty() ? s.path : real) + ".";
+    Nanos after = saved_written_;  // pieces written later than this
+    struct Piece {
+      Nanos mtime;
+      std::string path;
+      FileStat st;
+    };
+    std::vector<Piece> pieces;
     for (const auto& dir : dirs) {
       for (const auto& entry : fs_->ListDir(dir)) {
         FileStat st;
-        if (!fs_->Stat(entry, &st) || !st.regular || st.dev != s.identity.dev || st.ino != s.identity.ino) {
-          continue;
+        if (!fs_->Stat(entry, &st) || !st.regular) continue;
+        const auto entry_key = std::make_pair(st.dev, st.ino);
+        if (entry_key == key) {
+          if (st.size > s.offset) Open(entry, st, sink, s.path, Found::kRecovered);
+          after = st.mtime;
+        } else if (!known.count(entry_key) && !present.count(entry_key) && !files_.count(entry_key) &&
+                   BaseName(entry).rfind(prefix, 0) == 0 && !Included(entry) && st.size > 0 &&
+                   std::none_of(pieces.begin(), pieces.end(),
+                                [&](const Piece& p) { return p.st.dev == st.dev && p.st.ino == st.ino; })) {
+          pieces.push_back({st.mtime, entry, st});
         }
-        if (st.size > s.offset) Open(entry, st, sink, s.path, /*rotated=*/true);
-        done = true;
-        break;
       }
-      if (done) break;
+    }
+    if (after == kNoTime) continue;
+    std::sort(pieces.begin(), pieces.end(),
+              [](const Piece& a, const Piece& b) { return a.mtime != b.mtime ? a.mtime < b.mtime : a.path < b.path; });
+    for (const auto& p : pieces) {
+      if (p.mtime <= after || Compressed(*fs_, p.path)) continue;
+      Open(p.path, p.st, sink, s.path, Found::kPiece);
+      known.insert({p.st.dev, p.st.ino});
     }
   }
 }

@@ -10,7 +10,8 @@
 // offset) starts again at 0; a removed file is read to its end and closed.
 // A file of the checkpoint rotated away while quorumwatch was down (or
 // after its last checkpoint) is looked for by identity in its folder and
-// read from the saved offset to its end, under its old path's name.
+// read from the saved offset to its end, under its old path's name; so are
+// pieces rotated away after it (from their start).
 // Change notifications (inotify) say which files to read; every
 // rescan_interval the globs are expanded and every file is looked at
 // anyway, for file systems that send none.
@@ -97,7 +98,9 @@ class FileTailer {
   // Positions from a checkpoint: a file found again (same identity)
   // resumes at its offset; with a checkpoint, files not in it appeared
   // while quorumwatch was down and are read from the beginning.
-  void Restore(std::vector<SavedPosition> saved);
+  // `written`: when the checkpoint was written (wall clock; kNoTime: not
+  // known): rotated pieces written after it are read too.
+  void Restore(std::vector<SavedPosition> saved, Nanos written = kNoTime);
 
   // One pass at steady time `now`: the globs when due (or when a folder or
   // a file's identity changed), then the files that were written to (all
@@ -123,12 +126,18 @@ class FileTailer {
  private:
   struct File;
   void Scan(TailSink* sink);
+  // How a file came to be opened.
+  enum class Found {
+    kGlob,       // by the include globs
+    kRecovered,  // a checkpoint's file rotated away: opened only if the
+                 // checkpoint knows it (first bytes too), from its offset
+    kPiece,      // rotated away after the checkpoint, unknown to it: from 0
+  };
   // Starts following the file at `path`. `name`: the path the stream is
-  // known by (else `path`). `rotated`: a checkpoint's file found again
-  // outside the globs: opened only if the checkpoint knows it, read to its
+  // known by (else `path`). Files not found by the globs are read to their
   // end and closed.
   void Open(const std::string& path, const FileStat& st, TailSink* sink,
-            const std::string& name = "", bool rotated = false);
+            const std::string& name = "", Found how = Found::kGlob);
   // At the first scan after a restore: the checkpoint's files the globs no
   // longer find (`present`: what they found), looked for in their folders.
   void Recover(const std::set<std::pair<uint64_t, uint64_t>>& present, TailSink* sink);
@@ -144,6 +153,7 @@ class FileTailer {
   std::map<int, std::pair<uint64_t, uint64_t>> by_watch_;                  // watch handle -> file
   std::set<std::pair<uint64_t, uint64_t>> dirty_;                          // to read
   std::vector<SavedPosition> saved_;
+  Nanos saved_written_ = kNoTime;
   bool restored_ = false;
   bool first_scan_done_ = false;
   // Scans so far. A file whose path no longer names it is closed once read

@@ -621,10 +621,11 @@ def test_14_rotation_while_out_of_consensus(scenario):
 
 
 def test_15_rotation_while_stopped(scenario):
-    """15 a file rotated while quorumwatch was stopped: the rest of the old
-    file (lines after the checkpoint's offset) is read before the new one,
-    every line once (before, the glob no longer found it and those lines,
-    a failure among them, were lost)"""
+    """15 a file rotated twice while quorumwatch was stopped: the rest of the
+    old file (lines after the checkpoint's offset) and the piece the
+    checkpoint never knew are read before the new file, every line once
+    (before, the glob no longer found them and those lines, a failure among
+    them, were lost)"""
     s = scenario("rot-down", pods=("val-a",))
     p, cl = s.p, s.cl
     s.start()
@@ -637,6 +638,11 @@ def test_15_rotation_while_stopped(scenario):
         fail_h = cl.nodes["val-a"].last_height + 1
         cl.failure("val-a")  # in the old file, after the checkpoint's offset
         os.rename(path, rotated)
+        open(path, "a").close()
+        # Rotated again before the restart: a piece the checkpoint never knew.
+        cl.commit("val-a")
+        cl.commit("val-a")
+        os.rename(path, path + ".20261206-021501")
         open(path, "a").close()
     ino = os.stat(path).st_ino
     cl.commit("val-a")  # the new file

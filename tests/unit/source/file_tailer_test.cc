@@ -250,6 +250,71 @@ TEST_CASE("rotated while down (rename in place): found beside the path; read to 
   }
 }
 
+TEST_CASE("rotated twice while down: the piece the checkpoint never knew is read whole, older pieces not") {
+  MemFileSystem fs;
+  const std::string dir = "/pods/ns_pod/app/";
+  const std::string link = "/logs/pod_ns_app-0123456789ab.log";
+  fs.Symlink(dir + "0.log", link);
+  fs.Append(dir + "0.log", "oldest piece, read long ago\n");
+  fs.Rename(dir + "0.log", dir + "0.log.20261206-010000");
+  fs.Append(dir + "0.log.20261206-005000.gz", std::string("\x1f\x8b compressed", 13));
+  fs.Append(dir + "0.log", "known\n");
+  const SavedPosition saved = SavedAt(fs, link, 6);
+  // Down: written, rotated, a new file written and rotated too, a third.
+  fs.Append(dir + "0.log", "after the checkpoint\n");
+  fs.Rename(dir + "0.log", dir + "0.log.20261206-020000");
+  fs.Append(dir + "0.log", "second file\n");
+  fs.Rename(dir + "0.log", dir + "0.log.20261206-030000");
+  fs.Append(dir + "0.log.20261206-020000.gz", std::string("\x1f\x8b newer, compressed", 21));
+  fs.Append(dir + "0.log", "current\n");
+
+  FileTailer t(Opts(), &fs);
+  t.Restore({saved}, kNoTime);
+  Recorder r;
+  t.Poll(&r, 1);
+  REQUIRE(r.opened.size() == 3);
+  for (const auto& f : r.opened) CHECK(f.path == link);
+  CHECK(r.data[0] == "after the checkpoint\n");  // the known file, from its offset
+  CHECK(r.data[1] == "second file\n");           // unknown to the checkpoint: whole
+  CHECK(r.data[2] == "current\n");
+  CHECK(t.stats().recovered == 2);
+  t.Poll(&r, 2);
+  CHECK(t.open_files() == 1);
+}
+
+TEST_CASE("rotated while down, the known file already removed: pieces written after the checkpoint") {
+  MemFileSystem fs;
+  fs.Append("/logs/a.log", "known\n");
+  const SavedPosition saved = SavedAt(fs, "/logs/a.log", 6);
+  fs.Append("/logs/b.log.1", "another file's piece\n");  // not named like a.log
+  fs.Remove("/logs/a.log");                                // as if compressed away
+  FileStat st;
+  REQUIRE(fs.Stat("/logs/b.log.1", &st));
+  const Nanos written = st.mtime;  // the checkpoint: after that write
+  fs.Append("/logs/a.log", "new, rotated while down\n");
+  fs.Rename("/logs/a.log", "/logs/a.log.1");
+  fs.Append("/logs/a.log", "current\n");
+  {
+    FileTailer t(Opts(), &fs);
+    t.Restore({saved}, written);
+    Recorder r;
+    t.Poll(&r, 1);
+    REQUIRE(r.opened.size() == 2);  // b.log.1 is not a piece of a.log
+    CHECK(r.opened[0].path == "/logs/a.log");
+    CHECK(r.data[0] == "new, rotated while down\n");
+    CHECK(r.data[1] == "current\n");
+  }
+  {
+    // Without the checkpoint's time nothing tells which pieces are newer.
+    FileTailer t(Opts(), &fs);
+    t.Restore({saved}, kNoTime);
+    Recorder r;
+    t.Poll(&r, 1);
+    REQUIRE(r.opened.size() == 1);
+    CHECK(r.data[0] == "current\n");
+  }
+}
+
 TEST_CASE("rotated while down: an inode with other first bytes, or a path outside the globs, is left alone") {
   MemFileSystem fs;
   fs.Append("/logs/a.log", "original first line\n");
