@@ -357,6 +357,7 @@ Result<LiveOutcome> RunLive(const LiveOptions& opt, match::Registry& registry,
   }
   ctx.log("running: " + std::to_string(opt.sources.size()) + " source(s), state in " +
           opt.state_dir + (had_checkpoint ? " (resumed from checkpoint)" : ""));
+  if (ctx.running) ctx.running();
 
   LiveOutcome outcome = LiveOutcome::kStopped;
   Batch* batch = stages.Acquire();

@@ -55,6 +55,8 @@ struct LiveContext {
   // Operator requests not handed on yet, and where their outcome goes.
   std::function<std::vector<OperatorRequest>()> requests;
   std::function<void(const OperatorRequest&, const std::string&)> answer;
+  // Called once the run has started (it can no longer fail to start).
+  std::function<void()> running;
   // Events decided over the process's life (runs before a reload
   // included): the run adds its own; the stop message gives the total.
   uint64_t* decided_total = nullptr;
