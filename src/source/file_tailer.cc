@@ -251,7 +251,9 @@ void FileTailer::Recover(const std::set<std::pair<uint64_t, uint64_t>>& present,
         const auto entry_key = std::make_pair(st.dev, st.ino);
         if (entry_key == key) {
           if (st.size > s.offset) Open(entry, st, sink, s.path, Found::kRecovered);
-          after = st.mtime;
+          // Its pieces are the ones written after it (unless the inode now
+          // holds another file: Open refused it).
+          if (st.size <= s.offset || files_.count(key)) after = st.mtime;
         } else if (!known.count(entry_key) && !present.count(entry_key) && !files_.count(entry_key) &&
                    BaseName(entry).rfind(prefix, 0) == 0 && !Included(entry) && st.size > 0 &&
                    std::none_of(pieces.begin(), pieces.end(),
