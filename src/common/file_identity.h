@@ -10,7 +10,6 @@ struct FileIdentity {
   uint64_t dev = 0, ino = 0;
   uint64_t fingerprint = 0;  // FNV-1a of the first fp_len bytes
   uint32_t fp_len = 0;
-  bool operator==(const FileIdentity&) const = default;
 };
 
 }  // namespace qw

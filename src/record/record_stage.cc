@@ -166,15 +166,7 @@ void RecordStage::Open(uint32_t id, Origin origin) {
   s.place = s.base;
   streams_[id] = std::move(owned);
 
-  StreamInfo info;
-  info.id = id;
-  info.path = s.origin.path;
-  info.name = s.place.name;
-  info.identity = s.origin.identity;
-  info.start_offset = s.origin.start_offset;
-  s.out.entries.push_back(Entry{EntryKind::kOpen, -1, static_cast<uint32_t>(s.out.infos.size()),
-                                0, 0, 0, kNoTime, 0});
-  s.out.infos.push_back(std::move(info));
+  PushOpen(s);
   s.out.ready = s.out.entries.size();
 
   if (s.place.family < 0 && s.place.chain.empty()) {
@@ -220,6 +212,20 @@ void RecordStage::Decide(Stream& s, int family) {
     Complete(s, std::string_view(arena).substr(h.offset, h.length), h.runtime_time, h.outer_time, h.begin,
              h.end, h.counted);
   }
+}
+
+// A kOpen entry: the stream as it is read now (path, name, identity, where
+// its bytes begin).
+void RecordStage::PushOpen(Stream& s) {
+  StreamInfo info;
+  info.id = s.id;
+  info.path = s.origin.path;
+  info.name = s.place.name;
+  info.identity = s.origin.identity;
+  info.start_offset = s.origin.start_offset;
+  s.out.entries.push_back(Entry{EntryKind::kOpen, -1, static_cast<uint32_t>(s.out.infos.size()),
+                                0, 0, 0, kNoTime, 0});
+  s.out.infos.push_back(std::move(info));
 }
 
 // The stream as placed (its kStart entry's info).
@@ -691,15 +697,7 @@ void RecordStage::Truncate(uint32_t id, const FileIdentity& identity) {
   s.carry_begin = 0;
   s.origin.identity = identity;
   s.origin.start_offset = 0;
-  StreamInfo info;
-  info.id = id;
-  info.path = s.origin.path;
-  info.name = s.place.name;
-  info.identity = identity;
-  info.start_offset = 0;
-  s.out.entries.push_back(Entry{EntryKind::kOpen, -1, static_cast<uint32_t>(s.out.infos.size()),
-                                0, 0, 0, kNoTime, 0});
-  s.out.infos.push_back(std::move(info));
+  PushOpen(s);
   if (s.out.ready + 1 == s.out.entries.size()) s.out.ready++;
 }
 

@@ -212,6 +212,7 @@ class RecordStage {
   void Redecide(Stream& s, int family, const std::string& why);
   std::string Who(const Stream& s) const;
   StreamInfo Placed(const Stream& s) const;
+  void PushOpen(Stream& s);
   match::FamilyMatcher* MatcherFor(int family);
 
   match::Registry& registry_;

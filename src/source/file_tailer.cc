@@ -23,6 +23,15 @@ std::string BaseName(const std::string& path) {
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
+// The fingerprint of the file's first bytes as they are now, into `id`;
+// `head` keeps them (a saved fingerprint is compared with their prefix).
+void TakeFingerprint(ReadableFile& file, char (&head)[kFingerprintBytes], FileIdentity* id) {
+  ssize_t n = file.ReadAt(head, sizeof head, 0);
+  if (n < 0) n = 0;
+  id->fingerprint = Fnv1a(head, static_cast<size_t>(n));
+  id->fp_len = static_cast<uint32_t>(n);
+}
+
 // gzip or zstd: a piece the rotator compressed, not lines.
 bool Compressed(FileSystem& fs, const std::string& path) {
   auto f = fs.Open(path);
@@ -111,10 +120,7 @@ void FileTailer::Open(const std::string& path, const FileStat& st, TailSink* sin
   f->identity.dev = st.dev;
   f->identity.ino = st.ino;
   char head[kFingerprintBytes];
-  ssize_t n = file->ReadAt(head, sizeof head, 0);
-  if (n < 0) n = 0;
-  f->identity.fingerprint = Fnv1a(head, static_cast<size_t>(n));
-  f->identity.fp_len = static_cast<uint32_t>(n);
+  TakeFingerprint(*file, head, &f->identity);
 
   TailedFile info;
   info.path = name.empty() ? path : name;
@@ -284,10 +290,7 @@ size_t FileTailer::Read(File& f, TailSink* sink) {
     stats_.truncations++;
     f.offset = 0;
     char head[kFingerprintBytes];
-    ssize_t n = f.file->ReadAt(head, sizeof head, 0);
-    if (n < 0) n = 0;
-    f.identity.fingerprint = Fnv1a(head, static_cast<size_t>(n));
-    f.identity.fp_len = static_cast<uint32_t>(n);
+    TakeFingerprint(*f.file, head, &f.identity);
     sink->OnTruncated(f.id, f.identity);
   }
   size_t total = 0;
