@@ -67,7 +67,10 @@ class Inotify : public Watcher {
                                IN_MODIFY | IN_MOVE_SELF | IN_DELETE_SELF | IN_ATTRIB);
   }
   void Unwatch(int handle) override {
-    if (fd_ >= 0 && handle >= 0) ::inotify_rm_watch(fd_, handle);
+    if (fd_ >= 0 && handle >= 0) {
+      ::inotify_rm_watch(fd_, handle);
+      dirs_.erase(handle);
+    }
   }
   void Drain(std::vector<int>* written, bool* other) override {
     alignas(inotify_event) char events[4096];

@@ -28,8 +28,13 @@ constexpr size_t kBatchBytes = 64 << 10;
 constexpr size_t kBatchRecords = 2048;
 constexpr size_t kStreamBacklog = 1 << 20;  // a stream's records waiting in the ordering
 constexpr Nanos kHeartbeat = kSecond;       // the detector side hears from the reader at least this often
-constexpr Nanos kHealthEvery = 500 * kMillisecond;
+constexpr Nanos kHealthEvery = kSecond;     // lag and input health, sent with the heartbeat
 constexpr Nanos kRequestsEvery = 200 * kMillisecond;
+// Appends are read in rounds at most this often: a burst of notifications
+// (a line per file every few milliseconds over hundreds of files) costs one
+// round of reads and one batch, not one per append. The first append after
+// a quiet spell is read at once. Well inside the alert budget.
+constexpr Nanos kCoalesce = 20 * kMillisecond;
 
 Nanos WallNow() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -338,7 +343,6 @@ Result<LiveOutcome> RunLive(const LiveOptions& opt, match::Registry& registry,
   Reader reader(&stage, &ordering, &polled);
   std::vector<std::unique_ptr<source::FileTailer>> tailers;
   const size_t read_chunk = EnvCount("QW_TEST_READ_CHUNK");
-  Nanos poll_interval = 250 * kMillisecond;
   for (const auto& src : opt.sources) {
     source::FileTailer::Options o;
     o.include = src.include;
@@ -350,7 +354,6 @@ Result<LiveOutcome> RunLive(const LiveOptions& opt, match::Registry& registry,
       o.read_bytes = read_chunk;
       o.max_bytes_per_poll = read_chunk;
     }
-    poll_interval = std::min(poll_interval, src.poll_interval);
     auto t = std::make_unique<source::FileTailer>(o, ctx.fs);
     if (had_checkpoint) t->Restore(saved, saved_written);
     tailers.push_back(std::move(t));
@@ -364,6 +367,7 @@ Result<LiveOutcome> RunLive(const LiveOptions& opt, match::Registry& registry,
   const Nanos started = WallNow();
   Nanos last_input = started, last_dispatch = 0, last_health = 0, last_requests = 0,
         last_lag_report = started;
+  Nanos last_round = 0;  // steady time the last round began
   uint64_t lines_seen = 0, published_rejected = 0, published_cut = 0;
   bool outage = false, caught_up = false, idle_sent = false;
   std::vector<OperatorRequest> requests;
@@ -374,6 +378,7 @@ Result<LiveOutcome> RunLive(const LiveOptions& opt, match::Registry& registry,
       break;
     }
     const Nanos steady = SteadyNow();
+    last_round = steady;
     Nanos wall = WallNow();
     if (wall - last_requests >= kRequestsEvery) {
       last_requests = wall;
@@ -451,16 +456,27 @@ Result<LiveOutcome> RunLive(const LiveOptions& opt, match::Registry& registry,
       last_dispatch = wall;
     }
 
-    // Wait for a change, a signal, a timer.
-    Nanos timeout = more ? 0 : std::min(poll_interval, kHeartbeat);
+    // Wait for a change, a signal, a timer: operator requests, the next
+    // scan (rare while inotify is trusted), a record due for release.
+    Nanos timeout = more ? 0 : kRequestsEvery;
+    for (const auto& t : tailers) timeout = std::min(timeout, std::max<Nanos>(0, t->next_scan() - steady));
     if (next_release != kNoTime) timeout = std::min(timeout, std::max<Nanos>(0, next_release - steady));
     std::vector<struct pollfd> fds;
+    if (ctx.wake_fd >= 0) fds.push_back({ctx.wake_fd, POLLIN, 0});
     for (const auto& t : tailers) {
       if (t->wait_fd() >= 0) fds.push_back({t->wait_fd(), POLLIN, 0});
     }
-    if (ctx.wake_fd >= 0) fds.push_back({ctx.wake_fd, POLLIN, 0});
     if (timeout > 0) {
-      ::poll(fds.data(), fds.size(), static_cast<int>((timeout + kMillisecond - 1) / kMillisecond));
+      const int ready =
+          ::poll(fds.data(), fds.size(), static_cast<int>((timeout + kMillisecond - 1) / kMillisecond));
+      // A notification soon after the last round: gather more before the
+      // next (a signal still wakes at once).
+      const Nanos since = SteadyNow() - last_round;
+      const bool signalled = ctx.wake_fd >= 0 && (fds[0].revents & POLLIN) != 0;
+      if (ready > 0 && !signalled && since < kCoalesce) {
+        ::poll(fds.data(), ctx.wake_fd >= 0 ? 1 : 0,
+               static_cast<int>((kCoalesce - since + kMillisecond - 1) / kMillisecond));
+      }
     }
     if (ctx.wake_fd >= 0) {
       uint64_t v;

@@ -3,6 +3,7 @@
 #include <fnmatch.h>
 
 #include <algorithm>
+#include <chrono>
 
 namespace qw::source {
 namespace {
@@ -41,6 +42,12 @@ bool Compressed(FileSystem& fs, const std::string& path) {
          (magic[0] == 0x28 && magic[1] == 0xb5 && magic[2] == 0x2f && magic[3] == 0xfd);
 }
 
+Nanos WallNow() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 std::string DirName(const std::string& path) {
   size_t slash = path.find_last_of('/');
   if (slash == std::string::npos) return ".";
@@ -55,7 +62,12 @@ struct FileTailer::File {
   FileIdentity identity;
   std::unique_ptr<ReadableFile> file;
   uint64_t offset = 0;  // bytes handed on
+  uint64_t size = 0;    // its size when last looked at (read or scanned)
   int watch = -1;
+  std::string folder;   // the watched folder it really is in ("": none)
+  bool unwatched = false;  // counted in unwatched_
+  bool suspect = false;    // grew without a notification at the last scan
+  bool notified = false;   // written to, as a notification said, since the last read
   bool seen_end = false;      // read to its end at least once
   bool told_end = false;      // OnCaughtUp since the last data
   bool gone = false;          // its path no longer names it: close at its end
@@ -69,14 +81,54 @@ FileTailer::FileTailer(Options opt, FileSystem* fs)
 
 FileTailer::~FileTailer() {
   for (auto& [key, f] : files_) watcher_->Unwatch(f->watch);
+  for (auto& [dir, folder] : folders_) watcher_->Unwatch(folder.watch);
 }
 
 void FileTailer::WatchDirs() {
+  dirs_watched_ = watcher_->fd() >= 0;
   for (const auto& pattern : opt_.include) {
-    std::string dir = pattern.substr(0, pattern.find_last_of('/') + 1);
-    if (dir.empty()) dir = ".";
-    if (dir.find_first_of("*?[") != std::string::npos) continue;  // found by scanning only
-    watcher_->WatchDir(dir);
+    std::string dir = DirName(pattern);
+    if (dir.find_first_of("*?[") != std::string::npos) {
+      dirs_watched_ = false;  // its new folders are found by scanning only
+      continue;
+    }
+    const int w = watcher_->WatchDir(dir);
+    dirs_watched_ = dirs_watched_ && w >= 0;
+    // Files found there need no second watch of it (and must not remove
+    // this one when they close).
+    if (w >= 0) folders_[dir] = Folder{w, 0, /*permanent=*/true};
+  }
+}
+
+bool FileTailer::notified() const {
+  return watcher_->fd() >= 0 && dirs_watched_ && unwatched_ == 0 && !silent_;
+}
+
+void FileTailer::WatchFolder(const std::string& path, std::string* folder) {
+  folder->clear();
+  const std::string real = fs_->RealPath(path);
+  const std::string dir = DirName(real.empty() ? path : real);
+  auto it = folders_.find(dir);
+  if (it == folders_.end()) {
+    const int w = watcher_->WatchDir(dir);
+    if (w < 0) return;
+    // Another name of an include pattern's folder (through a symlink):
+    // the kernel gave its watch, which stays.
+    const bool permanent = std::any_of(folders_.begin(), folders_.end(), [w](const auto& e) {
+      return e.second.permanent && e.second.watch == w;
+    });
+    it = folders_.emplace(dir, Folder{w, 0, permanent}).first;
+  }
+  ++it->second.files;
+  *folder = dir;
+}
+
+void FileTailer::UnwatchFolder(const std::string& folder) {
+  auto it = folders_.find(folder);
+  if (folder.empty() || it == folders_.end()) return;
+  if (--it->second.files == 0 && !it->second.permanent) {
+    watcher_->Unwatch(it->second.watch);
+    folders_.erase(it);
   }
 }
 
@@ -99,10 +151,8 @@ bool FileTailer::caught_up() const {
 std::pair<uint64_t, uint64_t> FileTailer::Lag() const {
   uint64_t bytes = 0, files = 0;
   for (const auto& [key, f] : files_) {
-    FileStat st;
-    if (!f->file->Stat(&st)) continue;
-    if (st.size > f->offset) {
-      bytes += st.size - f->offset;
+    if (f->size > f->offset) {
+      bytes += f->size - f->offset;
       ++files;
     }
   }
@@ -146,13 +196,20 @@ void FileTailer::Open(const std::string& path, const FileStat& st, TailSink* sin
         (how == Found::kGlob && !restored_ && !first_scan_done_ && opt_.read_from_end) ? now.size : 0;
   }
   f->offset = info.offset;
+  f->size = now.size;
   f->file = std::move(file);
   f->watch = watcher_->WatchFile(path);
+  WatchFolder(path, &f->folder);
+  if (f->watch < 0 || f->folder.empty()) {
+    f->unwatched = true;  // only the periodic scan sees it
+    ++unwatched_;
+  }
   f->id = sink->OnOpen(info);
   stats_.files_opened++;
   if (how != Found::kGlob) {
     f->gone = true;  // read to its end, closed at a later scan
     f->gone_scan = scans_;
+    ++gone_;
     stats_.recovered++;
     if (opt_.log) {
       opt_.log(info.path + ": rotated to " + path + " after the last checkpoint; reading the " +
@@ -173,6 +230,7 @@ void FileTailer::Scan(TailSink* sink) {
     FileStat st;
   };
   std::vector<Fresh> fresh;
+  size_t suspects = 0;
   for (const auto& pattern : opt_.include) {
     for (const auto& path : fs_->Glob(pattern)) {
       bool excluded = false;
@@ -183,8 +241,26 @@ void FileTailer::Scan(TailSink* sink) {
       if (excluded || !fs_->Stat(path, &st) || !st.regular) continue;
       auto key = std::make_pair(st.dev, st.ino);
       if (!present.insert(key).second) continue;
-      if (!files_.count(key)) fresh.push_back({BaseName(path), path, st});
+      auto it = files_.find(key);
+      if (it == files_.end()) {
+        fresh.push_back({BaseName(path), path, st});
+        continue;
+      }
+      // Read only if its size changed (a stat per file is the scan's
+      // cost). One that grew though caught up and not notified: inotify
+      // may be silent here (checked below).
+      File& f = *it->second;
+      f.size = st.size;
+      if (st.size == f.offset || dirty_.count(key)) continue;
+      f.suspect = f.seen_end && !f.unwatched && notified();
+      if (f.suspect) ++suspects;
+      dirty_.insert(key);
     }
+  }
+  if (suspects > 0) {
+    CheckSilent(suspects);
+  } else {
+    silent_scans_ = 0;
   }
   // New files first, in name order (ids follow it, and ids break ties of
   // equal times, so replay and live order the same files the same way);
@@ -205,10 +281,47 @@ void FileTailer::Scan(TailSink* sink) {
     if (!present.count(key) && !f->gone) {
       f->gone = true;
       f->gone_scan = scans_;
+      ++gone_;
       FileStat st;
       if (f->file->Stat(&st) && st.nlink > 0) stats_.rotations++;
     }
-    dirty_.insert(key);  // every file is looked at on a scan
+    if (f->gone) dirty_.insert(key);  // read to its end, then closed
+  }
+}
+
+// A file that grew with no notification for it: its notification may still
+// be on its way (the kernel queues it just after the write), so the queue is
+// read once more. Still none, at two scans in a row: inotify is silent here,
+// and the scan runs every rescan_interval from now on.
+void FileTailer::CheckSilent(size_t suspects) {
+  std::vector<int> written;
+  bool other = false;
+  watcher_->Drain(&written, &other);
+  if (other) rescan_ = true;
+  for (int w : written) {
+    auto it = by_watch_.find(w);
+    if (it == by_watch_.end()) continue;
+    auto f = files_.find(it->second);
+    if (f != files_.end() && f->second->suspect) {
+      f->second->suspect = false;
+      --suspects;
+    }
+  }
+  std::string example;
+  for (auto& [key, f] : files_) {
+    if (f->suspect && example.empty()) example = f->path;
+    f->suspect = false;
+  }
+  if (suspects == 0) {
+    silent_scans_ = 0;
+    return;
+  }
+  if (++silent_scans_ < 2 || silent_) return;
+  silent_ = true;
+  if (opt_.log) {
+    opt_.log(example + ": grew without a change notification (" + std::to_string(suspects) +
+             " file(s) at this scan and the one before): inotify seems silent on this file "
+             "system; every file is looked at every poll_interval from now on");
   }
 }
 
@@ -281,8 +394,14 @@ void FileTailer::Recover(const std::set<std::pair<uint64_t, uint64_t>>& present,
 
 size_t FileTailer::Read(File& f, TailSink* sink) {
   if (!sink->WantsData(f.id)) return 0;  // stays dirty: read later
-  FileStat st;
-  if (f.file->Stat(&st) && st.size < f.offset) {
+  // The file's status: its size (truncated?) and modification time.
+  Nanos mtime = 0;
+  auto look = [&] {
+    FileStat st;
+    if (!f.file->Stat(&st)) return;
+    f.size = st.size;
+    mtime = st.mtime;
+    if (st.size >= f.offset) return;
     // copytruncate: emptied in place; start again at 0. The fingerprint is
     // taken again: the old first bytes are gone, and a checkpoint that kept
     // them would not know the file after a restart (it would be read again
@@ -292,6 +411,17 @@ size_t FileTailer::Read(File& f, TailSink* sink) {
     char head[kFingerprintBytes];
     TakeFingerprint(*f.file, head, &f.identity);
     sink->OnTruncated(f.id, f.identity);
+  };
+  // An append notified to a file read to its end before: read at once, and
+  // the time now stands for its modification time (it was just written).
+  // Only when nothing is there is the file looked at (truncated, then
+  // notified). Else the status first.
+  bool looked = !(f.notified && f.seen_end && notified());
+  f.notified = false;
+  if (looked) {
+    look();
+  } else {
+    mtime = WallNow();
   }
   size_t total = 0;
   bool at_end = false;
@@ -299,9 +429,15 @@ size_t FileTailer::Read(File& f, TailSink* sink) {
     if (total >= opt_.max_bytes_per_poll || !sink->WantsData(f.id)) break;
     const size_t want = std::min(buf_.size(), opt_.max_bytes_per_poll - total);
     ssize_t n = f.file->ReadAt(buf_.data(), want, f.offset);
+    stats_.reads++;
     if (n < 0) {
       stats_.read_errors++;
       break;
+    }
+    if (n == 0 && !looked) {
+      looked = true;
+      look();
+      continue;
     }
     if (n == 0) {
       at_end = true;
@@ -310,8 +446,9 @@ size_t FileTailer::Read(File& f, TailSink* sink) {
     total += static_cast<size_t>(n);
     stats_.bytes_read += static_cast<uint64_t>(n);
     f.offset += static_cast<uint64_t>(n);
+    f.size = std::max(f.size, f.offset);
     f.told_end = false;
-    sink->OnData(f.id, std::string_view(buf_.data(), static_cast<size_t>(n)), st.mtime);
+    sink->OnData(f.id, std::string_view(buf_.data(), static_cast<size_t>(n)), mtime);
     if (static_cast<size_t>(n) < want) {
       // Short read: the end, unless it grew meanwhile (the next poll sees).
       at_end = true;
@@ -329,6 +466,9 @@ size_t FileTailer::Read(File& f, TailSink* sink) {
   if (f.gone && scans_ > f.gone_scan) {
     watcher_->Unwatch(f.watch);
     by_watch_.erase(f.watch);
+    UnwatchFolder(f.folder);
+    if (f.unwatched) --unwatched_;
+    --gone_;
     stats_.files_closed++;
     sink->OnClose(f.id);
     files_.erase(key);  // f is gone now
@@ -343,13 +483,16 @@ void FileTailer::Drain() {
   if (other) rescan_ = true;
   for (int w : written) {
     auto it = by_watch_.find(w);
-    if (it != by_watch_.end()) dirty_.insert(it->second);
+    if (it == by_watch_.end()) continue;
+    dirty_.insert(it->second);
+    auto f = files_.find(it->second);
+    if (f != files_.end()) f->second->notified = true;
   }
 }
 
 size_t FileTailer::Poll(TailSink* sink, Nanos now) {
   Drain();
-  if (rescan_ || !first_scan_done_ || watcher_->fd() < 0 || now - last_scan_ >= opt_.rescan_interval) {
+  if (rescan_ || !first_scan_done_ || watcher_->fd() < 0 || now - last_scan_ >= scan_interval()) {
     rescan_ = false;
     last_scan_ = now;
     Scan(sink);

@@ -12,14 +12,23 @@
 // after its last checkpoint) is looked for by identity in its folder and
 // read from the saved offset to its end, under its old path's name; so are
 // pieces rotated away after it (from their start).
-// Change notifications (inotify) say which files to read; every
-// rescan_interval the globs are expanded and every file is looked at
-// anyway, for file systems that send none.
+// Change notifications (inotify) say which files to read, and when to
+// expand the globs again (a watched folder's entries changed, a file was
+// renamed or removed); the folders the files are really in (kubelet's
+// /var/log/pods/...) are watched too, so a rotated file's successor is
+// found at once. The periodic scan (globs expanded, every file stat'ed,
+// read only if its size changed) is then a safety net, every
+// notified_rescan_interval; it runs every rescan_interval when
+// notifications cannot be trusted: no inotify, a folder pattern with
+// wildcards (its new folders are found only by scanning), a file that could
+// not be watched, or a file that grew without a notification (inotify is
+// silent on some network and FUSE file systems; logged once).
 //
 // All file system access goes through a FileSystem (common/file_system.h).
 // Threading: one thread calls everything.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -78,6 +87,7 @@ struct TailStats {
   uint64_t bytes_read = 0, read_errors = 0, truncations = 0, rotations = 0, files_opened = 0,
            files_closed = 0;
   uint64_t recovered = 0;  // rotated away while down, found again by identity
+  uint64_t reads = 0;      // read calls (each file read costs at least one)
 };
 
 class FileTailer {
@@ -87,7 +97,8 @@ class FileTailer {
     bool read_from_end = true;           // files present at the very first start
     size_t read_bytes = 256 << 10;       // one read
     size_t max_bytes_per_poll = 4 << 20;  // per file and poll, for fairness
-    Nanos rescan_interval = 250 * kMillisecond;
+    Nanos rescan_interval = 250 * kMillisecond;           // without trusted notifications
+    Nanos notified_rescan_interval = 5 * kSecond;         // with them (at least rescan_interval)
     std::function<void(const std::string&)> log;  // what an operator should know
   };
   FileTailer(Options opt, FileSystem* fs);
@@ -111,14 +122,17 @@ class FileTailer {
   // The descriptor to wait on for changes, or -1.
   int wait_fd() const;
   // When Poll has something to do without a notification (steady time).
-  Nanos next_scan() const { return last_scan_ + opt_.rescan_interval; }
+  Nanos next_scan() const { return last_scan_ + scan_interval(); }
+  // Change notifications are trusted: the periodic scan is rare.
+  bool notified() const;
   // Files that could not all be read in the last poll (limit or
   // back-pressure): poll again soon.
   bool more() const { return !dirty_.empty(); }
 
   // Every file has been read to its end at least once since start.
   bool caught_up() const;
-  // Unread bytes: (total, files with some).
+  // Unread bytes: (total, files with some), from each file's size when it
+  // was last looked at (read or scanned): no system call.
   std::pair<uint64_t, uint64_t> Lag() const;
   const TailStats& stats() const { return stats_; }
   size_t open_files() const { return files_.size(); }
@@ -142,15 +156,37 @@ class FileTailer {
   // longer find (`present`: what they found), looked for in their folders.
   void Recover(const std::set<std::pair<uint64_t, uint64_t>>& present, TailSink* sink);
   bool Included(const std::string& path) const;
+  void CheckSilent(size_t suspects);
   // Reads what is new; returns bytes read. Closes files gone and drained.
   size_t Read(File& f, TailSink* sink);
   void WatchDirs();
+  // Watches the folder a file really is in (once per folder); `Unwatch
+  // Folder` when its last file closes.
+  void WatchFolder(const std::string& path, std::string* folder);
+  void UnwatchFolder(const std::string& folder);
+  // A file found gone is closed at a later scan (see scans_), which must
+  // come soon: its node is retired then, before it could look stalled.
+  Nanos scan_interval() const {
+    return notified() && gone_ == 0 ? std::max(opt_.rescan_interval, opt_.notified_rescan_interval)
+                                    : opt_.rescan_interval;
+  }
 
   Options opt_;
   FileSystem* fs_;
   std::unique_ptr<Watcher> watcher_;
   std::map<std::pair<uint64_t, uint64_t>, std::unique_ptr<File>> files_;  // by (dev, ino)
   std::map<int, std::pair<uint64_t, uint64_t>> by_watch_;                  // watch handle -> file
+  struct Folder {
+    int watch = -1;
+    size_t files = 0;        // open files in it
+    bool permanent = false;  // an include pattern's folder: watched always
+  };
+  std::map<std::string, Folder> folders_;  // real folders of open files
+  bool dirs_watched_ = false;   // every include pattern's folder is watched
+  size_t unwatched_ = 0;        // open files without a watch (theirs or their folder's)
+  size_t gone_ = 0;             // open files found gone, not yet closed
+  bool silent_ = false;         // files grew without notifications
+  int silent_scans_ = 0;        // scans in a row that found such files
   std::set<std::pair<uint64_t, uint64_t>> dirty_;                          // to read
   std::vector<SavedPosition> saved_;
   Nanos saved_written_ = kNoTime;

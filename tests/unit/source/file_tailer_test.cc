@@ -1,11 +1,14 @@
 // The file tailer on an in-memory file system: every step is a Poll the
 // test makes, so nothing sleeps and nothing races. The in-memory file
 // system sends no change notifications, like a network file system: the
-// tailer must find everything by scanning.
+// tailer must find everything by scanning. The last cases use the machine's
+// file system and inotify (in a temporary folder).
 #include "source/file_tailer.h"
 
 #include <doctest/doctest.h>
 
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <string>
 #include <vector>
@@ -13,6 +16,7 @@
 #include "common/mem_file_system.h"
 #include "match/registry.h"
 #include "record/record_stage.h"
+#include "test_files.h"
 
 using namespace qw;
 using namespace qw::source;
@@ -507,4 +511,178 @@ TEST_CASE("CRI P/F parts across reads and polls make one record; an incomplete l
   FileStat st;
   REQUIRE(fs.Stat("/logs/a.log", &st));
   CHECK(stage.ResumePosition(0) == st.size);
+}
+
+TEST_CASE("a scan reads only the files whose size changed") {
+  // Without notifications every scan looks at every file; a stat each, and
+  // a read only for a file that grew (or shrank).
+  MemFileSystem fs;
+  for (const char* name : {"a", "b", "c"}) fs.Append(std::string("/logs/") + name + ".log", "first\n");
+  FileTailer t(Opts(), &fs);
+  Recorder r;
+  t.Poll(&r, 0);
+  REQUIRE(r.data.size() == 3);
+  const uint64_t reads = t.stats().reads;
+  t.Poll(&r, 1);
+  CHECK(t.stats().reads == reads);  // nothing changed: nothing read
+  fs.Append("/logs/b.log", "second\n");
+  t.Poll(&r, 2);
+  CHECK(r.data[1] == "first\nsecond\n");
+  // "second\n" is 7 bytes, one read of 7: a full read, so one more to see the end.
+  CHECK(t.stats().reads == reads + 2);
+  fs.Truncate("/logs/c.log", 0);
+  fs.Append("/logs/c.log", "x\n");
+  t.Poll(&r, 3);
+  CHECK(r.data[2] == "first\n|x\n");
+  CHECK(t.stats().reads == reads + 3);
+  auto [bytes, files] = t.Lag();
+  CHECK(bytes == 0);
+  CHECK(files == 0);
+}
+
+namespace {
+
+// The machine's file system, whose change notifications say nothing of
+// appends (as inotify on some network and FUSE file systems): folder
+// changes and renames still come.
+class NoWriteNotifications : public FileSystem {
+ public:
+  std::vector<std::string> Glob(const std::string& p) override { return real_->Glob(p); }
+  bool Stat(const std::string& p, FileStat* st) override { return real_->Stat(p, st); }
+  std::string RealPath(const std::string& p) override { return real_->RealPath(p); }
+  std::vector<std::string> ListDir(const std::string& d) override { return real_->ListDir(d); }
+  std::unique_ptr<ReadableFile> Open(const std::string& p) override { return real_->Open(p); }
+  std::unique_ptr<Watcher> NewWatcher() override {
+    class W : public Watcher {
+     public:
+      explicit W(std::unique_ptr<Watcher> w) : w_(std::move(w)) {}
+      int fd() const override { return w_->fd(); }
+      int WatchDir(const std::string& p) override { return w_->WatchDir(p); }
+      int WatchFile(const std::string& p) override { return w_->WatchFile(p); }
+      void Unwatch(int h) override { w_->Unwatch(h); }
+      void Drain(std::vector<int>*, bool* other) override {
+        std::vector<int> dropped;
+        w_->Drain(&dropped, other);
+      }
+
+     private:
+      std::unique_ptr<Watcher> w_;
+    };
+    return std::make_unique<W>(real_->NewWatcher());
+  }
+
+ private:
+  FileSystem* real_ = FileSystem::Default();
+};
+
+void AppendTo(const std::string& path, const std::string& text) {
+  std::ofstream(path, std::ios::app) << text;
+}
+
+FileTailer::Options RealOpts(const std::string& dir, std::vector<std::string>* log = nullptr) {
+  FileTailer::Options o;
+  o.include = {dir + "/*.log"};
+  o.read_from_end = false;
+  o.rescan_interval = 250 * kMillisecond;
+  o.notified_rescan_interval = 5 * kSecond;
+  if (log != nullptr) o.log = [log](const std::string& m) { log->push_back(m); };
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("inotify: appends are read when notified; the scan is a rare safety net") {
+  qw::testing::TempDir dir("qw-tail-inotify");
+  AppendTo(dir / "a.log", "one\n");
+  AppendTo(dir / "b.log", "two\n");
+  FileTailer t(RealOpts(dir.path()), FileSystem::Default());
+  Recorder r;
+  t.Poll(&r, 0);
+  REQUIRE(r.data.size() == 2);
+  CHECK(t.notified());
+  CHECK(t.next_scan() == 5 * kSecond);
+  const uint64_t reads = t.stats().reads;
+  AppendTo(dir / "b.log", "three\n");
+  t.Poll(&r, kMillisecond);  // no scan due: the notification names b.log
+  CHECK(r.data[1] == "two\nthree\n");
+  CHECK(t.stats().reads == reads + 1);  // b.log only
+  t.Poll(&r, 2 * kMillisecond);
+  CHECK(t.stats().reads == reads + 1);  // nothing new, nothing read
+}
+
+TEST_CASE("inotify: a rotated file's successor in the folder the path leads to is found at once") {
+  // kubelet's layout: the glob finds a symlink, the file is elsewhere; the
+  // successor is created after the rename, with no change in the glob's
+  // folder. The file's own folder is watched, so no periodic scan is needed.
+  qw::testing::TempDir dir("qw-tail-inotify");
+  std::filesystem::create_directories(dir / "pods/ns_p_uid/app");
+  std::filesystem::create_directories(dir / "containers");
+  const std::string file = dir / "pods/ns_p_uid/app/0.log";
+  AppendTo(file, "before\n");
+  std::filesystem::create_symlink(file, dir / "containers/p_ns_app-0123.log");
+  FileTailer::Options o = RealOpts(dir / "containers");
+  FileTailer t(o, FileSystem::Default());
+  Recorder r;
+  t.Poll(&r, 0);
+  REQUIRE(r.opened.size() == 1);
+  CHECK(t.notified());
+  std::filesystem::rename(file, file + ".20261206-010203");
+  t.Poll(&r, kMillisecond);  // the rename is seen: the path names nothing now
+  REQUIRE(r.opened.size() == 1);
+  AppendTo(file, "after\n");
+  t.Poll(&r, 2 * kMillisecond);  // long before the next periodic scan (5 s)
+  REQUIRE(r.opened.size() == 2);
+  CHECK(r.opened[1].path == dir / "containers/p_ns_app-0123.log");
+  CHECK(r.data[1] == "after\n");
+  t.Poll(&r, 3 * kMillisecond);
+  CHECK(r.log.back() == "close 0");  // the old one, read to its end
+}
+
+TEST_CASE("inotify silent about appends: found by the scans, then every poll_interval") {
+  qw::testing::TempDir dir("qw-tail-silent");
+  AppendTo(dir / "a.log", "one\n");
+  std::vector<std::string> log;
+  NoWriteNotifications fs;
+  FileTailer t(RealOpts(dir.path(), &log), &fs);
+  Recorder r;
+  t.Poll(&r, 0);
+  REQUIRE(r.data[0] == "one\n");
+  CHECK(t.notified());
+  AppendTo(dir / "a.log", "two\n");
+  t.Poll(&r, kSecond);  // no notification, no scan due: not seen yet
+  CHECK(r.data[0] == "one\n");
+  t.Poll(&r, 5 * kSecond);  // the safety scan finds it
+  CHECK(r.data[0] == "one\ntwo\n");
+  CHECK(t.notified());  // once may be a notification on its way
+  CHECK(log.empty());
+  AppendTo(dir / "a.log", "three\n");
+  t.Poll(&r, 10 * kSecond);  // twice in a row: silent
+  CHECK(r.data[0] == "one\ntwo\nthree\n");
+  CHECK_FALSE(t.notified());
+  REQUIRE(log.size() == 1);
+  CHECK(log[0].find("grew without a change notification") != std::string::npos);
+  CHECK(t.next_scan() == 10 * kSecond + 250 * kMillisecond);
+  AppendTo(dir / "a.log", "four\n");
+  t.Poll(&r, 10 * kSecond + 250 * kMillisecond);
+  CHECK(r.data[0] == "one\ntwo\nthree\nfour\n");
+  CHECK(log.size() == 1);  // said once
+}
+
+TEST_CASE("inotify: a removed file is closed at the next short scan, not the rare one") {
+  // Its node is retired when its stream ends; waiting for the safety scan
+  // (5 s) would let it look stalled first.
+  qw::testing::TempDir dir("qw-tail-inotify");
+  AppendTo(dir / "a.log", "one\n");
+  FileTailer t(RealOpts(dir.path()), FileSystem::Default());
+  Recorder r;
+  t.Poll(&r, 0);
+  CHECK(t.next_scan() == 5 * kSecond);
+  std::filesystem::remove(dir / "a.log");
+  t.Poll(&r, kMillisecond);  // the folder's notification: scanned, found gone
+  CHECK(t.open_files() == 1);
+  CHECK(t.next_scan() == kMillisecond + 250 * kMillisecond);
+  t.Poll(&r, kMillisecond + 250 * kMillisecond);
+  CHECK(r.log.back() == "close 0");
+  CHECK(t.open_files() == 0);
+  CHECK(t.next_scan() == kMillisecond + 250 * kMillisecond + 5 * kSecond);
 }
