@@ -73,10 +73,14 @@ class Inotify : public Watcher {
     }
   }
   void Drain(std::vector<int>* written, bool* other) override {
-    alignas(inotify_event) char events[4096];
+    alignas(inotify_event) char events[16384];
     if (fd_ < 0) return;
     ssize_t n;
-    while ((n = ::read(fd_, events, sizeof events)) > 0) {
+    // A read that does not fill the buffer took everything queued: no
+    // second read just to hear EAGAIN (what comes later wakes poll()).
+    bool full = true;
+    while (full && (n = ::read(fd_, events, sizeof events)) > 0) {
+      full = static_cast<size_t>(n) + sizeof(inotify_event) + NAME_MAX + 1 > sizeof events;
       for (ssize_t at = 0; at < n;) {
         const auto* ev = reinterpret_cast<const inotify_event*>(events + at);
         if (ev->wd >= 0 && dirs_.count(ev->wd) == 0 && ev->mask == IN_MODIFY) {
@@ -128,7 +132,12 @@ class PosixFileSystem : public FileSystem {
     return out;
   }
   std::unique_ptr<ReadableFile> Open(const std::string& path) override {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    // Without access times: a log file read after every append would
+    // otherwise have its inode written each time (the file was modified
+    // since it was last read, so even relatime updates it). Allowed only
+    // to the file's owner (or with CAP_FOWNER): else opened as usual.
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOATIME);
+    if (fd < 0 && errno == EPERM) fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return nullptr;
     return std::make_unique<PosixFile>(fd);
   }

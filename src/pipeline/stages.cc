@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <map>
+#include <mutex>
 #include <thread>
 
 #if defined(__has_feature)
@@ -82,6 +83,12 @@ struct Stages::Impl {
   std::atomic<uint64_t> matched{0}, failures{0};
   std::atomic<uint64_t> total{UINT64_MAX};
   std::atomic<size_t> in_flight{0};
+  // The next sequence number to consume; written under consume_mu.
+  std::atomic<uint64_t> next{0};
+  std::mutex consume_mu;
+  // The dispatching thread's own matchers, for batches it runs inline.
+  struct MatcherSet;
+  std::unique_ptr<MatcherSet> inline_set;
   std::vector<std::thread> matchers;
   std::thread consumer;
   std::unique_ptr<mq::ProducerToken> work_token;
@@ -91,23 +98,21 @@ struct Stages::Impl {
       : registry(r), consume(std::move(c)), free_batches(pool_size), work(pool_size),
         done(pool_size) {}
 
-  // Matcher thread: owns its compiled matchers (RE2 objects are not shared
-  // between threads, so no DFA-cache lock is contended), built on first use
-  // of a family; the Vectorscan database is shared through the registry.
-  void MatchLoop() {
-    std::vector<std::unique_ptr<match::FamilyMatcher>> matchers(registry.size());
-    std::vector<bool> tried(registry.size(), false);
-    mq::ConsumerToken ctok(work);
-    mq::ProducerToken ptok(done);
+  // A thread's compiled matchers (RE2 objects are not shared between
+  // threads, so no DFA-cache lock is contended), built on first use of a
+  // family; the Vectorscan database is shared through the registry.
+  struct MatcherSet {
+    explicit MatcherSet(const match::Registry& r) : registry(r), matchers(r.size()), tried(r.size(), false) {}
+    const match::Registry& registry;
+    std::vector<std::unique_ptr<match::FamilyMatcher>> matchers;
+    std::vector<bool> tried;
     uint64_t hits = 0;
     std::vector<uint32_t> starts, lengths;
     std::vector<uint8_t> active;
     std::vector<int> families;
     std::vector<Signal> scratch;
-    while (true) {
-      Batch* b = nullptr;
-      work.wait_dequeue(ctok, b);
-      if (b == nullptr) break;
+
+    void Match(Batch* b) {
       const size_t n = b->records.size();
       b->signals.resize(n);
       starts.resize(n);
@@ -157,14 +162,43 @@ struct Stages::Impl {
           }
         }
       }
+    }
+    uint64_t failures() const {
+      uint64_t fails = 0;
+      for (const auto& m : matchers) {
+        if (m) fails += m->prefilter_failures();
+      }
+      return fails;
+    }
+  };
+
+  void MatchLoop() {
+    MatcherSet set(registry);
+    mq::ConsumerToken ctok(work);
+    mq::ProducerToken ptok(done);
+    while (true) {
+      Batch* b = nullptr;
+      work.wait_dequeue(ctok, b);
+      if (b == nullptr) break;
+      set.Match(b);
       done.enqueue(ptok, b);
     }
-    uint64_t fails = 0;
-    for (const auto& m : matchers) {
-      if (m) fails += m->prefilter_failures();
+    matched.fetch_add(set.hits);
+    failures.fetch_add(set.failures());
+  }
+
+  // One batch to the consumer callback, in sequence: under consume_mu, so
+  // the consumer thread and an inline Dispatch never run it at once, and
+  // what one wrote the other sees.
+  void ConsumeOne(Batch* ready) {
+    {
+      std::lock_guard<std::mutex> lock(consume_mu);
+      consume(*ready);
+      next.store(ready->seq + 1, std::memory_order_relaxed);
     }
-    matched.fetch_add(hits);
-    failures.fetch_add(fails);
+    ready->Clear();
+    in_flight.fetch_sub(1, std::memory_order_release);
+    free_batches.enqueue(ready);
   }
 
   // Consumer thread: batches in sequence order. The queue keeps order only
@@ -173,10 +207,9 @@ struct Stages::Impl {
   // published before the marker.
   void ConsumeLoop() {
     std::map<uint64_t, Batch*> waiting;
-    uint64_t next = 0;
     mq::ConsumerToken ctok(done);
     bool ended = false;
-    while (!ended || next < total.load(std::memory_order_acquire)) {
+    while (!ended || next.load(std::memory_order_relaxed) < total.load(std::memory_order_acquire)) {
       Batch* b = nullptr;
       done.wait_dequeue(ctok, b);
       if (b == nullptr) {
@@ -184,14 +217,10 @@ struct Stages::Impl {
         continue;
       }
       waiting.emplace(b->seq, b);
-      while (!waiting.empty() && waiting.begin()->first == next) {
+      while (!waiting.empty() && waiting.begin()->first == next.load(std::memory_order_relaxed)) {
         Batch* ready = waiting.begin()->second;
         waiting.erase(waiting.begin());
-        consume(*ready);
-        ready->Clear();
-        in_flight.fetch_sub(1);
-        free_batches.enqueue(ready);
-        ++next;
+        ConsumeOne(ready);
       }
     }
   }
@@ -224,7 +253,19 @@ Batch* Stages::Acquire() {
 
 void Stages::Dispatch(Batch* b) {
   b->seq = seq_++;
+  // A small batch with nothing before it in flight (live tailing at a
+  // modest rate): matched and consumed on this thread at once. Two thread
+  // wake-ups per batch cost more than the work; the order is the same,
+  // since every batch before it has been consumed.
+  const bool alone = impl_->in_flight.load(std::memory_order_acquire) == 0;
   impl_->in_flight.fetch_add(1);
+  if (inline_records_ > 0 && alone && b->records.size() <= inline_records_) {
+    if (!impl_->inline_set) impl_->inline_set = std::make_unique<Impl::MatcherSet>(impl_->registry);
+    impl_->inline_set->Match(b);
+    ++inlined_;
+    impl_->ConsumeOne(b);
+    return;
+  }
   impl_->work.enqueue(*impl_->work_token, b);
 }
 
@@ -238,6 +279,10 @@ void Stages::Finish() {
   impl_->finished = true;
   for (size_t i = 0; i < impl_->matchers.size(); ++i) impl_->work.enqueue(*impl_->work_token, nullptr);
   for (auto& t : impl_->matchers) t.join();
+  if (impl_->inline_set) {
+    impl_->matched.fetch_add(impl_->inline_set->hits);
+    impl_->failures.fetch_add(impl_->inline_set->failures());
+  }
   impl_->total.store(seq_, std::memory_order_release);
   impl_->done.enqueue(nullptr);
   impl_->consumer.join();

@@ -2,7 +2,10 @@
 // live tailing and (later) Kafka. Dispatch() hands a filled batch to N
 // stateless matcher threads (any batch, any thread); one consumer thread
 // receives the batches in Dispatch order again (by sequence number), so
-// what the detector sees does not depend on the thread count.
+// what the detector sees does not depend on the thread count. Live
+// tailing may have small batches run on the dispatching thread instead
+// (InlineUpTo); the consumer callback then runs there, in the same order,
+// never at the same time as on the consumer thread (one lock).
 #pragma once
 
 #include <functional>
@@ -26,8 +29,14 @@ class Stages {
   // A cleared batch from the pool; blocks while every batch is in flight
   // (back-pressure). REQUIRES: one producer thread.
   Batch* Acquire();
-  // Hands a batch acquired before to the matchers.
+  // Hands a batch acquired before to the matchers; with InlineUpTo(n), a
+  // batch of at most n records dispatched when none is in flight is
+  // matched and consumed on the calling thread instead, before Dispatch
+  // returns.
   void Dispatch(Batch* b);
+  // 0 (the default): never inline.
+  void InlineUpTo(size_t records) { inline_records_ = records; }
+  uint64_t inlined() const { return inlined_; }
   // Returns an unused batch to the pool.
   void Release(Batch* b);
   // Waits until every dispatched batch was consumed, then stops the threads.
@@ -42,6 +51,8 @@ class Stages {
   struct Impl;
   std::unique_ptr<Impl> impl_;
   uint64_t seq_ = 0;
+  size_t inline_records_ = 0;
+  uint64_t inlined_ = 0;
 };
 
 }  // namespace qw::pipeline

@@ -176,13 +176,15 @@ void RecordStage::Open(uint32_t id, Origin origin) {
     // container restart) is the same software as the one before it, and
     // is placed at once, so its node never looks gone between the two.
     if (!s.origin.saved_family.empty()) s.place.family = registry_.Find(s.origin.saved_family);
+    uint32_t from = UINT32_MAX;  // the oldest such stream decides
     for (const auto& [other_id, other] : streams_) {
-      if (s.place.family >= 0) break;
-      if (other_id == id || !other->decided || other->place.family < 0) continue;
+      if (s.place.family >= 0 && from == UINT32_MAX) break;
+      if (other_id == id || other_id > from || !other->decided || other->place.family < 0) continue;
       const StreamName& a = other->place.name;
       const StreamName& b = s.place.name;
       if (a.pod == b.pod && a.namespace_ == b.namespace_ && a.container == b.container) {
         s.place.family = other->place.family;
+        from = other_id;
       }
     }
   }
@@ -713,6 +715,7 @@ void RecordStage::AtEnd(uint32_t id, Nanos now) {
   if ((!s.carry.empty() || s.carry_cut || s.in_partial) && s.incomplete_since == kNoTime) {
     s.incomplete_since = now;
   }
+  if (s.waiting_since != kNoTime || s.incomplete_since != kNoTime) timed_.insert(id);
 }
 
 bool RecordStage::Waiting(const Stream& s) const {
@@ -724,9 +727,17 @@ Nanos RecordStage::Expire(Nanos now) {
   auto sooner = [&next](Nanos t) {
     if (t != kNoTime && (next == kNoTime || t < next)) next = t;
   };
-  for (auto& [id, owned] : streams_) {
-    Stream& s = *owned;
-    if (s.closed || !s.at_end) continue;
+  // Only the streams with a wait running (AtEnd started it; a Feed since
+  // may have ended it).
+  for (auto it = timed_.begin(); it != timed_.end();) {
+    auto found = streams_.find(*it);
+    if (found == streams_.end() || found->second->closed || !found->second->at_end ||
+        (found->second->waiting_since == kNoTime && found->second->incomplete_since == kNoTime)) {
+      it = timed_.erase(it);
+      continue;
+    }
+    ++it;
+    Stream& s = *found->second;
     if (s.incomplete_since != kNoTime) {
       if (now - s.incomplete_since >= opt_.incomplete_wait) {
         s.incomplete_since = kNoTime;
@@ -772,12 +783,16 @@ bool RecordStage::Ready(uint32_t id) const {
   return s.at_end && !Waiting(s);
 }
 
-void RecordStage::Forget(uint32_t id) { streams_.erase(id); }
+void RecordStage::Forget(uint32_t id) {
+  streams_.erase(id);
+  timed_.erase(id);
+}
 
 std::vector<uint32_t> RecordStage::ids() const {
   std::vector<uint32_t> out;
   out.reserve(streams_.size());
   for (const auto& [id, s] : streams_) out.push_back(id);
+  std::sort(out.begin(), out.end());
   return out;
 }
 

@@ -19,9 +19,11 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "common/file_identity.h"
@@ -219,7 +221,10 @@ class RecordStage {
   const Routing routing_;  // a copy: small, and callers need not keep theirs
   StageOptions opt_;
   std::function<void(const std::string&)> log_;
-  std::map<uint32_t, std::unique_ptr<Stream>> streams_;
+  // By id; looked up for every read, end and release of a stream, and the
+  // ordering asks about every stream at each round: a hash, not a tree.
+  std::unordered_map<uint32_t, std::unique_ptr<Stream>> streams_;
+  std::set<uint32_t> timed_;  // streams whose hold or incomplete wait runs (Expire)
   std::vector<std::unique_ptr<match::FamilyMatcher>> matchers_;  // per family (times, continuations)
   DockerDecoder docker_;
   StageStats stats_;

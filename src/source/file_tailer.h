@@ -36,6 +36,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "common/file_identity.h"
@@ -175,7 +176,7 @@ class FileTailer {
   FileSystem* fs_;
   std::unique_ptr<Watcher> watcher_;
   std::map<std::pair<uint64_t, uint64_t>, std::unique_ptr<File>> files_;  // by (dev, ino)
-  std::map<int, std::pair<uint64_t, uint64_t>> by_watch_;                  // watch handle -> file
+  std::unordered_map<int, std::pair<uint64_t, uint64_t>> by_watch_;        // watch handle -> file
   struct Folder {
     int watch = -1;
     size_t files = 0;        // open files in it
