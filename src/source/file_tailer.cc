@@ -258,7 +258,7 @@ void FileTailer::Scan(TailSink* sink) {
     }
   }
   if (suspects > 0) {
-    CheckSilent(suspects);
+    CheckSilent();
   } else {
     silent_scans_ = 0;
   }
@@ -293,23 +293,15 @@ void FileTailer::Scan(TailSink* sink) {
 // be on its way (the kernel queues it just after the write), so the queue is
 // read once more. Still none, at two scans in a row: inotify is silent here,
 // and the scan runs every rescan_interval from now on.
-void FileTailer::CheckSilent(size_t suspects) {
-  std::vector<int> written;
-  bool other = false;
-  watcher_->Drain(&written, &other);
-  if (other) rescan_ = true;
-  for (int w : written) {
-    auto it = by_watch_.find(w);
-    if (it == by_watch_.end()) continue;
-    auto f = files_.find(it->second);
-    if (f != files_.end() && f->second->suspect) {
-      f->second->suspect = false;
-      --suspects;
-    }
-  }
+void FileTailer::CheckSilent() {
+  Drain();  // marks what it names to be read, like any notification
   std::string example;
+  size_t suspects = 0;
   for (auto& [key, f] : files_) {
-    if (f->suspect && example.empty()) example = f->path;
+    if (f->suspect && !f->notified) {
+      ++suspects;
+      if (example.empty()) example = f->path;
+    }
     f->suspect = false;
   }
   if (suspects == 0) {

@@ -157,7 +157,7 @@ class FileTailer {
   // longer find (`present`: what they found), looked for in their folders.
   void Recover(const std::set<std::pair<uint64_t, uint64_t>>& present, TailSink* sink);
   bool Included(const std::string& path) const;
-  void CheckSilent(size_t suspects);
+  void CheckSilent();
   // Reads what is new; returns bytes read. Closes files gone and drained.
   size_t Read(File& f, TailSink* sink);
   void WatchDirs();
