@@ -19,7 +19,8 @@ Ordering::Ordering(record::RecordStage* stage, Options opt, std::function<Batch*
     : stage_(stage), opt_(opt), full_(std::move(full)) {}
 
 void Ordering::Add(uint32_t id) {
-  slots_.push_back(Slot{id, stage_->output(id), 0});
+  record::RecordStage::Stream* st = stage_->handle(id);
+  slots_.push_back(Slot{id, st, record::RecordStage::output(*st)});
 }
 
 void Ordering::Room(Batch** batch, size_t bytes) {
@@ -105,7 +106,7 @@ std::vector<uint32_t> Ordering::Release(Batch** batch) {
     if (s.ended) continue;
     if (s.out->has_ready()) {
       heads.push(Head{s.out->entries[s.out->head].time, s.id, i});
-    } else if (!stage_->Ready(s.id)) {
+    } else if (!stage_->Ready(*s.st)) {
       ++blocking;
     }
   }
@@ -157,15 +158,15 @@ std::vector<uint32_t> Ordering::Release(Batch** batch) {
     }
     // Drained: whatever was read past its records (rejected lines, say)
     // is behind it too.
-    const record::LineCounts rest = stage_->TakeUncounted(s.id);
-    SetPosition(h.slot, stage_->ResumePosition(s.id), rest.lines_read, rest.lines_rejected);
-    if (!stage_->Ready(s.id)) ++blocking;
+    const record::LineCounts rest = stage_->TakeUncounted(*s.st);
+    SetPosition(h.slot, stage_->ResumePosition(*s.st), rest.lines_read, rest.lines_rejected);
+    if (!stage_->Ready(*s.st)) ++blocking;
   }
 
   std::vector<uint32_t> need;
   if (blocking > 0) {
     for (const Slot& s : slots_) {
-      if (!s.ended && !s.out->has_ready() && !stage_->Ready(s.id)) need.push_back(s.id);
+      if (!s.ended && !s.out->has_ready() && !stage_->Ready(*s.st)) need.push_back(s.id);
     }
   } else {
     idle_ = heads.empty();
@@ -173,9 +174,9 @@ std::vector<uint32_t> Ordering::Release(Batch** batch) {
   // Idle streams move on too (lines rejected or skipped since).
   for (size_t i = 0; i < slots_.size(); ++i) {
     Slot& s = slots_[i];
-    if (!s.ended && !s.out->has_ready() && stage_->Ready(s.id) && opt_.positions) {
-      const record::LineCounts rest = stage_->TakeUncounted(s.id);
-      SetPosition(i, stage_->ResumePosition(s.id), rest.lines_read, rest.lines_rejected);
+    if (!s.ended && !s.out->has_ready() && stage_->Ready(*s.st) && opt_.positions) {
+      const record::LineCounts rest = stage_->TakeUncounted(*s.st);
+      SetPosition(i, stage_->ResumePosition(*s.st), rest.lines_read, rest.lines_rejected);
     }
   }
   FlushPositions(*batch);

@@ -49,6 +49,7 @@ class Ordering {
  private:
   struct Slot {
     uint32_t id;
+    record::RecordStage::Stream* st;  // valid until the stage forgets it
     record::Output* out;
     uint64_t position = 0;  // resume position as far as handed on or pending
     bool position_known = false;

@@ -774,8 +774,11 @@ void RecordStage::Close(uint32_t id, bool gone) {
 
 Output* RecordStage::output(uint32_t id) { return &S(id).out; }
 
-bool RecordStage::Ready(uint32_t id) const {
-  const Stream& s = *streams_.at(id);
+Output* RecordStage::output(Stream& s) { return &s.out; }
+
+bool RecordStage::Ready(uint32_t id) const { return Ready(*streams_.at(id)); }
+
+bool RecordStage::Ready(const Stream& s) const {
   if (s.out.has_ready() || s.closed) return true;
   // Live: read to its end, and nothing that could still go out before
   // later records of other streams (an incomplete line does not hold the
@@ -798,8 +801,9 @@ std::vector<uint32_t> RecordStage::ids() const {
 
 bool RecordStage::ended(uint32_t id) const { return streams_.at(id)->closed; }
 
-uint64_t RecordStage::ResumePosition(uint32_t id) const {
-  const Stream& s = *streams_.at(id);
+uint64_t RecordStage::ResumePosition(uint32_t id) const { return ResumePosition(*streams_.at(id)); }
+
+uint64_t RecordStage::ResumePosition(const Stream& s) const {
   if (!s.provisional_begin.empty()) return s.provisional_begin.front();
   if (!s.held.empty()) return s.held.front().begin;
   if (s.in_partial) return s.partial_begin;
@@ -807,8 +811,9 @@ uint64_t RecordStage::ResumePosition(uint32_t id) const {
   return s.offset;
 }
 
-LineCounts RecordStage::TakeUncounted(uint32_t id) {
-  Stream& s = S(id);
+LineCounts RecordStage::TakeUncounted(uint32_t id) { return TakeUncounted(S(id)); }
+
+LineCounts RecordStage::TakeUncounted(Stream& s) {
   // Lines after something still held belong after the resume position.
   if (!s.provisional_begin.empty() || !s.held.empty() || s.in_partial) return {};
   return TakeLines(s);

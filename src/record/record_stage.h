@@ -168,8 +168,16 @@ class RecordStage {
   // (steady clock) at which something would be released, or kNoTime.
   Nanos Expire(Nanos now);
 
-  // For the ordering stage.
+  // For the ordering stage, which visits every stream in each round: it
+  // keeps a handle per stream (valid until Forget) and asks through it,
+  // without a lookup by id.
+  struct Stream;
+  Stream* handle(uint32_t id) { return &S(id); }
   Output* output(uint32_t id);
+  static Output* output(Stream& s);
+  bool Ready(const Stream& s) const;
+  uint64_t ResumePosition(const Stream& s) const;
+  LineCounts TakeUncounted(Stream& s);
   // True when the ordering may go on without this stream's next entry: its
   // output has one, or it holds nothing that could come before later
   // records of other streams (live: read to its end and nothing held back
@@ -194,7 +202,6 @@ class RecordStage {
   const StageStats& stats() const { return stats_; }
 
  private:
-  struct Stream;
   Stream& S(uint32_t id);
   void Line(Stream& s, std::string_view line, bool cut, uint64_t begin, uint64_t end);
   // A collector's prefix off (record/collector.h); *outer: its stamp.
