@@ -8,10 +8,15 @@
 
 #include <dirent.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
 #include <set>
+
+#ifdef QW_HAVE_LIBURING
+#include <liburing.h>
+#endif
 
 namespace qw {
 namespace {
@@ -42,9 +47,85 @@ class PosixFile : public ReadableFile {
     FromStat(s, st);
     return true;
   }
+  int fd() const { return fd_; }
 
  private:
   int fd_;
+};
+
+// The calling thread's ring for ReadMany, made at its first use. Reads of
+// page-cached file data complete within the submission (the kernel tries
+// them without blocking first), so a batch costs one io_uring_enter.
+class Ring {
+ public:
+  static constexpr unsigned kEntries = 64;
+  static Ring& ForThread() {
+    thread_local Ring ring;
+    return ring;
+  }
+  ~Ring() {
+#ifdef QW_HAVE_LIBURING
+    if (state_ == kReady) io_uring_queue_exit(&ring_);
+#endif
+  }
+  bool usable() {
+#ifdef QW_HAVE_LIBURING
+    if (state_ == kUntried) state_ = io_uring_queue_init(kEntries, &ring_, 0) == 0 ? kReady : kFailed;
+#endif
+    return state_ == kReady && !off_;
+  }
+  void set_off(bool off) { off_ = off; }
+  // Reads ops[0, count) (count <= kEntries, every file a PosixFile). A
+  // read the ring could not do is done with pread.
+  void Read(ReadOp* ops, size_t count) {
+#ifdef QW_HAVE_LIBURING
+    size_t queued = 0;
+    for (size_t i = 0; i < count; ++i) {
+      io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+      if (sqe == nullptr) break;
+      io_uring_prep_read(sqe, static_cast<PosixFile*>(ops[i].file)->fd(), ops[i].buf,
+                         static_cast<unsigned>(ops[i].n), ops[i].offset);
+      io_uring_sqe_set_data64(sqe, i);
+      ops[i].result = -EAGAIN;  // not yet completed
+      ++queued;
+    }
+    size_t done = 0;
+    if (queued > 0) {
+      int rc;
+      do {
+        rc = io_uring_submit_and_wait(&ring_, static_cast<unsigned>(queued));
+      } while (rc == -EINTR);
+      // Whatever was submitted completes; collect every completion.
+      while (done < queued) {
+        io_uring_cqe* cqe = nullptr;
+        int w = io_uring_wait_cqe(&ring_, &cqe);
+        if (w == -EINTR) continue;
+        if (w < 0) break;
+        const uint64_t i = io_uring_cqe_get_data64(cqe);
+        if (i < count) ops[i].result = cqe->res;
+        io_uring_cqe_seen(&ring_, cqe);
+        ++done;
+      }
+      if (done < queued) {
+        // The ring is in an unknown state: do without it from now on.
+        io_uring_queue_exit(&ring_);
+        state_ = kFailed;
+      }
+    }
+#endif
+    for (size_t i = 0; i < count; ++i) {
+      // Not queued, failed or interrupted in the ring: pread says what it is.
+      if (ops[i].result < 0) ops[i].result = ops[i].file->ReadAt(ops[i].buf, ops[i].n, ops[i].offset);
+    }
+  }
+
+ private:
+  enum State { kUntried, kReady, kFailed };
+  State state_ = kUntried;
+  bool off_ = false;
+#ifdef QW_HAVE_LIBURING
+  io_uring ring_{};
+#endif
 };
 
 class Inotify : public Watcher {
@@ -142,9 +223,27 @@ class PosixFileSystem : public FileSystem {
     return std::make_unique<PosixFile>(fd);
   }
   std::unique_ptr<Watcher> NewWatcher() override { return std::make_unique<Inotify>(); }
+  void ReadMany(ReadOp* ops, size_t count) override {
+    Ring& ring = Ring::ForThread();
+    if (count < 2 || !ring.usable()) {
+      FileSystem::ReadMany(ops, count);
+      return;
+    }
+    for (size_t i = 0; i < count; i += Ring::kEntries) {
+      ring.Read(ops + i, std::min<size_t>(Ring::kEntries, count - i));
+    }
+  }
 };
 
 }  // namespace
+
+void FileSystem::ReadMany(ReadOp* ops, size_t count) {
+  for (size_t i = 0; i < count; ++i) ops[i].result = ops[i].file->ReadAt(ops[i].buf, ops[i].n, ops[i].offset);
+}
+
+const char* ReadManyMethod() { return Ring::ForThread().usable() ? "io_uring" : "pread"; }
+
+void UseIoUring(bool use_io_uring) { Ring::ForThread().set_off(!use_io_uring); }
 
 FileSystem* FileSystem::Default() {
   static PosixFileSystem fs;

@@ -36,6 +36,15 @@ class ReadableFile {
   virtual bool Stat(FileStat* st) = 0;
 };
 
+// One read of a batch (FileSystem::ReadMany).
+struct ReadOp {
+  ReadableFile* file = nullptr;
+  char* buf = nullptr;
+  size_t n = 0;
+  uint64_t offset = 0;
+  ssize_t result = -1;  // as ReadAt returns
+};
+
 // Change notification (inotify). Handles are the watcher's own numbers.
 // A file system that tells nothing (network file systems, some overlays,
 // the in-memory one) has a watcher with fd() == -1: the tailer then finds
@@ -71,9 +80,24 @@ class FileSystem {
   // Opens for reading; nullptr when it cannot be opened.
   virtual std::unique_ptr<ReadableFile> Open(const std::string& path) = 0;
   virtual std::unique_ptr<Watcher> NewWatcher() = 0;
+  // Does every read of `ops` (files opened by this file system), each
+  // exactly as its ReadAt would, and sets their results. The machine's
+  // file system hands them to the kernel in one io_uring submission where
+  // the kernel allows it (a tailer reads dozens of files after each round
+  // of notifications: one system call instead of one each), else one
+  // pread each.
+  virtual void ReadMany(ReadOp* ops, size_t count);
 
   // The machine's file system, with inotify.
   static FileSystem* Default();
 };
+
+// How the machine's file system does ReadMany on the calling thread:
+// "io_uring", or "pread" when io_uring is unavailable (an old kernel,
+// kernel.io_uring_disabled, a seccomp profile that forbids it, a build
+// without liburing) or was turned off. `use_io_uring`: false turns it off
+// for the calling thread (tests of the fallback).
+const char* ReadManyMethod();
+void UseIoUring(bool use_io_uring);
 
 }  // namespace qw

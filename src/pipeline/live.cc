@@ -384,7 +384,8 @@ Result<LiveOutcome> RunLive(const LiveOptions& opt, match::Registry& registry,
     tailers.push_back(std::move(t));
   }
   ctx.log("running: " + std::to_string(opt.sources.size()) + " source(s), state in " +
-          opt.state_dir + (had_checkpoint ? " (resumed from checkpoint)" : ""));
+          opt.state_dir + (had_checkpoint ? " (resumed from checkpoint)" : "") + ", files read with " +
+          ReadManyMethod());
   if (ctx.running) ctx.running();
 
   LiveOutcome outcome = LiveOutcome::kStopped;
@@ -498,6 +499,8 @@ Result<LiveOutcome> RunLive(const LiveOptions& opt, match::Registry& registry,
     if (next_release != kNoTime) timeout = std::min(timeout, std::max<Nanos>(0, next_release - steady));
     std::vector<struct pollfd> fds;
     if (ctx.wake_fd >= 0) fds.push_back({ctx.wake_fd, POLLIN, 0});
+    bool woken = false;
+    auto woke = [&] { return ctx.wake_fd >= 0 && (fds[0].revents & POLLIN) != 0; };
     for (const auto& t : tailers) {
       if (t->wait_fd() >= 0) fds.push_back({t->wait_fd(), POLLIN, 0});
     }
@@ -512,6 +515,7 @@ Result<LiveOutcome> RunLive(const LiveOptions& opt, match::Registry& registry,
       if (left > 0) {
         ::poll(fds.data(), ctx.wake_fd >= 0 ? 1 : 0,
                static_cast<int>((left + kMillisecond - 1) / kMillisecond));
+        woken = woken || woke();
       }
       timeout = 0;
     }
@@ -521,13 +525,17 @@ Result<LiveOutcome> RunLive(const LiveOptions& opt, match::Registry& registry,
       // A notification soon after the last round: gather more before the
       // next (a signal still wakes at once).
       const Nanos since = SteadyNow() - last_round;
-      const bool signalled = ctx.wake_fd >= 0 && (fds[0].revents & POLLIN) != 0;
+      const bool signalled = woke();
+      woken = woken || signalled;
       if (ready > 0 && !signalled && since < kCoalesce) {
         ::poll(fds.data(), ctx.wake_fd >= 0 ? 1 : 0,
                static_cast<int>((kCoalesce - since + kMillisecond - 1) / kMillisecond));
+        woken = woken || woke();
       }
     }
-    if (ctx.wake_fd >= 0) {
+    // Emptied only when a poll said so (no read just to hear EAGAIN each
+    // round); a wake that came meanwhile ends the next poll at once.
+    if (woken) {
       uint64_t v;
       while (::read(ctx.wake_fd, &v, sizeof v) > 0) {
       }

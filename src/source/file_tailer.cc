@@ -386,41 +386,59 @@ void FileTailer::Recover(const std::set<std::pair<uint64_t, uint64_t>>& present,
 
 size_t FileTailer::Read(File& f, TailSink* sink) {
   if (!sink->WantsData(f.id)) return 0;  // stays dirty: read later
-  // The file's status: its size (truncated?) and modification time.
-  Nanos mtime = 0;
-  auto look = [&] {
-    FileStat st;
-    if (!f.file->Stat(&st)) return;
-    f.size = st.size;
-    mtime = st.mtime;
-    if (st.size >= f.offset) return;
-    // copytruncate: emptied in place; start again at 0. The fingerprint is
-    // taken again: the old first bytes are gone, and a checkpoint that kept
-    // them would not know the file after a restart (it would be read again
-    // from its start).
-    stats_.truncations++;
-    f.offset = 0;
-    char head[kFingerprintBytes];
-    TakeFingerprint(*f.file, head, &f.identity);
-    sink->OnTruncated(f.id, f.identity);
-  };
+  return Finish(f, sink, Begin(f, sink), nullptr);
+}
+
+// The file's status: its size (truncated?) and modification time.
+Nanos FileTailer::Look(File& f, TailSink* sink) {
+  FileStat st;
+  if (!f.file->Stat(&st)) return 0;
+  f.size = st.size;
+  if (st.size >= f.offset) return st.mtime;
+  // copytruncate: emptied in place; start again at 0. The fingerprint is
+  // taken again: the old first bytes are gone, and a checkpoint that kept
+  // them would not know the file after a restart (it would be read again
+  // from its start).
+  stats_.truncations++;
+  f.offset = 0;
+  char head[kFingerprintBytes];
+  TakeFingerprint(*f.file, head, &f.identity);
+  sink->OnTruncated(f.id, f.identity);
+  return st.mtime;
+}
+
+FileTailer::ReadStart FileTailer::Begin(File& f, TailSink* sink) {
   // An append notified to a file read to its end before: read at once, and
   // the time now stands for its modification time (it was just written).
   // Only when nothing is there is the file looked at (truncated, then
-  // notified). Else the status first.
-  bool looked = !(f.notified && f.seen_end && notified());
+  // notified: Finish looks). Else the status first.
+  ReadStart start;
+  start.looked = !(f.notified && f.seen_end && notified());
   f.notified = false;
-  if (looked) {
-    look();
-  } else {
-    mtime = WallNow();
-  }
+  start.mtime = start.looked ? Look(f, sink) : WallNow();
+  return start;
+}
+
+size_t FileTailer::Finish(File& f, TailSink* sink, ReadStart start, const ReadOp* first) {
+  bool looked = start.looked;
+  Nanos mtime = start.mtime;
   size_t total = 0;
   bool at_end = false;
   while (true) {
-    if (total >= opt_.max_bytes_per_poll || !sink->WantsData(f.id)) break;
-    const size_t want = std::min(buf_.size(), opt_.max_bytes_per_poll - total);
-    ssize_t n = f.file->ReadAt(buf_.data(), want, f.offset);
+    // (WantsData was asked before the first read.)
+    if (total >= opt_.max_bytes_per_poll || (total > 0 && !sink->WantsData(f.id))) break;
+    const char* data = buf_.data();
+    size_t want;
+    ssize_t n;
+    if (first != nullptr) {
+      data = first->buf;
+      want = first->n;
+      n = first->result;
+      first = nullptr;
+    } else {
+      want = std::min(buf_.size(), opt_.max_bytes_per_poll - total);
+      n = f.file->ReadAt(buf_.data(), want, f.offset);
+    }
     stats_.reads++;
     if (n < 0) {
       stats_.read_errors++;
@@ -428,7 +446,7 @@ size_t FileTailer::Read(File& f, TailSink* sink) {
     }
     if (n == 0 && !looked) {
       looked = true;
-      look();
+      if (const Nanos m = Look(f, sink); m != 0) mtime = m;
       continue;
     }
     if (n == 0) {
@@ -440,7 +458,7 @@ size_t FileTailer::Read(File& f, TailSink* sink) {
     f.offset += static_cast<uint64_t>(n);
     f.size = std::max(f.size, f.offset);
     f.told_end = false;
-    sink->OnData(f.id, std::string_view(buf_.data(), static_cast<size_t>(n)), mtime);
+    sink->OnData(f.id, std::string_view(data, static_cast<size_t>(n)), mtime);
     if (static_cast<size_t>(n) < want) {
       // Short read: the end, unless it grew meanwhile (the next poll sees).
       at_end = true;
@@ -503,7 +521,30 @@ size_t FileTailer::Poll(TailSink* sink, Nanos now) {
     ++key;
   }
   std::sort(todo.begin(), todo.end(), [](const File* a, const File* b) { return a->id < b->id; });
-  for (File* f : todo) total += Read(*f, sink);
+  if (todo.size() < 2) {
+    for (File* f : todo) total += Read(*f, sink);
+    return total;
+  }
+  // The first read of every file at once, kBatchFiles at a time; what
+  // does not fit in its first read is read on one file at a time.
+  if (batch_buf_.empty()) batch_buf_.resize(kBatchFiles * kBatchReadBytes);
+  File* files[kBatchFiles];
+  ReadStart starts[kBatchFiles];
+  ReadOp ops[kBatchFiles];
+  const size_t first_bytes = std::min({kBatchReadBytes, buf_.size(), opt_.max_bytes_per_poll});
+  for (size_t i = 0; i < todo.size(); i += kBatchFiles) {
+    size_t count = 0;
+    for (size_t j = i; j < todo.size() && j < i + kBatchFiles; ++j) {
+      File& f = *todo[j];
+      if (!sink->WantsData(f.id)) continue;  // stays dirty: read later
+      files[count] = &f;
+      starts[count] = Begin(f, sink);
+      ops[count] = ReadOp{f.file.get(), batch_buf_.data() + count * kBatchReadBytes, first_bytes, f.offset};
+      ++count;
+    }
+    fs_->ReadMany(ops, count);
+    for (size_t k = 0; k < count; ++k) total += Finish(*files[k], sink, starts[k], &ops[k]);
+  }
   return total;
 }
 

@@ -686,3 +686,92 @@ TEST_CASE("inotify: a removed file is closed at the next short scan, not the rar
   CHECK(t.open_files() == 0);
   CHECK(t.next_scan() == kMillisecond + 250 * kMillisecond + 5 * kSecond);
 }
+
+// FileSystem::ReadMany: every read as its ReadAt would do it, whether the
+// kernel lets the machine's file system use io_uring or it falls back to
+// one pread each (both are tried; UseIoUring(false) forces the fallback).
+TEST_CASE("ReadMany reads exactly what ReadAt reads, with io_uring and without") {
+  qw::testing::TempDir dir("qw-readmany");
+  FileSystem* fs = FileSystem::Default();
+  std::vector<std::unique_ptr<ReadableFile>> files;
+  std::vector<std::string> texts;
+  for (int i = 0; i < 5; ++i) {
+    std::string text;
+    for (int k = 0; k < 40 * (i + 1); ++k) text += "file " + std::to_string(i) + " line " + std::to_string(k) + "\n";
+    const std::string path = dir / ("f" + std::to_string(i));
+    AppendTo(path, text);
+    files.push_back(fs->Open(path));
+    REQUIRE(files.back() != nullptr);
+    texts.push_back(text);
+  }
+  for (bool uring : {true, false}) {
+    UseIoUring(uring);
+    INFO("method: " << ReadManyMethod());
+    if (!uring) CHECK(std::string(ReadManyMethod()) == "pread");
+    // 150 reads: more than one submission (64), at offsets inside, at the
+    // end and past the end of each file, of sizes below and above the rest.
+    std::vector<std::string> bufs(150, std::string(300, '\0'));
+    std::vector<ReadOp> ops;
+    for (size_t k = 0; k < bufs.size(); ++k) {
+      const size_t f = k % files.size();
+      const uint64_t size = texts[f].size();
+      const uint64_t offsets[] = {0, size / 3, size - 10, size, size + 100};
+      const uint64_t off = offsets[(k / files.size()) % 5];
+      ops.push_back(ReadOp{files[f].get(), bufs[k].data(), 100 + (k % 3) * 100, off});
+    }
+    fs->ReadMany(ops.data(), ops.size());
+    for (size_t k = 0; k < ops.size(); ++k) {
+      const size_t f = k % files.size();
+      // The model: the file's bytes from the offset, at most n of them.
+      const std::string expect =
+          ops[k].offset >= texts[f].size() ? std::string() : texts[f].substr(ops[k].offset, ops[k].n);
+      REQUIRE(ops[k].result == static_cast<ssize_t>(expect.size()));
+      CHECK(std::string(ops[k].buf, static_cast<size_t>(ops[k].result)) == expect);
+    }
+  }
+  UseIoUring(true);
+}
+
+TEST_CASE("inotify: a round's appends to many files are read in one batch, long ones read on, truncation seen") {
+  for (bool uring : {true, false}) {
+    UseIoUring(uring);
+    INFO("method: " << ReadManyMethod());
+    qw::testing::TempDir dir("qw-tail-batch");
+    const int kFiles = 70;  // more than one batch (FileTailer::kBatchFiles)
+    std::vector<std::string> expect(kFiles);
+    for (int i = 0; i < kFiles; ++i) {
+      const std::string line = "start " + std::to_string(i) + "\n";
+      AppendTo(dir / ("f" + std::to_string(100 + i) + ".log"), line);
+      expect[i] = line;
+    }
+    FileTailer t(RealOpts(dir.path()), FileSystem::Default());
+    Recorder r;
+    t.Poll(&r, 0);
+    REQUIRE(r.opened.size() == kFiles);
+    REQUIRE(t.notified());
+    // One round of appends to every file: file 3 gets 40 KiB (more than a
+    // batched first read), file 5 is truncated and written again shorter
+    // (copytruncate between two rounds).
+    for (int i = 0; i < kFiles; ++i) {
+      const std::string path = dir / ("f" + std::to_string(100 + i) + ".log");
+      if (i == 5) {
+        std::filesystem::resize_file(path, 0);
+        AppendTo(path, "new\n");
+        expect[i] += "|new\n";
+        continue;
+      }
+      std::string more;
+      const int lines = i == 3 ? 4000 : 1;
+      for (int k = 0; k < lines; ++k) more += "file " + std::to_string(i) + " append " + std::to_string(k) + "\n";
+      AppendTo(path, more);
+      expect[i] += more;
+    }
+    t.Poll(&r, kMillisecond);  // no scan due: the notifications name them all
+    for (int i = 0; i < kFiles; ++i) {
+      INFO("file " << i);
+      CHECK(r.data[static_cast<uint32_t>(i)] == expect[i]);
+    }
+    CHECK(t.stats().truncations == 1);
+  }
+  UseIoUring(true);
+}
