@@ -30,6 +30,8 @@ int main(int argc, char** argv) {
   rc->add_option("--node", replay.node_name, "node name of a single file");
   rc->add_option("--patterns", replay.patterns_dir, "pattern folder instead of the built-in one");
   rc->add_flag("--stats", replay.stats, "print pipeline figures (prefilter, records/s) on stderr");
+  rc->add_flag("--quiet", replay.quiet,
+               "no progress line (shown on stderr, when it is a terminal, for replays over a second)");
   rc->add_option("files", replay.files, "log files")->required();
 
   qw::app::RunArgs run;

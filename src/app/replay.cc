@@ -7,10 +7,12 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 
 #include "app/config.h"
+#include "app/progress.h"
 #include "common/log.h"
 #include "app/topology.h"
 #include "pipeline/replay.h"
@@ -86,6 +88,7 @@ int RunReplay(const ReplayArgs& args) {
     in.path = path;
     in.bytes = std::move(*src);
     in.mtime = static_cast<Nanos>(st.st_mtim.tv_sec) * kSecond + st.st_mtim.tv_nsec;
+    in.size = S_ISREG(st.st_mode) ? static_cast<uint64_t>(st.st_size) : 0;
     inputs.push_back(std::move(in));
   }
 
@@ -118,16 +121,21 @@ int RunReplay(const ReplayArgs& args) {
                     ? args.threads
                     : static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 4u));
   opt.log = Error;
-  if (::isatty(STDERR_FILENO)) {
-    opt.progress = [](uint64_t records) {
-      std::fprintf(stderr, "\rreplayed %llu records", static_cast<unsigned long long>(records));
-    };
+  // Progress on a terminal only, after a second (QUORUMWATCH_PROGRESS_AFTER_MS
+  // sets another delay: the tests use 0), cleared at the end.
+  Nanos delay = kSecond;
+  if (const char* ms = std::getenv("QUORUMWATCH_PROGRESS_AFTER_MS"); ms != nullptr && *ms != '\0') {
+    delay = static_cast<Nanos>(std::strtoll(ms, nullptr, 10)) * kMillisecond;
+  }
+  ProgressLine progress(stderr, SteadyNow(), delay);
+  if (!args.quiet && ::isatty(STDERR_FILENO)) {
+    opt.progress = [&progress](const pipeline::ReplayProgress& p) { progress.Update(p, SteadyNow()); };
   }
   ConfigTopology topology(config, registry);
   auto started = std::chrono::steady_clock::now();
   pipeline::ReplayResult r =
       pipeline::Replay(registry, routing, topology, std::move(inputs), sinks, opt);
-  if (opt.progress) std::fprintf(stderr, "\n");
+  progress.Finish();
   if (args.stats) {
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     std::string prefilter = "none";

@@ -16,6 +16,7 @@ struct ReplayArgs {
   std::string node_name;
   std::string patterns_dir;
   bool stats = false;  // print pipeline figures on stderr
+  bool quiet = false;  // no progress line on a terminal
   std::vector<std::string> files;
 };
 

@@ -1,6 +1,7 @@
 #include "common/time.h"
 
 #include <array>
+#include <chrono>
 #include <cstdio>
 
 namespace qw {
@@ -301,6 +302,18 @@ std::string FormatDuration(Nanos d) {
     std::snprintf(buf, sizeof buf, "%llds", static_cast<long long>(s));
   }
   return buf;
+}
+
+Nanos WallNow() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Nanos SteadyNow() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
 }
 
 }  // namespace qw

@@ -40,4 +40,9 @@ int32_t YearOf(Nanos t);
 bool ParseDuration(std::string_view s, Nanos* out);
 std::string FormatDuration(Nanos d);
 
+// The clocks: the wall clock (nanoseconds since the Unix epoch) and a
+// steady one (for intervals and deadlines; its epoch is arbitrary).
+Nanos WallNow();
+Nanos SteadyNow();
+
 }  // namespace qw

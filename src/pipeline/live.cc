@@ -39,18 +39,6 @@ constexpr Nanos kStatusAfterEvents = 250 * kMillisecond;
 constexpr Nanos kCoalesce = 30 * kMillisecond;
 constexpr size_t kInlineRecords = 512;
 
-Nanos WallNow() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-Nanos SteadyNow() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
 // Test hooks (docs/PIPELINE.md, "Test hooks"): environment variables that
 // make a run stop or crash at a checkpoint, or read in small pieces.
 uint64_t EnvCount(const char* name) {

@@ -10,6 +10,8 @@
 namespace qw::pipeline {
 namespace {
 
+constexpr uint64_t kUnknownTotal = UINT64_MAX;
+
 std::string BaseName(const std::string& path) {
   size_t slash = path.find_last_of('/');
   return slash == std::string::npos ? path : path.substr(slash + 1);
@@ -37,11 +39,24 @@ ReplayResult Replay(match::Registry& registry, const record::Routing& routing,
                 [&driver](Batch& b) { driver.Consume(b); });
   record::StageOptions so;
   record::RecordStage stage(registry, routing, so, log);
+  ReplayProgress progress;
+  for (const ReplayInput& in : inputs) {
+    progress.bytes_total = in.size == 0 || progress.bytes_total == kUnknownTotal
+                               ? kUnknownTotal
+                               : progress.bytes_total + in.size;
+  }
+  if (progress.bytes_total == kUnknownTotal) progress.bytes_total = 0;
+  std::vector<uint64_t> consumed(n, 0);  // by stream id: bytes counted so far
+  auto report = [&] {
+    progress.records = result.records;
+    progress.lines = stage.stats().lines_read;
+    opt.progress(progress);
+  };
   auto dispatch = [&](Batch* b) {
     for (const Record& r : b->records) result.records += r.kind == RecordKind::kLine ? 1 : 0;
     ++result.batches;
     stages.Dispatch(b);
-    if (opt.progress && result.batches % 64 == 0) opt.progress(result.records);
+    if (opt.progress && result.batches % 64 == 0) report();
   };
   Ordering::Options oo;
   oo.batch_bytes = opt.batch_bytes;
@@ -73,6 +88,9 @@ ReplayResult Replay(match::Registry& registry, const record::Routing& routing,
       ReplayInput& in = inputs[order[id]];
       ReplayFile& file = result.files[order[id]];
       const ssize_t got = in.bytes->Read(buf.data(), buf.size());
+      const uint64_t now_consumed = in.bytes->consumed();
+      progress.bytes_read += now_consumed - std::min(now_consumed, consumed[id]);
+      consumed[id] = now_consumed;
       if (got > 0) {
         stage.Feed(id, std::string_view(buf.data(), static_cast<size_t>(got)), in.mtime);
         continue;
@@ -90,7 +108,7 @@ ReplayResult Replay(match::Registry& registry, const record::Routing& routing,
   }
   stages.Finish();
   driver.Finish();
-  if (opt.progress) opt.progress(result.records);
+  if (opt.progress) report();
   result.matched = stages.matched();
   result.prefilter_failures = stages.prefilter_failures();
   result.summary = driver.detector().Summary();

@@ -21,14 +21,24 @@ struct ReplayInput {
   std::string path;
   std::unique_ptr<source::ByteSource> bytes;
   Nanos mtime = 0;  // the file's modification time (stamp-less files take it)
+  uint64_t size = 0;  // bytes on disk (compressed for .zst); 0: unknown (a pipe)
+};
+
+// How far a replay is: records out, and bytes taken from the files of the
+// bytes they hold (compressed bytes for .zst files).
+struct ReplayProgress {
+  uint64_t records = 0;
+  uint64_t lines = 0;  // lines read (a record may span several)
+  uint64_t bytes_read = 0;
+  uint64_t bytes_total = 0;  // 0: unknown (an input of unknown size)
 };
 
 struct ReplayOptions {
   int threads = 1;
   size_t batch_bytes = 64 << 10;
   size_t batch_records = 2048;
-  // Called on the calling thread every few batches with the records so far.
-  std::function<void(uint64_t records)> progress;
+  // Called on the calling thread every few batches, and once at the end.
+  std::function<void(const ReplayProgress&)> progress;
   std::function<void(const std::string&)> log;  // operator messages
 };
 

@@ -19,12 +19,6 @@
 namespace qw::sink {
 namespace {
 
-Nanos SteadyNanos() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
 std::string_view Reason(int status) {
   switch (status) {
     case 200: return "OK";
@@ -173,7 +167,7 @@ void HttpServer::Loop() {
     conns.erase(conns.begin() + static_cast<std::ptrdiff_t>(i));
   };
   while (!stopping_.load()) {
-    const Nanos now = SteadyNanos();
+    const Nanos now = SteadyNow();
     // Deadlines: whatever a client has not finished in time is closed.
     for (size_t i = 0; i < conns.size();) {
       if (now - conns[i].accepted >= kExchangeDeadline) {
@@ -285,7 +279,7 @@ void HttpServer::Loop() {
         }
         Connection c;
         c.fd = cfd;
-        c.accepted = SteadyNanos();
+        c.accepted = SteadyNow();
         conns.push_back(std::move(c));
       }
     }

@@ -57,6 +57,7 @@ class OpenFiles::Member : public ByteSource {
     }
   }
   const std::string& error() const override { return error_; }
+  uint64_t consumed() const override { return static_cast<uint64_t>(offset_); }
 
   // OpenFiles only: gives the descriptor back (it has taken this off its list).
   void Park() {
@@ -179,6 +180,7 @@ class ZstdSource : public ByteSource {
     return static_cast<ssize_t>(out.pos);
   }
   const std::string& error() const override { return error_; }
+  uint64_t consumed() const override { return raw_->consumed(); }
 
  private:
   std::unique_ptr<ByteSource> raw_;
@@ -200,6 +202,7 @@ class MemSource : public ByteSource {
     return static_cast<ssize_t>(k);
   }
   const std::string& error() const override { return error_; }
+  uint64_t consumed() const override { return pos_; }
 
  private:
   std::string data_;
@@ -255,6 +258,7 @@ Result<std::unique_ptr<ByteSource>> OpenFile(const std::string& path, OpenFiles*
       return raw_->Read(buf, n);
     }
     const std::string& error() const override { return raw_->error(); }
+    uint64_t consumed() const override { return raw_->consumed(); }
 
    private:
     std::unique_ptr<ByteSource> raw_;

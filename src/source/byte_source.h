@@ -19,6 +19,9 @@ class ByteSource {
   // (then error() says why).
   virtual ssize_t Read(char* buf, size_t n) = 0;
   virtual const std::string& error() const = 0;
+  // Bytes taken from the file so far (compressed bytes for a .zst file):
+  // with the file's size, how far through it reading is.
+  virtual uint64_t consumed() const = 0;
 };
 
 // A bound on the files a set of sources keeps open at once (replay of

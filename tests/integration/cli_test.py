@@ -841,3 +841,88 @@ def test_timestamps_time_zones(replay, tmp_path, logs):
     stalled2 = [(e["time"], e.get("height")) for e in parse_jsonl(r2.stdout, "stdout")
                 if e["event"] == "node_stalled"]
     assert stalled2 == [("2025-01-02T04:02:00.000Z", 110)], "node_stalled with the rule's +01:00"
+
+
+# --------------------------------------------------------------------------
+# Progress of a replay (on a terminal only)
+
+
+def run_with_tty_stderr(qw_bin, args, env_extra, timeout=120):
+    """Runs quorumwatch with stderr on a pseudo-terminal and stdout on a
+    pipe; returns (exit status, stdout bytes, terminal bytes)."""
+    import pty
+    import select
+    master, slave = pty.openpty()
+    env = dict(os.environ)
+    env.update(env_extra)
+    p = subprocess.Popen([qw_bin] + [str(a) for a in args], stdout=subprocess.PIPE,
+                         stderr=slave, stdin=subprocess.DEVNULL, env=env)
+    os.close(slave)
+    term = b""
+    out_chunks = []
+    os.set_blocking(p.stdout.fileno(), False)
+    open_fds = {master, p.stdout.fileno()}
+    deadline = time_monotonic() + timeout
+    while open_fds and time_monotonic() < deadline:
+        ready, _, _ = select.select(list(open_fds), [], [], 1.0)
+        for fd in ready:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # EIO: the terminal's other side closed
+                chunk = b""
+            if not chunk:
+                open_fds.discard(fd)
+            elif fd == master:
+                term += chunk
+            else:
+                out_chunks.append(chunk)
+    rc = p.wait(timeout=max(1.0, deadline - time_monotonic()))
+    os.close(master)
+    p.stdout.close()
+    return rc, b"".join(out_chunks), term
+
+
+def time_monotonic():
+    import time
+    return time.monotonic()
+
+
+def expected_size_text(paths):
+    """The progress line's total, as an operator reads the files' sizes."""
+    total = sum(os.path.getsize(p) for p in paths)
+    assert 1e6 <= total < 1e9, "the fleet is expected to hold megabytes (%d bytes)" % total
+    return "of %.1f MB" % (total / 1e6)
+
+
+def test_progress_on_a_terminal(qw_bin, fleet, fleet_jsonl):
+    """progress: a terminal on stderr shows bytes of the total and lines/s,
+    then the line is cleared; stdout (jsonl) is byte for byte what it is
+    without a terminal"""
+    _, paths = fleet
+    plain, _ = fleet_jsonl(1, "t1")
+    rc, out, term = run_with_tty_stderr(
+        qw_bin, ["replay", "--format", "jsonl", "--threads", 1] + paths,
+        {"QUORUMWATCH_PROGRESS_AFTER_MS": "0"})
+    assert rc == 0, "exit status %d; terminal: %r" % (rc, term[-500:])
+    assert out == plain.out, "stdout differs when stderr is a terminal"
+    text = term.decode("utf-8", "replace")
+    assert "replay: " in text and expected_size_text(paths) in text and " lines/s" in text, (
+        "no progress line on the terminal: %r" % text[-500:])
+    assert text.endswith("\r\x1b[K"), "the progress line is not cleared at the end: %r" % text[-200:]
+
+
+def test_progress_quiet_and_not_a_terminal(qw_bin, qw, fleet):
+    """progress: --quiet turns it off; stderr that is not a terminal never
+    gets it"""
+    _, paths = fleet
+    rc, out, term = run_with_tty_stderr(
+        qw_bin, ["replay", "--quiet", "--format", "jsonl"] + paths,
+        {"QUORUMWATCH_PROGRESS_AFTER_MS": "0"})
+    assert rc == 0, "exit status %d" % rc
+    assert b"replay: " not in term, "--quiet still shows progress: %r" % term[-300:]
+    assert len(out) > 0
+    env = dict(os.environ, QUORUMWATCH_PROGRESS_AFTER_MS="0")
+    p = subprocess.run([qw_bin, "replay", "--format", "jsonl"] + paths, capture_output=True, env=env)
+    assert p.returncode == 0
+    assert b"replay: " not in p.stderr and b"\x1b[K" not in p.stderr, (
+        "progress on a stderr that is not a terminal: %r" % p.stderr[-300:])

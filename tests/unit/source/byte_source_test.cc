@@ -153,3 +153,25 @@ TEST_CASE("without a bound a source keeps its descriptor and reads pipes") {
   CHECK(ReadSome(**x, 100) == "x\n");
   CHECK(files.open_now() == 2);  // the pipe was never parked
 }
+
+TEST_CASE("consumed: bytes taken from the file, compressed ones for zstd (replay's progress)") {
+  TempDir dir("qw-bytes");
+  const std::string plain = Content(1, 100'000);
+  const std::string packed = Zstd(plain);
+  REQUIRE(packed.size() < plain.size());
+  Write(dir / "a.log", plain);
+  Write(dir / "b.log.zst", packed);
+  for (const std::string name : {"a.log", "b.log.zst"}) {
+    INFO(name);
+    auto s = source::OpenFile(dir / name);
+    REQUIRE(s);
+    const uint64_t size = name == "a.log" ? plain.size() : packed.size();
+    CHECK((*s)->consumed() <= size);
+    CHECK(ReadSome(**s, 1'000'000) == plain);
+    CHECK((*s)->consumed() == size);  // all of the file, not the bytes it expands to
+  }
+  auto m = source::MemorySource("abcdef", 4);
+  char buf[8];
+  CHECK(m->Read(buf, sizeof buf) == 4);
+  CHECK(m->consumed() == 4);
+}
