@@ -10,8 +10,6 @@
 namespace qw::pipeline {
 namespace {
 
-constexpr uint64_t kUnknownTotal = UINT64_MAX;
-
 std::string BaseName(const std::string& path) {
   size_t slash = path.find_last_of('/');
   return slash == std::string::npos ? path : path.substr(slash + 1);
@@ -39,17 +37,16 @@ ReplayResult Replay(match::Registry& registry, const record::Routing& routing,
                 [&driver](Batch& b) { driver.Consume(b); });
   record::StageOptions so;
   record::RecordStage stage(registry, routing, so, log);
+  // The total only when every input's size is known.
   ReplayProgress progress;
-  for (const ReplayInput& in : inputs) {
-    progress.bytes_total = in.size == 0 || progress.bytes_total == kUnknownTotal
-                               ? kUnknownTotal
-                               : progress.bytes_total + in.size;
+  if (std::none_of(inputs.begin(), inputs.end(), [](const ReplayInput& in) { return in.size == 0; })) {
+    for (const ReplayInput& in : inputs) progress.bytes_total += in.size;
   }
-  if (progress.bytes_total == kUnknownTotal) progress.bytes_total = 0;
-  std::vector<uint64_t> consumed(n, 0);  // by stream id: bytes counted so far
-  auto report = [&] {
+  auto report = [&] {  // every few batches: the sources say how far they are
     progress.records = result.records;
     progress.lines = stage.stats().lines_read;
+    progress.bytes_read = 0;
+    for (const ReplayInput& in : inputs) progress.bytes_read += in.bytes->consumed();
     opt.progress(progress);
   };
   auto dispatch = [&](Batch* b) {
@@ -88,9 +85,6 @@ ReplayResult Replay(match::Registry& registry, const record::Routing& routing,
       ReplayInput& in = inputs[order[id]];
       ReplayFile& file = result.files[order[id]];
       const ssize_t got = in.bytes->Read(buf.data(), buf.size());
-      const uint64_t now_consumed = in.bytes->consumed();
-      progress.bytes_read += now_consumed - std::min(now_consumed, consumed[id]);
-      consumed[id] = now_consumed;
       if (got > 0) {
         stage.Feed(id, std::string_view(buf.data(), static_cast<size_t>(got)), in.mtime);
         continue;
