@@ -7,12 +7,13 @@
 #include "app/bans_cmd.h"
 #include "app/patterns_cmd.h"
 #include "app/replay.h"
+#include "common/version.h"
 #include "app/run.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"quorumwatch: consensus detector for proof-of-stake validator logs"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "quorumwatch 0.1.0");
+  app.set_version_flag("--version", std::string("quorumwatch ") + std::string(qw::kVersion));
 
   qw::app::ReplayArgs replay;
   auto* rc = app.add_subcommand("replay", "replay captured logs (plain or .zst) on event time");
@@ -32,6 +33,11 @@ int main(int argc, char** argv) {
   rc->add_flag("--stats", replay.stats, "print pipeline figures (prefilter, records/s) on stderr");
   rc->add_flag("--quiet", replay.quiet,
                "no progress line (shown on stderr, when it is a terminal, for replays over a second)");
+  rc->add_option("--report", replay.report_path,
+                 "write a postmortem report (one self-contained HTML page) to FILE");
+  rc->add_option("--since", replay.since,
+                 "report from TIME on (RFC 3339; earlier lines still build the state)");
+  rc->add_option("--until", replay.until, "report up to TIME (RFC 3339); later lines are not read");
   rc->add_option("files", replay.files, "log files")->required();
 
   qw::app::RunArgs run;

@@ -13,6 +13,8 @@
 
 #include "app/config.h"
 #include "app/progress.h"
+#include "app/report.h"
+#include "common/version.h"
 #include "common/log.h"
 #include "app/topology.h"
 #include "pipeline/replay.h"
@@ -23,6 +25,36 @@ namespace qw::app {
 namespace {
 
 void Error(const std::string& msg) { LogLine(msg); }
+
+// The sinks see only events inside --since/--until.
+class WindowSink : public sink::EventSink {
+ public:
+  WindowSink(sink::EventSink* inner, Nanos since, Nanos until)
+      : inner_(inner), since_(since), until_(until) {}
+  void Write(const Event& e) override {
+    if ((since_ == kNoTime || e.time >= since_) && (until_ == kNoTime || e.time < until_)) {
+      inner_->Write(e);
+    }
+  }
+  void Flush() override { inner_->Flush(); }
+
+ private:
+  sink::EventSink* inner_;
+  Nanos since_, until_;
+};
+
+// An RFC 3339 time of --since/--until; kNoTime when `text` is empty.
+bool ParseWindowTime(const std::string& flag, const std::string& text, Nanos* out) {
+  *out = kNoTime;
+  if (text.empty()) return true;
+  size_t used = 0;
+  *out = ParseRfc3339(text, &used);
+  if (*out == kNoTime || used != text.size()) {
+    Error(flag + " " + text + ": not a time; give RFC 3339, e.g. 2025-03-11T14:05:00Z");
+    return false;
+  }
+  return true;
+}
 
 }  // namespace
 
@@ -52,6 +84,16 @@ int RunReplay(const ReplayArgs& args) {
   }
   if (!args.node_name.empty() && args.files.size() != 1) {
     Error("--node names the node of a single file; give one file");
+    return 2;
+  }
+
+  Nanos since = kNoTime, until = kNoTime;
+  if (!ParseWindowTime("--since", args.since, &since) ||
+      !ParseWindowTime("--until", args.until, &until)) {
+    return 2;
+  }
+  if (since != kNoTime && until != kNoTime && until <= since) {
+    Error("--until must be after --since");
     return 2;
   }
 
@@ -116,7 +158,30 @@ int RunReplay(const ReplayArgs& args) {
     sinks.push_back(jsonl_file.get());
   }
 
+  // Only events inside the window are written; the report sees them all
+  // (a condition that began before --since is shown from the window's start).
+  std::vector<std::unique_ptr<WindowSink>> windowed;
+  if (since != kNoTime || until != kNoTime) {
+    for (auto*& s : sinks) {
+      windowed.push_back(std::make_unique<WindowSink>(s, since, until));
+      s = windowed.back().get();
+    }
+  }
+  std::unique_ptr<Report> report;
+  if (!args.report_path.empty()) {
+    Report::Options ro;
+    ro.since = since;
+    ro.until = until;
+    ro.files = args.files;
+    ro.generator = "quorumwatch " + std::string(kVersion);
+    report = std::make_unique<Report>(std::move(ro));
+    sinks.push_back(report.get());
+  }
+
   pipeline::ReplayOptions opt;
+  opt.since = since;
+  opt.until = until;
+  opt.observer = report.get();
   opt.threads = args.threads > 0
                     ? args.threads
                     : static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 4u));
@@ -185,6 +250,16 @@ int RunReplay(const ReplayArgs& args) {
   }
   std::fflush(stdout);
   if (events_file != nullptr) std::fclose(events_file);
+  if (report != nullptr) {
+    std::string page = report->Page(r.end, r.summary);
+    std::FILE* f = std::fopen(args.report_path.c_str(), "w");
+    const bool ok = f != nullptr && std::fwrite(page.data(), 1, page.size(), f) == page.size();
+    if (f != nullptr && std::fclose(f) != 0) f = nullptr;
+    if (!ok || f == nullptr) {
+      Error(args.report_path + ": cannot write: " + std::strerror(errno));
+      return 1;
+    }
+  }
   if (!args.summary_path.empty()) {
     std::FILE* f = std::fopen(args.summary_path.c_str(), "w");
     if (f == nullptr) {

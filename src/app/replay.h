@@ -17,6 +17,8 @@ struct ReplayArgs {
   std::string patterns_dir;
   bool stats = false;  // print pipeline figures on stderr
   bool quiet = false;  // no progress line on a terminal
+  std::string report_path;  // --report FILE.html ("" none)
+  std::string since, until;  // RFC 3339 times ("" open)
   std::vector<std::string> files;
 };
 

@@ -406,6 +406,10 @@ void Detector::OnAdvance(int n, Nanos now, int64_t height) {
   int64_t prev = node.last_height;
   if (node.last_advance != kNoTime) {
     node.longest_gap = std::max(node.longest_gap, now - node.last_advance);
+    if (window_start_ != kNoTime && static_cast<size_t>(n) < window_.size()) {
+      Nanos& g = window_[static_cast<size_t>(n)].longest_gap;
+      g = std::max(g, now - node.last_advance);
+    }
   }
   if (node.first_height < 0) node.first_height = height;
   node.last_height = height;
@@ -419,6 +423,7 @@ void Detector::OnAdvance(int n, Nanos now, int64_t height) {
   node.stall_pending = false;
   node.failed = false;
   if (height > chain.head) chain.head = height;
+  if (observer_ != nullptr) observer_->OnHeight(n, node.spec, chain.spec, now, height, chain.head);
   if (chain.halted && height > chain.halt_height) {
     chain.halted = false;
     Event e = MakeChainEvent(node.spec.chain, EventKind::kChainResumed, Severity::kInfo, now,
@@ -920,6 +925,38 @@ void Detector::CountLines(int n, uint64_t read, uint64_t matched, uint64_t rejec
   node.lines_rejected += rejected;
 }
 
+void Detector::Emit(Event e) {
+  if (observer_ != nullptr && !e.node.empty()) {
+    for (size_t i = 0; i < nodes_.size(); ++i) {
+      const NodeSpec& spec = nodes_[i].spec;
+      if (spec.name == e.node && spec.namespace_ == e.namespace_ &&
+          chains_[static_cast<size_t>(spec.chain)].spec.name == e.chain) {
+        observer_->OnNodeEvent(static_cast<int>(i), chains_[static_cast<size_t>(spec.chain)].spec,
+                               e, Evidence(static_cast<int>(i)));
+        break;
+      }
+    }
+  }
+  out_->Emit(std::move(e));
+}
+
+void Detector::StartWindow(Nanos at) {
+  window_start_ = at;
+  window_.assign(nodes_.size(), WindowBase{});
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    const NodeState& node = nodes_[i];
+    WindowBase& b = window_[i];
+    b.height = node.last_height;
+    b.commits = node.commits;
+    b.missed = node.missed_total;
+    b.ooc = node.ooc_total + (node.ooc ? std::max<Nanos>(0, at - node.ooc_since) : 0);
+    b.bans = node.bans;
+    b.lines_read = node.lines_read;
+    b.lines_matched = node.lines_matched;
+    b.lines_rejected = node.lines_rejected;
+  }
+}
+
 void Detector::Finish(Nanos end) {
   for (auto& node : nodes_) {
     if (node.ooc && end != kNoTime) {
@@ -948,6 +985,20 @@ std::vector<NodeSummary> Detector::Summary() const {
     s.lines_read = node.lines_read;
     s.lines_matched = node.lines_matched;
     s.lines_rejected = node.lines_rejected;
+    // Nodes first seen after the window's start count whole.
+    if (const size_t i = static_cast<size_t>(&node - nodes_.data());
+        window_start_ != kNoTime && i < window_.size()) {
+      const WindowBase& b = window_[i];
+      if (b.height >= 0) s.first_height = b.height;
+      s.commits -= b.commits;
+      if (node.signer) s.missed_precommits -= b.missed;
+      s.longest_stall_seconds = static_cast<double>(b.longest_gap) / kSecond;
+      s.seconds_out_of_consensus = static_cast<double>(node.ooc_total - b.ooc) / kSecond;
+      s.bans -= b.bans;
+      s.lines_read -= b.lines_read;
+      s.lines_matched -= b.lines_matched;
+      s.lines_rejected -= b.lines_rejected;
+    }
     if (node.banned) {
       s.status = "banned";
     } else if (node.ooc) {

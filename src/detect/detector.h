@@ -19,6 +19,21 @@
 
 namespace qw::detect {
 
+// Sees what the events alone do not tell (the postmortem report): every
+// height a node reaches and the lines behind each event about a node.
+// Called on the detector's thread; must not call back into the detector.
+class DetectorObserver {
+ public:
+  virtual ~DetectorObserver() = default;
+  // Node `n` reached `height` at `at`; its chain's head is `head` then.
+  virtual void OnHeight(int n, const NodeSpec& node, const ChainSpec& chain, Nanos at,
+                        int64_t height, int64_t head) = 0;
+  // Event `e` about node `n` is decided; `evidence`: the node's latest
+  // significant lines, oldest first.
+  virtual void OnNodeEvent(int n, const ChainSpec& chain, const Event& e,
+                           const std::vector<std::string>& evidence) = 0;
+};
+
 class Detector {
  public:
   Detector(std::vector<ChainSpec> chains, EventOutput* out);
@@ -62,6 +77,11 @@ class Detector {
 
   // Closes open durations at `end` (for the summary).
   void Finish(Nanos end);
+  // The summary reports from `at` on (replay --since): counts and durations
+  // before it are left out, a stall under way at `at` counts whole. State is
+  // not touched: decisions stay those of the whole input.
+  void StartWindow(Nanos at);
+  void SetObserver(DetectorObserver* o) { observer_ = o; }
   std::vector<NodeSummary> Summary() const;
 
   // State access for the codec (state_codec.h) and checkpoints.
@@ -95,7 +115,7 @@ class Detector {
   Event MakeEvent(int n, EventKind kind, Severity sev, Nanos at, int64_t height, int64_t id_key);
   Event MakeChainEvent(int chain, EventKind kind, Severity sev, Nanos at, int64_t height,
                        int64_t id_key);
-  void Emit(Event e) { out_->Emit(std::move(e)); }
+  void Emit(Event e);
 
   void OnAdvance(int n, Nanos now, int64_t height);
   void OnVote(int n, Nanos now, const Signal& s);
@@ -128,6 +148,17 @@ class Detector {
   std::set<std::string> holds_;                // operator holds (node references)
   EventOutput* out_;
   Nanos next_check_ = kNoTime;  // lower bound of the earliest pending timer
+  DetectorObserver* observer_ = nullptr;
+  // StartWindow: each node's figures at the window's start (by node index;
+  // nodes added later start from zero), and its longest gap since.
+  struct WindowBase {
+    int64_t height = -1, commits = 0, missed = 0;
+    Nanos ooc = 0, longest_gap = 0;
+    int bans = 0;
+    uint64_t lines_read = 0, lines_matched = 0, lines_rejected = 0;
+  };
+  Nanos window_start_ = kNoTime;
+  std::vector<WindowBase> window_;
 };
 
 }  // namespace qw::detect

@@ -157,6 +157,11 @@ void Driver::Consume(const Batch& b) {
         const bool stamped = (r.flags & record::kEntryFallbackTime) == 0;
         const Nanos now =
             time_ == kNoTime || (stamped && r.time > time_) ? r.time : time_;
+        if (until_ != kNoTime && now >= until_) {
+          past_until_ = true;
+          break;
+        }
+        if (since_ != kNoTime && !window_started_ && now >= since_) StartWindowBefore(now);
         time_ = now;
         detector_.OnTick(now);
         // Records come in runs of one stream: the last one looked up is
@@ -249,7 +254,17 @@ void Driver::Consume(const Batch& b) {
   }
 }
 
+void Driver::StartWindowBefore(Nanos now) {
+  // What was due before the window is decided before its figures start.
+  const Nanos at = time_ == kNoTime ? since_ : std::max(time_, std::min(since_, now));
+  detector_.OnTick(at);
+  detector_.StartWindow(at);
+  window_started_ = true;
+}
+
 void Driver::Finish() {
+  if (past_until_) time_ = until_;
+  if (since_ != kNoTime && !window_started_ && time_ != kNoTime) StartWindowBefore(time_);
   if (time_ != kNoTime) detector_.OnTick(time_);
   detector_.Finish(time_);
   orderer_.ReleaseAll();

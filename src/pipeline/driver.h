@@ -46,8 +46,16 @@ class Driver {
   // positions), then the events decided before the watermark go out; all
   // of them when the batch says every stream is idle.
   void Consume(const Batch& b);
-  // Replay's end: timers stop at the last record; everything decided goes.
+  // Replay's end: timers stop at the last record (or at the window's end
+  // when records went past it); everything decided goes.
   void Finish();
+  // Replay --since/--until (kNoTime: open). Lines at or after `until` are
+  // not looked at (timers stop there); the detector's summary starts at
+  // `since`. Which events are reported is the sinks' business.
+  void SetWindow(Nanos since, Nanos until) {
+    since_ = since;
+    until_ = until;
+  }
 
   // The watermark: the detector's time (kNoTime before any record).
   Nanos time() const { return time_; }
@@ -108,6 +116,9 @@ class Driver {
   sink::EventOrderer orderer_;
   detect::Detector detector_;
   Nanos time_ = kNoTime;
+  Nanos since_ = kNoTime, until_ = kNoTime;
+  bool window_started_ = false, past_until_ = false;
+  void StartWindowBefore(Nanos now);
   std::map<uint32_t, Stream> streams_;
   Stream* last_ = nullptr;  // the stream of the last record (a cache)
   uint32_t last_id_ = 0;

@@ -33,6 +33,8 @@ ReplayResult Replay(match::Registry& registry, const record::Routing& routing,
   for (size_t i = 0; i < n; ++i) result.files[i].path = inputs[i].path;
 
   Driver driver(topology, registry, std::move(sinks));
+  driver.detector().SetObserver(opt.observer);
+  driver.SetWindow(opt.since, opt.until);
   Stages stages(registry, opt.threads, opt.batch_bytes, opt.batch_records,
                 [&driver](Batch& b) { driver.Consume(b); });
   record::StageOptions so;
@@ -107,6 +109,7 @@ ReplayResult Replay(match::Registry& registry, const record::Routing& routing,
   result.prefilter_failures = stages.prefilter_failures();
   result.summary = driver.detector().Summary();
   result.events = driver.events();
+  result.end = driver.time();
   return result;
 }
 

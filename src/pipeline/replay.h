@@ -40,6 +40,10 @@ struct ReplayOptions {
   // Called on the calling thread every few batches, and once at the end.
   std::function<void(const ReplayProgress&)> progress;
   std::function<void(const std::string&)> log;  // operator messages
+  // Sees heights and evidence (the report); nullptr: none.
+  detect::DetectorObserver* observer = nullptr;
+  // --since/--until (Driver::SetWindow); kNoTime: open.
+  Nanos since = kNoTime, until = kNoTime;
 };
 
 struct ReplayFile {
@@ -54,6 +58,7 @@ struct ReplayResult {
   std::vector<ReplayFile> files;  // in input order
   std::vector<NodeSummary> summary;
   uint64_t events = 0;
+  Nanos end = kNoTime;  // the detector's time at the end
 };
 
 // Runs the inputs to their end. Files are taken in name order (base name,

@@ -182,7 +182,9 @@ Json SecondsJson(double v) {
   return Json(r);
 }
 
-Json SummaryObject(const NodeSummary& s) {
+}  // namespace
+
+nlohmann::ordered_json SummaryObject(const NodeSummary& s) {
   Json o = Json::object();
   o.emplace("node", s.node);
   if (!s.namespace_.empty()) o.emplace("namespace", s.namespace_);
@@ -202,8 +204,6 @@ Json SummaryObject(const NodeSummary& s) {
   o.emplace("status", s.status);
   return o;
 }
-
-}  // namespace
 
 std::string SummaryJson(const std::vector<NodeSummary>& nodes) {
   if (nodes.empty()) return "[]\n";

@@ -10,6 +10,8 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "common/clock.h"
 #include "common/event.h"
 #include "common/metrics.h"
@@ -156,6 +158,9 @@ class TextSink : public FileSink {
   void Write(const Event& e) override;
 };
 
+// One node's summary object (the --summary array's element; the report's
+// table).
+nlohmann::ordered_json SummaryObject(const NodeSummary& s);
 // The --summary JSON array (README.md, "Summary (--summary FILE)"): one
 // node object a line.
 std::string SummaryJson(const std::vector<NodeSummary>& nodes);
