@@ -116,7 +116,7 @@ void Report::OnNodeEvent(int n, const detect::ChainSpec& chain, const Event& e,
   evidence_[e.id] = std::move(lines);
 }
 
-void Report::Open(ChainData& c, const std::string& node, const std::string& kind, Nanos at,
+void Report::OpenSpan(ChainData& c, const std::string& node, const std::string& kind, Nanos at,
                   std::string reason, bool held, std::string rail) {
   auto key = std::make_pair(node, kind);
   if (c.open.count(key) != 0) return;  // already open (a repeat)
@@ -131,7 +131,7 @@ void Report::Open(ChainData& c, const std::string& node, const std::string& kind
   c.spans.push_back(std::move(s));
 }
 
-void Report::Close(ChainData& c, const std::string& node, const std::string& kind, Nanos at) {
+void Report::CloseSpan(ChainData& c, const std::string& node, const std::string& kind, Nanos at) {
   auto it = c.open.find(std::make_pair(node, kind));
   if (it == c.open.end()) return;
   c.spans[it->second].end = at;
@@ -145,41 +145,41 @@ void Report::Write(const Event& e) {
   // Spans from the events that open and close them (all events: a span
   // that began before --since is shown from the window's start).
   switch (e.kind) {
-    case EventKind::kNodeStalled: Open(c, node, "stalled", t); break;
+    case EventKind::kNodeStalled: OpenSpan(c, node, "stalled", t); break;
     case EventKind::kNodeRecovered:
-      Close(c, node, "stalled", t);
-      Close(c, node, "upgrade_halt", t);
+      CloseSpan(c, node, "stalled", t);
+      CloseSpan(c, node, "upgrade_halt", t);
       break;
     case EventKind::kOutOfConsensus:
-      Open(c, node, "out_of_consensus", t, DetailString(e, "reason"));
+      OpenSpan(c, node, "out_of_consensus", t, DetailString(e, "reason"));
       break;
     case EventKind::kBackInConsensus:
-      Close(c, node, "out_of_consensus", t);
-      Close(c, node, "ban_held", t);  // the period ended: nothing held any more
+      CloseSpan(c, node, "out_of_consensus", t);
+      CloseSpan(c, node, "ban_held", t);  // the period ended: nothing held any more
       break;
-    case EventKind::kNodeSyncing: Open(c, node, "syncing", t); break;
-    case EventKind::kNodeSynced: Close(c, node, "syncing", t); break;
-    case EventKind::kChainHalted: Open(c, "", "halted", t, DetailString(e, "reason")); break;
+    case EventKind::kNodeSyncing: OpenSpan(c, node, "syncing", t); break;
+    case EventKind::kNodeSynced: CloseSpan(c, node, "syncing", t); break;
+    case EventKind::kChainHalted: OpenSpan(c, "", "halted", t, DetailString(e, "reason")); break;
     case EventKind::kChainResumed:
-      Close(c, "", "halted", t);
+      CloseSpan(c, "", "halted", t);
       for (auto it = c.open.begin(); it != c.open.end();) {
         auto next = std::next(it);
-        if (it->first.second == "upgrade_halt") Close(c, it->first.first, "upgrade_halt", t);
+        if (it->first.second == "upgrade_halt") CloseSpan(c, it->first.first, "upgrade_halt", t);
         it = next;
       }
       break;
-    case EventKind::kUpgradeHalt: Open(c, node, "upgrade_halt", t); break;
+    case EventKind::kUpgradeHalt: OpenSpan(c, node, "upgrade_halt", t); break;
     case EventKind::kBan:
       if (DetailTrue(e, "held")) {
-        Open(c, node, "ban_held", t, DetailString(e, "reason"), true, DetailString(e, "rail"));
+        OpenSpan(c, node, "ban_held", t, DetailString(e, "reason"), true, DetailString(e, "rail"));
       } else {
-        Close(c, node, "ban_held", t);
-        Open(c, node, "banned", t, DetailString(e, "reason"));
+        CloseSpan(c, node, "ban_held", t);
+        OpenSpan(c, node, "banned", t, DetailString(e, "reason"));
       }
       break;
     case EventKind::kUnban:
-      Close(c, node, "ban_held", t);
-      Close(c, node, "banned", t);
+      CloseSpan(c, node, "ban_held", t);
+      CloseSpan(c, node, "banned", t);
       break;
     default: break;
   }

@@ -111,9 +111,9 @@ class Report : public sink::EventSink, public detect::DetectorObserver {
   ChainData& Chain(const std::string& name);
   void See(Nanos t);
   bool InWindow(Nanos t) const;
-  void Open(ChainData& c, const std::string& node, const std::string& kind, Nanos at,
+  void OpenSpan(ChainData& c, const std::string& node, const std::string& kind, Nanos at,
             std::string reason = "", bool held = false, std::string rail = "");
-  void Close(ChainData& c, const std::string& node, const std::string& kind, Nanos at);
+  void CloseSpan(ChainData& c, const std::string& node, const std::string& kind, Nanos at);
 
   Options opt_;
   std::map<std::string, ChainData> chains_;
