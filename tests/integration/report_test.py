@@ -384,3 +384,20 @@ def test_browser_renders_the_example(qw_bin, tmp_path):
     dom = browse(path, tmp_path, "--dump-dom")
     assert re.search(r'<body[^>]*data-rendered="ok"', dom)
     assert 'id="qw-error"' not in dom or re.search(r'<pre id="qw-error"[^>]*>\s*</pre>', dom)
+
+
+def test_browser_zooms_to_seconds(qw_bin, tmp_path):
+    """#view=FROM/TO in the address opens the page zoomed there: ten seconds
+    of node_stall's stall, with tick labels in seconds."""
+    d, args, _ = golden_case("node_stall")
+    path, _ = replay(qw_bin, args, d, tmp_path)
+    html = os.path.join(str(tmp_path), "zoom.html")
+    shutil.copy(path, html)
+    dom = browse(html + "#view=2025-01-02T04:05:00Z/2025-01-02T04:05:10Z", tmp_path, "--dump-dom")
+    assert re.search(r'<body[^>]*data-rendered="ok"', dom)
+    ranges = re.findall(r'<span class="qw-range">([^<]*)</span>', dom)
+    assert ranges == ["2025-01-02 04:05:00.000 → 2025-01-02 04:05:10.000 (10s)"]
+    ticks = re.findall(r'<text class="qw-tick"[^>]*>(.*?)</text>', dom)
+    labels = [re.sub(r"<[^>]*>", " ", t).split()[0] for t in ticks]
+    assert labels and all(re.fullmatch(r"04:05:(0\d|10)", l) for l in labels), labels
+    assert len(labels) >= 3
