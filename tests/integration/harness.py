@@ -768,6 +768,15 @@ def unique_ids(events, what="events"):
     expect(not dups, "%s: event ids written twice: %r" % (what, dups))
 
 
+def file_tail(path, n):
+    """The last `n` characters of a daemon's log file ("" when there is none)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace")[-n:]
+    except OSError:
+        return ""
+
+
 # --------------------------------------------------------------------------
 # Alertmanager (Debian's prometheus-alertmanager)
 
@@ -830,11 +839,7 @@ class Alertmanager:
             return False
 
     def log_tail(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")[-1500:]
-        except OSError:
-            return ""
+        return file_tail(self.log_path, 1500)
 
     def alerts(self):
         """The alerts Alertmanager holds whose endsAt has not passed."""

@@ -43,7 +43,7 @@ import urllib.parse
 import pytest
 import yaml
 
-from harness import (CHAIN, NS, Cluster, QwProcess, config_text, expect, free_port,
+from harness import (CHAIN, NS, Cluster, QwProcess, config_text, expect, file_tail, free_port,
                      http_get, wait_for)
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -314,11 +314,7 @@ class Prometheus:
         return "http://127.0.0.1:%d" % self.port
 
     def log_tail(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")[-2000:]
-        except OSError:
-            return ""
+        return file_tail(self.log_path, 2000)
 
     def alive_or_fail(self):
         expect(self.p.poll() is None, "prometheus exited with status %r; log:\n%s"
@@ -420,6 +416,18 @@ def stack(qw_bin, prometheus_bin, alertmanager, tmp_path_factory, request, diagn
             prom.stop()
 
 
+def wait_quietly(proc, pred, what):
+    """proc.wait(pred) (retrying on failed checks): False at the deadline,
+    for a failure message listing everything still missing."""
+    try:
+        proc.wait(pred, what, retry=True)
+        return True
+    except AssertionError:
+        if not proc.alive():
+            raise
+        return False
+
+
 def test_metrics_exist(stack):
     """every metric the rules and the dashboard use exists in Prometheus"""
     used = used_metric_names()
@@ -430,9 +438,7 @@ def test_metrics_exist(stack):
         have = set(stack.prom.api("label/__name__/values"))
         state["missing"] = {m: w for m, w in used.items() if m not in have}
         return not state["missing"]
-    try:
-        stack.proc.wait(all_there, "every metric used stored in Prometheus", retry=True)
-    except AssertionError:
+    if not wait_quietly(stack.proc, all_there, "every metric used stored in Prometheus"):
         pytest.fail("metrics used but not in Prometheus (not exported by quorumwatch?):\n  " +
                     "\n  ".join("%s  (%s)" % (m, ", ".join(w)) for m, w in
                                 sorted(state["missing"].items())), pytrace=False)
@@ -490,8 +496,6 @@ def test_panel_queries_have_data(stack):
             else:
                 empty[key] = expr
         return not pending
-    try:
-        stack.proc.wait(all_data, "data for every panel query")
-    except AssertionError:
+    if not wait_quietly(stack.proc, all_data, "data for every panel query"):
         pytest.fail("panel queries without data:\n  " + "\n  ".join(
             "%r %s: %s" % (t, r, e) for (t, r), e in sorted(pending.items())), pytrace=False)
