@@ -768,6 +768,17 @@ def unique_ids(events, what="events"):
     expect(not dups, "%s: event ids written twice: %r" % (what, dups))
 
 
+def stop_process(p, grace=10):
+    """SIGTERM, then SIGKILL after `grace` seconds; reaped."""
+    if p.poll() is None:
+        p.terminate()
+        try:
+            p.wait(grace)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
 def file_tail(path, n):
     """The last `n` characters of a daemon's log file ("" when there is none)."""
     try:
@@ -886,13 +897,8 @@ class Alertmanager:
             return "(unreadable: %r)" % e
 
     def stop(self):
-        if self.p is not None and self.p.poll() is None:
-            self.p.terminate()
-            try:
-                self.p.wait(10)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
+        if self.p is not None:
+            stop_process(self.p)
         if self.log_file is not None:
             self.log_file.close()
             self.log_file = None

@@ -44,7 +44,7 @@ import pytest
 import yaml
 
 from harness import (CHAIN, NS, Cluster, QwProcess, config_text, expect, file_tail, free_port,
-                     http_get, wait_for)
+                     http_get, stop_process, wait_for)
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 RULES = os.path.join(ROOT, "packaging", "prometheus", "quorumwatch-rules.yml")
@@ -341,13 +341,7 @@ class Prometheus:
         return self.api("query", query=expr)["result"]
 
     def stop(self):
-        if self.p.poll() is None:
-            self.p.terminate()
-            try:
-                self.p.wait(10)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
+        stop_process(self.p)
         self.log.close()
 
 
