@@ -27,8 +27,21 @@ struct ThresholdOverrides {
   void ApplyTo(detect::Thresholds* t) const;
 };
 
+// A `type: kafka` source (docs/KAFKA.md).
+struct KafkaSourceConfig {
+  std::vector<std::string> brokers;
+  std::vector<std::string> topics;
+  std::string topic_pattern;
+  std::string group = "quorumwatch";
+  std::string format = "auto";  // auto | fluentbit | vector | raw
+  // Dotted paths into the envelope; "" = the format's default.
+  std::string field_message, field_time, field_namespace, field_pod, field_container;
+  std::vector<std::pair<std::string, std::string>> properties;  // librdkafka's, in file order
+};
+
 struct SourceConfig {
   std::string type = "file";
+  KafkaSourceConfig kafka;  // type kafka
   std::vector<std::string> include, exclude;
   std::string format = "auto";
   std::string read_from = "end";

@@ -136,6 +136,24 @@ Result<std::unique_ptr<Sinks>> MakeSinks(const Config& config, Metrics* metrics)
 pipeline::LiveOptions LiveOptionsFrom(const Config& config, const RunArgs& args) {
   pipeline::LiveOptions o;
   for (const auto& sc : config.sources) {
+    if (sc.type == "kafka") {
+      pipeline::KafkaSourceOptions k;
+      k.consumer.brokers = sc.kafka.brokers;
+      k.consumer.topics = sc.kafka.topics;
+      k.consumer.topic_pattern = sc.kafka.topic_pattern;
+      k.consumer.group = sc.kafka.group;
+      k.consumer.properties = sc.kafka.properties;
+      k.consumer.log = [](const std::string& msg) { Log(msg); };
+      record::ParseEnvelopeFormat(sc.kafka.format, &k.format);
+      k.fields.message = sc.kafka.field_message;
+      k.fields.time = sc.kafka.field_time;
+      k.fields.namespace_ = sc.kafka.field_namespace;
+      k.fields.pod = sc.kafka.field_pod;
+      k.fields.container = sc.kafka.field_container;
+      k.max_line_bytes = static_cast<size_t>(sc.max_line_bytes);
+      o.kafka.push_back(std::move(k));
+      continue;
+    }
     pipeline::FileSourceOptions f;
     f.include = sc.include;
     f.exclude = sc.exclude;

@@ -135,6 +135,13 @@ std::string EncodeCheckpoint(const Checkpoint& cp) {
   Json pending = Json::array();
   for (const auto& e : cp.pending) pending.push_back(EventJson(e));
   j["pending_events"] = std::move(pending);
+  if (!cp.kafka_offsets.empty()) {
+    Json offsets = Json::array();
+    for (const auto& o : cp.kafka_offsets) {
+      offsets.push_back({{"topic", o.topic}, {"partition", o.partition}, {"offset", o.offset}});
+    }
+    j["kafka_offsets"] = std::move(offsets);
+  }
   if (!cp.detector.is_null()) j["detector"] = cp.detector;
   // Names come from file names, which need not be UTF-8: such bytes are
   // replaced (streams are matched by identity, not by path).
@@ -178,6 +185,13 @@ Result<Checkpoint> DecodeCheckpoint(std::string_view text) {
         Event ev;
         if (!EventFrom(e, &ev)) return Fail("a pending event is malformed");
         cp.pending.push_back(std::move(ev));
+      }
+    }
+    if (j.contains("kafka_offsets")) {
+      for (const auto& o : j.at("kafka_offsets")) {
+        cp.kafka_offsets.push_back(KafkaOffset{o.at("topic").get<std::string>(),
+                                               Num<int32_t>(o.at("partition")),
+                                               Num<int64_t>(o.at("offset"))});
       }
     }
     if (j.contains("detector")) cp.detector = j.at("detector");

@@ -28,11 +28,20 @@ struct SavedStream {
   Nanos last_time = kNoTime; // its latest record time
 };
 
+// Kafka sources: the next offset to read of a partition, as far as this
+// checkpoint's state reflects it (docs/KAFKA.md).
+struct KafkaOffset {
+  std::string topic;
+  int32_t partition = 0;
+  int64_t offset = 0;
+};
+
 struct Checkpoint {
   Nanos written = 0;  // wall clock
   std::vector<std::pair<std::string, std::string>> chains;  // name, family
   std::vector<SavedStream> streams;
   std::vector<Event> pending;
+  std::vector<KafkaOffset> kafka_offsets;
   nlohmann::ordered_json detector;  // detect::EncodeStateJson (null: none)
 };
 

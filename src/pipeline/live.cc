@@ -38,6 +38,9 @@ constexpr Nanos kStatusAfterEvents = 250 * kMillisecond;
 // latency goal (p99 < 50 ms from a line written to its event written).
 constexpr Nanos kCoalesce = 30 * kMillisecond;
 constexpr size_t kInlineRecords = 512;
+// Kafka records handed to the record stage per round and source (then the
+// round goes on: ordering, batches, health).
+constexpr size_t kKafkaRecordsPerRound = 16384;
 
 // Test hooks (docs/PIPELINE.md, "Test hooks"): environment variables that
 // make a run stop or crash at a checkpoint, or read in small pieces.
@@ -93,6 +96,10 @@ class Consumer {
       WriteCheckpoint(now);
     }
   }
+
+  // The Kafka sources whose offsets follow the checkpoints (set before the
+  // first batch).
+  void SetKafka(std::vector<KafkaInput*> inputs) { kafka_ = std::move(inputs); }
 
   // After the last batch (the consumer thread has stopped). What is
   // decided and not yet written stays in the checkpoint: written after the
@@ -180,6 +187,15 @@ class Consumer {
     cp.written = now;
     driver_->Save(&cp);
     cp.detector = detect::EncodeStateJson(driver_->detector());
+    // Kafka: the offsets this state reflects; stored for the group's
+    // commit only once the checkpoint holding them is durable.
+    std::vector<std::map<source::TopicPartition, int64_t>> offsets;
+    for (KafkaInput* k : kafka_) {
+      offsets.push_back(k->Committable(cp.streams));
+      for (const auto& [tp, off] : offsets.back()) {
+        cp.kafka_offsets.push_back(KafkaOffset{tp.first, tp.second, off});
+      }
+    }
     if (auto w = WriteFileAtomic(opt_.state_dir + "/" + kCheckpointFile, EncodeCheckpoint(cp),
                                  opt_.state_dir + "/" + kPreviousCheckpointFile);
         !w) {
@@ -190,6 +206,7 @@ class Consumer {
       return;
     }
     checkpoint_log_.Succeeded();
+    for (size_t i = 0; i < kafka_.size(); ++i) kafka_[i]->Store(offsets[i]);
     last_checkpoint_written_ = now;
     ++checkpoints_;
     if (crash_after_ > 0 && checkpoints_ == crash_after_) ::_exit(137);  // as after kill -9
@@ -209,16 +226,18 @@ class Consumer {
   std::string checkpoint_error_;         // the last failure's reason
   Nanos last_checkpoint_written_ = kNoTime;
   const uint64_t crash_after_, stop_after_;
+  std::vector<KafkaInput*> kafka_;
 };
 
 // The reading side: tailer bytes into the record stage.
 class Reader : public source::TailSink {
  public:
-  Reader(record::RecordStage* stage, Ordering* ordering, const FileSourceOptions* const* source)
-      : stage_(stage), ordering_(ordering), source_(source) {}
+  Reader(record::RecordStage* stage, Ordering* ordering, const FileSourceOptions* const* source,
+         uint32_t* next_id)
+      : stage_(stage), ordering_(ordering), source_(source), next_id_(next_id) {}
 
   uint32_t OnOpen(const source::TailedFile& f) override {
-    const uint32_t id = next_id_++;
+    const uint32_t id = (*next_id_)++;
     record::Origin o;
     o.path = f.path;
     o.name = record::NameFromPath(f.path);
@@ -259,7 +278,7 @@ class Reader : public source::TailSink {
   record::RecordStage* stage_;
   Ordering* ordering_;
   const FileSourceOptions* const* source_;  // the source being polled
-  uint32_t next_id_ = 0;
+  uint32_t* next_id_;  // shared by every source
   uint64_t changes_ = 0;
 };
 
@@ -281,6 +300,7 @@ Result<LiveOutcome> RunLive(const LiveOptions& opt, match::Registry& registry,
   std::vector<source::SavedPosition> saved;
   Nanos saved_written = kNoTime;
   bool had_checkpoint = false;
+  std::map<source::TopicPartition, int64_t> kafka_start;  // the checkpoint's Kafka offsets
   // The newest checkpoint, else the one before it. Both damaged: refused,
   // not a silent fresh start (read_from: end would skip what was written
   // while quorumwatch was down, and beginning decide history again).
@@ -294,6 +314,14 @@ Result<LiveOutcome> RunLive(const LiveOptions& opt, match::Registry& registry,
       continue;
     }
     auto cp = DecodeCheckpoint(*text);
+    if (cp) {
+      // Kafka streams are not reopened: their partitions resume at the
+      // checkpoint's offsets instead.
+      auto& st = cp->streams;
+      st.erase(std::remove_if(st.begin(), st.end(),
+                              [](const SavedStream& s) { return s.path.rfind("kafka:", 0) == 0; }),
+               st.end());
+    }
     Result<void> state = cp ? Result<void>{} : tl::unexpected(cp.error());
     if (cp && !cp->detector.is_null()) {
       // Tried on a scratch driver first, so a damaged detector state leaves
@@ -310,6 +338,7 @@ Result<LiveOutcome> RunLive(const LiveOptions& opt, match::Registry& registry,
     if (!cp->detector.is_null()) (void)detect::DecodeStateJson(cp->detector, &driver.detector());
     had_checkpoint = true;
     saved_written = cp->written;
+    for (const auto& o : cp->kafka_offsets) kafka_start[{o.topic, o.partition}] = o.offset;
     for (const auto& s : cp->streams) {
       saved.push_back(source::SavedPosition{s.path, s.identity, s.offset, s.family, s.last_time});
     }
@@ -353,7 +382,22 @@ Result<LiveOutcome> RunLive(const LiveOptions& opt, match::Registry& registry,
   });
 
   const FileSourceOptions* polled = nullptr;
-  Reader reader(&stage, &ordering, &polled);
+  uint32_t next_id = 0;
+  Reader reader(&stage, &ordering, &polled, &next_id);
+  std::vector<std::unique_ptr<KafkaInput>> kafka;
+  for (const auto& k : opt.kafka) {
+    auto c = source::KafkaConsumer::Create(k.consumer);
+    if (!c) return tl::unexpected(c.error());
+    (*c)->SetStartOffsets(kafka_start);
+    kafka.push_back(std::make_unique<KafkaInput>(k, std::move(*c), &stage, &ordering, &next_id,
+                                                 metrics, ctx.log));
+    kafka.back()->SetStartOffsets(kafka_start);
+  }
+  {
+    std::vector<KafkaInput*> inputs;
+    for (auto& k : kafka) inputs.push_back(k.get());
+    consumer.SetKafka(std::move(inputs));
+  }
   std::vector<std::unique_ptr<source::FileTailer>> tailers;
   const size_t read_chunk = EnvCount("QW_TEST_READ_CHUNK");
   for (const auto& src : opt.sources) {
@@ -371,7 +415,8 @@ Result<LiveOutcome> RunLive(const LiveOptions& opt, match::Registry& registry,
     if (had_checkpoint) t->Restore(saved, saved_written);
     tailers.push_back(std::move(t));
   }
-  ctx.log("running: " + std::to_string(opt.sources.size()) + " source(s), state in " +
+  ctx.log("running: " + std::to_string(opt.sources.size() + opt.kafka.size()) +
+          " source(s), state in " +
           opt.state_dir + (had_checkpoint ? " (resumed from checkpoint)" : "") + ", files read with " +
           ReadManyMethod());
   if (ctx.running) ctx.running();
@@ -386,6 +431,7 @@ Result<LiveOutcome> RunLive(const LiveOptions& opt, match::Registry& registry,
   uint64_t released_changes = UINT64_MAX;
   uint64_t lines_seen = 0, published_rejected = 0, published_cut = 0;
   bool outage = false, caught_up = false, idle_sent = false;
+  bool kafka_caught_up = kafka.empty();
   std::vector<OperatorRequest> requests;
   sink::HealthStatus health;
   while (!ctx.stop()) {
@@ -407,13 +453,19 @@ Result<LiveOutcome> RunLive(const LiveOptions& opt, match::Registry& registry,
       got += tailers[i]->Poll(&reader, steady);
       more = more || tailers[i]->more();
     }
+    uint64_t kafka_changes = 0;
+    for (auto& k : kafka) {
+      got += k->Poll(kKafkaRecordsPerRound);
+      more = more || k->more();
+      kafka_changes += k->changes();
+    }
     // The ordering looks at every stream: only when a stream has news, or
     // a wait of the record stage ran out (an idle round costs next to
     // nothing).
     const bool expired = next_release != kNoTime && steady >= next_release;
     next_release = stage.Expire(steady);
-    if (reader.changes() != released_changes || expired) {
-      released_changes = reader.changes();
+    if (reader.changes() + kafka_changes != released_changes || expired) {
+      released_changes = reader.changes() + kafka_changes;
       ordering.Release(&batch);
     }
 
@@ -448,12 +500,26 @@ Result<LiveOutcome> RunLive(const LiveOptions& opt, match::Registry& registry,
         behind += bytes;
         files_behind += files;
       }
+      // Kafka: caught up once every source's lag was known to be 0 (its
+      // partitions assigned and read to their high watermarks).
+      int64_t records_behind = 0;
+      bool lag_known = true;
+      for (auto& k : kafka) {
+        const int64_t lag = k->UpdateLag();
+        lag_known = lag_known && lag >= 0;
+        records_behind += std::max<int64_t>(lag, 0);
+      }
+      if (!kafka_caught_up && lag_known && records_behind == 0) kafka_caught_up = true;
+      if (wall - last_lag_report >= 30 * kSecond && records_behind > 100000) {
+        last_lag_report = wall;
+        ctx.log("lag: " + std::to_string(records_behind) + " Kafka record(s) behind");
+      }
       // Rejected lines never reach the detector: dropped; cut ones: errors.
       source_c.dropped->fetch_add(st.lines_rejected - published_rejected, std::memory_order_relaxed);
       source_c.errors->fetch_add(st.lines_cut - published_cut, std::memory_order_relaxed);
       published_rejected = st.lines_rejected;
       published_cut = st.lines_cut;
-      health.caught_up = caught_up;
+      health.caught_up = caught_up && kafka_caught_up;
       health.input_outage = outage;
       health.last_input = last_input;
       health.bytes_behind = behind;
@@ -492,6 +558,7 @@ Result<LiveOutcome> RunLive(const LiveOptions& opt, match::Registry& registry,
     for (const auto& t : tailers) {
       if (t->wait_fd() >= 0) fds.push_back({t->wait_fd(), POLLIN, 0});
     }
+    for (const auto& k : kafka) fds.push_back({k->wait_fd(), POLLIN, 0});
     if (got > 0 && !more) {
       // Lines are coming: the next round is at kCoalesce after this one
       // whatever happens meanwhile (a signal still wakes at once), so the
@@ -536,6 +603,9 @@ Result<LiveOutcome> RunLive(const LiveOptions& opt, match::Registry& registry,
   }
   stages.Finish();
   consumer.Close();  // the consumer thread has ended: safe here
+  // Commits the offsets the last checkpoint stored and leaves the group:
+  // its partitions go to the other members at once.
+  for (auto& k : kafka) k->Close();
   uint64_t unwritten = 0;
   for (const sink::EventSink* s : sinks.all) {
     if (const auto* j = dynamic_cast<const sink::JsonlSink*>(s)) unwritten += j->write_errors();

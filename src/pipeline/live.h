@@ -17,6 +17,7 @@
 #include "match/registry.h"
 #include "pipeline/batch.h"
 #include "pipeline/driver.h"
+#include "pipeline/kafka_input.h"
 #include "record/decode.h"
 #include "record/naming.h"
 #include "sink/ban_sink.h"
@@ -34,6 +35,7 @@ struct FileSourceOptions {
 
 struct LiveOptions {
   std::vector<FileSourceOptions> sources;
+  std::vector<KafkaSourceOptions> kafka;
   std::string state_dir;
   Nanos checkpoint_interval = 5 * kSecond;
   Nanos input_outage_after = 60 * kSecond;

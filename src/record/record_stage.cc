@@ -718,6 +718,13 @@ void RecordStage::AtEnd(uint32_t id, Nanos now) {
   if (s.waiting_since != kNoTime || s.incomplete_since != kNoTime) timed_.insert(id);
 }
 
+void RecordStage::Behind(uint32_t id) {
+  Stream& s = S(id);
+  if (s.closed) return;
+  s.at_end = false;
+  s.waiting_since = s.incomplete_since = kNoTime;
+}
+
 bool RecordStage::Waiting(const Stream& s) const {
   return !s.held.empty() || s.out.ready < s.out.entries.size();
 }

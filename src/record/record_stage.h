@@ -159,6 +159,10 @@ class RecordStage {
   // Live: every byte there is now has been fed (`now`: a steady clock).
   // A complete record held at the end waits hold_wait for what may follow.
   void AtEnd(uint32_t id, Nanos now);
+  // Live: there is more to read than was fed (a Kafka partition not yet
+  // read to its high watermark): the stream holds the others back, as a
+  // file with unread bytes does, until AtEnd.
+  void Behind(uint32_t id);
   // No more bytes ever: everything held goes out, then the stream's end.
   // `gone`: the file was rotated away or removed (its node may retire);
   // else it is the end of what there is to read (replay), which says

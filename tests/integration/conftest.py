@@ -33,6 +33,8 @@ def pytest_addoption(parser):
     g = parser.getgroup("quorumwatch")
     g.addoption("--quorumwatch", metavar="PATH", default=None,
                 help="the quorumwatch binary under test (default: $QW_BIN)")
+    g.addoption("--kafka-mock", metavar="PATH", default=None,
+                help="kafka_test.py: tests/tools/kafka_mock as built (default: $QW_KAFKA_MOCK)")
     g.addoption("--reallogs", metavar="DIR", default=None,
                 help="the real-log corpus of reallogs_test.py (default: tests/reallogs)")
     g.addoption("--reallogs-patterns", metavar="DIR", default=None,

@@ -143,6 +143,28 @@ TEST_CASE("bad configuration is refused with file:line and the reason") {
             "qw.yaml:3: bad glob '/x/a\\' in 'include': it ends with an unescaped '\\'"},
            {"sources:\n  - type: file\n    include: ['']\n",
             "qw.yaml:3: bad glob '' in 'include': an empty pattern matches no file"},
+           // Kafka sources (docs/KAFKA.md).
+           {"sources:\n  - type: kafka\n    topics: [t]\n",
+            "qw.yaml:2: a kafka source needs 'brokers'"},
+           {"sources:\n  - {type: kafka, brokers: [b:9092]}\n",
+            "qw.yaml:2: a kafka source needs either 'topics' or 'topic_pattern'"},
+           {"sources:\n  - {type: kafka, brokers: [b:9092], topics: [t], topic_pattern: '^t'}\n",
+            "qw.yaml:2: a kafka source needs either 'topics' or 'topic_pattern'"},
+           {"sources:\n  - type: kafka\n    brokers: [b:9092]\n    topic_pattern: '^(logs'\n",
+            "qw.yaml:4: bad regex '^(logs'"},
+           {"sources:\n  - type: kafka\n    brokers: [b:9092]\n    topics: [t]\n    format: gelf\n",
+            "qw.yaml:5: format must be auto, fluentbit, vector or raw, not 'gelf'"},
+           {"sources:\n  - type: kafka\n    brokers: [b:9092]\n    topics: [t]\n    include: [x]\n",
+            "qw.yaml:5: unknown key 'include'"},
+           {"sources:\n  - type: kafka\n    brokers: [b:9092]\n    topics: [t]\n    fields: {pods: x}\n",
+            "qw.yaml:5: unknown key 'pods'"},
+           {"sources:\n  - type: kafka\n    brokers: [b:9092]\n    topics: [t]\n    properties: {a: [1]}\n",
+            "qw.yaml:5: kafka property 'a' must be a string, number or boolean"},
+           {"sources:\n  - type: kafka\n    brokers: [b:9092]\n    topics: [t]\n    group: ''\n",
+            "qw.yaml:5: 'group' must not be empty"},
+           {"sources:\n  - type: file\n    include: [a]\n    brokers: [b:9092]\n",
+            "qw.yaml:4: unknown key 'brokers'"},
+           {"sources:\n  - type: pipe\n", "qw.yaml:2: source type 'pipe' is not supported (known: file, kafka)"},
        }) {
     auto c = ParseConfig("qw.yaml", k.text);
     REQUIRE_FALSE(c);
@@ -176,6 +198,42 @@ TEST_CASE("a configuration file over 4 MiB is refused before it is parsed") {
   auto ok = LoadConfig(dir / "ok.yaml");
   REQUIRE(ok);
   CHECK(ok->state_dir == "/var/lib/qw");
+}
+
+TEST_CASE("a kafka source's keys") {
+  auto c = ParseConfig("qw.yaml",
+                       "sources:\n"
+                       "  - type: kafka\n"
+                       "    brokers: ['k-0:9092', 'k-1:9092']\n"
+                       "    topics: [validator-logs]\n"
+                       "    group: qw-east\n"
+                       "    format: fluentbit\n"
+                       "    fields: {message: msg, time: ts, namespace: k8s.ns, pod: k8s.pod, container: k8s.c}\n"
+                       "    properties: {security.protocol: SASL_SSL, session.timeout.ms: 6000}\n"
+                       "  - type: kafka\n"
+                       "    brokers: k:9092\n"
+                       "    topic_pattern: '^logs-'\n");
+  REQUIRE(c);
+  REQUIRE(c->sources.size() == 2);
+  const auto& k = c->sources[0].kafka;
+  CHECK(c->sources[0].type == "kafka");
+  CHECK(k.brokers == std::vector<std::string>{"k-0:9092", "k-1:9092"});
+  CHECK(k.topics == std::vector<std::string>{"validator-logs"});
+  CHECK(k.group == "qw-east");
+  CHECK(k.format == "fluentbit");
+  CHECK(k.field_message == "msg");
+  CHECK(k.field_time == "ts");
+  CHECK(k.field_namespace == "k8s.ns");
+  CHECK(k.field_pod == "k8s.pod");
+  CHECK(k.field_container == "k8s.c");
+  CHECK(k.properties == std::vector<std::pair<std::string, std::string>>{
+                           {"security.protocol", "SASL_SSL"}, {"session.timeout.ms", "6000"}});
+  const auto& d = c->sources[1].kafka;
+  CHECK(d.brokers == std::vector<std::string>{"k:9092"});
+  CHECK(d.topics.empty());
+  CHECK(d.topic_pattern == "^logs-");
+  CHECK(d.group == "quorumwatch");
+  CHECK(d.format == "auto");
 }
 
 TEST_CASE("an empty configuration takes every default") {

@@ -1,0 +1,283 @@
+#include "pipeline/kafka_input.h"
+
+#include <algorithm>
+
+#include "common/time.h"
+#include "pipeline/ordering.h"
+
+namespace qw::pipeline {
+namespace {
+
+// "2021-05-05T12:03:00.156789012Z": the envelope's time to the nanosecond,
+// as a CRI line has it.
+void AppendCriTime(std::string& out, Nanos t) {
+  AppendRfc3339Millis(out, t);
+  out.pop_back();  // 'Z'
+  Nanos sub = t % kMillisecond;
+  if (sub < 0) sub += kMillisecond;
+  char digits[7];
+  for (int i = 5; i >= 0; --i) {
+    digits[i] = static_cast<char>('0' + sub % 10);
+    sub /= 10;
+  }
+  out.append(digits, 6);
+  out.push_back('Z');
+}
+
+// A partition's records waiting in the ordering, over which it stops
+// fetching (resumed below half of it).
+constexpr size_t kPauseBytes = 8u << 20;
+
+std::string TpName(const source::TopicPartition& tp) {
+  return tp.first + "/" + std::to_string(tp.second);
+}
+
+}  // namespace
+
+KafkaInput::KafkaInput(const KafkaSourceOptions& opt,
+                       std::unique_ptr<source::KafkaConsumer> consumer, record::RecordStage* stage,
+                       Ordering* ordering, uint32_t* next_id, Metrics* metrics,
+                       std::function<void(const std::string&)> log)
+    : opt_(opt), consumer_(std::move(consumer)), stage_(stage), ordering_(ordering),
+      next_id_(next_id), metrics_(metrics), log_(std::move(log)), decoder_(opt.fields),
+      counters_(metrics != nullptr ? ComponentCounters::For(metrics, "source", "kafka")
+                                   : ComponentCounters::Detached()) {}
+
+size_t KafkaInput::Poll(size_t max_records) {
+  const size_t n = consumer_->Poll(this, max_records);
+  UpdateGates();
+  return n;
+}
+
+void KafkaInput::UpdateGates() {
+  const Nanos now = SteadyNow();
+  for (const auto& l : consumer_->Lag()) {
+    auto it = partitions_.find(l.tp);
+    if (it == partitions_.end()) continue;
+    Partition& p = it->second;
+    // Back-pressure: a partition whose records wait in the ordering (for
+    // another that is behind) stops fetching; its gate then stands open,
+    // so it cannot hold back the one it waits for.
+    size_t pending = 0;
+    for (uint32_t id : p.streams) pending += stage_->output(id)->pending_bytes();
+    if (!p.paused && pending > kPauseBytes) {
+      p.paused = true;
+      consumer_->Pause(l.tp, true);
+    } else if (p.paused && pending < kPauseBytes / 2) {
+      p.paused = false;
+      consumer_->Pause(l.tp, false);
+    }
+    const bool known_end =
+        l.high_watermark >= 0 &&
+        (l.position >= 0 ? l.position >= l.high_watermark : l.high_watermark == l.low_watermark);
+    const bool at_end = known_end || p.paused;
+    if (at_end) {
+      // Every record there is now was fed: a complete record at a
+      // stream's end goes on (as for a file read to its end).
+      stage_->AtEnd(p.gate, now);
+      for (uint32_t id : p.streams) stage_->AtEnd(id, now);
+    } else {
+      stage_->Behind(p.gate);
+    }
+    if (at_end != p.at_end) {
+      p.at_end = at_end;
+      ++changes_;
+    }
+  }
+}
+
+void KafkaInput::OnAssigned(const source::TopicPartition& tp) {
+  Partition& p = partitions_[tp];
+  p.format = opt_.format;
+  p.gate = (*next_id_)++;
+  record::Origin o;
+  o.path = "kafka:" + TpName(tp);
+  o.name.pod = o.path;
+  o.format = record::LogFormat::kCri;
+  stage_->Open(p.gate, o);
+  ordering_->Add(p.gate);
+  if (metrics_ != nullptr && p.lag == nullptr) {
+    p.lag = metrics_->Gauge("quorumwatch_kafka_consumer_lag",
+                            {{"topic", tp.first}, {"partition", std::to_string(tp.second)}},
+                            "Records of the partition not read yet (high watermark - position).");
+  }
+  ++changes_;
+}
+
+void KafkaInput::OnRevoked(const source::TopicPartition& tp) {
+  // Its streams end here (not gone: the node lives on, read by whichever
+  // member holds the partition now). What was read of them still goes
+  // through the pipeline.
+  const std::string prefix = TpName(tp) + "\x1f";
+  for (auto it = stream_ids_.lower_bound(prefix);
+       it != stream_ids_.end() && it->first.compare(0, prefix.size(), prefix) == 0;) {
+    stage_->Close(it->second, /*gone=*/false);
+    paths_.erase(it->second);
+    it = stream_ids_.erase(it);
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = mapped_.begin(); it != mapped_.end();) {
+      it = it->second.tp == tp ? mapped_.erase(it) : std::next(it);
+    }
+    next_read_.erase(tp);
+  }
+  if (auto it = partitions_.find(tp); it != partitions_.end()) {
+    if (it->second.lag != nullptr) it->second.lag->store(0, std::memory_order_relaxed);
+    stage_->Close(it->second.gate, /*gone=*/false);
+    partitions_.erase(it);
+  }
+  ++changes_;
+}
+
+uint32_t KafkaInput::StreamFor(const source::TopicPartition& tp, const record::Envelope& e,
+                               std::string_view key) {
+  std::string k = TpName(tp);
+  k += '\x1f';
+  k += e.namespace_;
+  k += '\x1f';
+  k += e.pod;
+  k += '\x1f';
+  k += e.container;
+  auto it = stream_ids_.find(k);
+  if (it != stream_ids_.end()) return it->second;
+  const uint32_t id = (*next_id_)++;
+  record::Origin o;
+  // Not a file: the path names where the stream comes from, for messages
+  // and checkpoints.
+  o.path = "kafka:" + TpName(tp) + "/" + std::string(e.namespace_) + "/" + std::string(e.pod) +
+           "/" + std::string(e.container);
+  o.name.pod = std::string(e.pod.empty() ? key : e.pod);
+  o.name.namespace_ = std::string(e.namespace_);
+  o.name.container = std::string(e.container);
+  o.name.kubernetes = !e.namespace_.empty() || !e.container.empty();
+  if (o.name.pod.empty()) o.name.pod = TpName(tp);
+  o.format = record::LogFormat::kCri;
+  o.max_line_bytes = opt_.max_line_bytes;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Mapped& m = mapped_[o.path];
+    m.tp = tp;
+    m.fed = 0;
+    m.ends.clear();
+  }
+  stage_->Open(id, o);
+  ordering_->Add(id);
+  partitions_[tp].streams.push_back(id);
+  stream_ids_.emplace(std::move(k), id);
+  paths_[id] = o.path;  // the checkpoint names streams by path
+  return id;
+}
+
+void KafkaInput::OnRecord(const source::KafkaRecord& r) {
+  counters_.received->fetch_add(1, std::memory_order_relaxed);
+  ++changes_;
+  const source::TopicPartition tp{std::string(r.topic), r.partition};
+  Partition& p = partitions_[tp];
+  record::Envelope e;
+  std::string why;
+  bool ok;
+  if (p.format == record::EnvelopeFormat::kAuto) {
+    // The partition's first well-formed record decides its format (a
+    // producer writes one shape). A record that starts like JSON but is no
+    // JSON object (truncated, say) is poison and decides nothing: else one
+    // bad record would make a shipper's partition raw. A JSON object
+    // without an envelope's message field is a raw line (a node's own JSON
+    // log shipped as is).
+    ok = decoder_.Decode(record::EnvelopeFormat::kAuto, r.value, r.key, &e, &why);
+    const size_t first = r.value.find_first_not_of(" \t\r\n");
+    if (ok && e.format == record::EnvelopeFormat::kRaw && first != std::string_view::npos &&
+        (r.value[first] == '{' || r.value[first] == '[')) {
+      std::string detail;
+      record::Envelope probe;
+      if (!decoder_.Decode(record::EnvelopeFormat::kFluentBit, r.value, r.key, &probe, &detail) &&
+          (detail == "not JSON" || detail == "not a JSON object")) {
+        ok = false;
+        why = "format auto: " + detail;
+      } else {
+        // The probe reused the decoder's buffers: decode the line again.
+        ok = decoder_.Decode(record::EnvelopeFormat::kRaw, r.value, r.key, &e, &why);
+      }
+    }
+    if (ok) p.format = e.format;
+  } else {
+    ok = decoder_.Decode(p.format, r.value, r.key, &e, &why);
+  }
+  if (!ok) {
+    // Counted and skipped; its offset moves on with the partition's.
+    ++p.poison;
+    ++poison_;
+    counters_.dropped->fetch_add(1, std::memory_order_relaxed);
+    if (p.poison <= 3 || (p.poison & (p.poison - 1)) == 0) {
+      log_("kafka: " + TpName(tp) + " offset " + std::to_string(r.offset) + ": skipped a record (" +
+           why + "), " + std::to_string(p.poison) + " so far in this partition");
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    next_read_[tp] = r.offset + 1;
+    return;
+  }
+  const uint32_t id = StreamFor(tp, e, r.key);
+  const Nanos t = e.time != kNoTime ? e.time : r.timestamp != kNoTime ? r.timestamp : WallNow();
+  // One CRI line per line of the message (a multi-line message is several
+  // lines, as the runtime would have written them).
+  line_.clear();
+  std::string_view msg = e.message;
+  while (true) {
+    const size_t nl = msg.find('\n');
+    AppendCriTime(line_, t);
+    line_ += " stdout F ";
+    line_.append(msg.substr(0, nl));
+    line_ += '\n';
+    if (nl == std::string_view::npos) break;
+    msg.remove_prefix(nl + 1);
+  }
+  stage_->Feed(id, line_, t);
+  counters_.processed->fetch_add(1, std::memory_order_relaxed);
+  std::lock_guard<std::mutex> lock(mu_);
+  Mapped& m = mapped_[paths_[id]];
+  m.fed += line_.size();
+  m.ends.emplace_back(m.fed, r.offset);
+  next_read_[tp] = r.offset + 1;
+}
+
+std::map<source::TopicPartition, int64_t> KafkaInput::Committable(
+    const std::vector<SavedStream>& handled) {
+  std::unordered_map<std::string_view, uint64_t> pos;
+  for (const auto& s : handled) pos[s.path] = s.offset;
+  std::lock_guard<std::mutex> lock(mu_);
+  std::map<source::TopicPartition, int64_t> out = next_read_;
+  for (auto& [path, m] : mapped_) {
+    // A stream the detector has not heard of yet: nothing of it is handled.
+    auto it = pos.find(path);
+    const uint64_t at = it == pos.end() ? 0 : it->second;
+    while (!m.ends.empty() && m.ends.front().first <= at) m.ends.pop_front();
+    if (m.ends.empty()) continue;
+    auto o = out.find(m.tp);
+    if (o != out.end()) o->second = std::min(o->second, m.ends.front().second);
+  }
+  return out;
+}
+
+int64_t KafkaInput::UpdateLag() {
+  int64_t total = 0;
+  bool known = !partitions_.empty();
+  for (const auto& l : consumer_->Lag()) {
+    auto it = partitions_.find(l.tp);
+    if (it == partitions_.end()) continue;
+    int64_t lag = -1;
+    if (l.high_watermark >= 0 && l.position >= 0) {
+      lag = std::max<int64_t>(0, l.high_watermark - l.position);
+    } else if (l.high_watermark >= 0 && l.high_watermark == l.low_watermark) {
+      lag = 0;  // empty: nothing to read, so no position yet
+    }
+    if (lag < 0) {
+      known = false;
+      continue;
+    }
+    if (it->second.lag != nullptr) it->second.lag->store(lag, std::memory_order_relaxed);
+    total += lag;
+  }
+  return known ? total : -1;
+}
+
+}  // namespace qw::pipeline

@@ -1,0 +1,130 @@
+// KafkaInput: a `type: kafka` source in live mode. Records a consumer group
+// member receives (source/kafka_consumer.h) are unwrapped from their
+// envelope (record/envelope.h: Fluent Bit, Vector, raw) and become streams
+// of the one record stage, exactly as if the container's log file were
+// tailed: one stream per partition and container (namespace, pod,
+// container), fed as CRI lines (the envelope's time, stdout, F, the
+// message), so framing, continuation lines, families, placement, ordering
+// and detection are those of files and of replay (docs/KAFKA.md).
+//
+// Offsets: a stream's positions are bytes fed to the record stage; the
+// input remembers which record ended where. From the positions a checkpoint
+// holds (what the detector has handled), Committable() says, per partition,
+// the offset below which every record is handled or was skipped — what the
+// consumer may store once that checkpoint is durable (at-least-once).
+//
+// Threading: everything but Committable() and Store() runs on the reading
+// thread; those two run on the detector's (one lock between).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/metrics.h"
+#include "pipeline/checkpoint.h"
+#include "record/envelope.h"
+#include "record/record_stage.h"
+#include "source/kafka_consumer.h"
+
+namespace qw::pipeline {
+
+class Ordering;
+
+struct KafkaSourceOptions {
+  source::KafkaOptions consumer;
+  record::EnvelopeFormat format = record::EnvelopeFormat::kAuto;
+  record::EnvelopeFields fields;
+  size_t max_line_bytes = 1 << 20;
+};
+
+class KafkaInput : public source::KafkaHandler {
+ public:
+  // `next_id`: the stream ids of all sources (shared with the files').
+  KafkaInput(const KafkaSourceOptions& opt, std::unique_ptr<source::KafkaConsumer> consumer,
+             record::RecordStage* stage, Ordering* ordering, uint32_t* next_id, Metrics* metrics,
+             std::function<void(const std::string&)> log);
+
+  // Reads what is waiting (at most `max_records`); false when nothing was.
+  size_t Poll(size_t max_records);
+  bool more() const { return consumer_->more(); }
+  int wait_fd() const { return consumer_->wait_fd(); }
+  uint64_t changes() const { return changes_; }
+  // Updates the per-partition lag gauges; returns the records behind in
+  // all, or -1 while it is not known (no partition assigned yet, or one
+  // whose position or high watermark has not been heard of).
+  int64_t UpdateLag();
+  uint64_t poison() const { return poison_; }
+  // A checkpoint's offsets: partitions not read again before the next
+  // checkpoint keep them.
+  void SetStartOffsets(const std::map<source::TopicPartition, int64_t>& offsets) {
+    std::lock_guard<std::mutex> lock(mu_);
+    next_read_ = offsets;
+  }
+
+  // Detector thread: the offsets every partition may be committed at,
+  // given the streams' handled positions in `handled` (a checkpoint's).
+  std::map<source::TopicPartition, int64_t> Committable(const std::vector<SavedStream>& handled);
+  // Detector thread, once the checkpoint holding them is durable.
+  void Store(const std::map<source::TopicPartition, int64_t>& offsets) { consumer_->Store(offsets); }
+  void Close() { consumer_->Close(); }
+
+  // KafkaHandler (reading thread, inside Poll).
+  void OnAssigned(const source::TopicPartition& tp) override;
+  void OnRevoked(const source::TopicPartition& tp) override;
+  void OnRecord(const source::KafkaRecord& r) override;
+
+ private:
+  struct Partition {
+    record::EnvelopeFormat format = record::EnvelopeFormat::kAuto;  // decided by the first record
+    uint64_t poison = 0;
+    std::atomic<int64_t>* lag = nullptr;
+    // A record-less stream of the record stage that is "read to its end"
+    // only while the partition is (its position at the high watermark):
+    // until then it holds every other stream back, as a file with unread
+    // bytes does, so a partition that is behind (a backlog after a start,
+    // a slow fetch) cannot be overtaken in time by the others.
+    uint32_t gate = 0;
+    bool at_end = false;
+    bool paused = false;  // back-pressure: its streams' records wait in the ordering
+    std::vector<uint32_t> streams;
+  };
+  void UpdateGates();
+  // Shared with the detector thread under mu_.
+  struct Mapped {
+    source::TopicPartition tp;
+    uint64_t fed = 0;                               // bytes fed so far
+    std::deque<std::pair<uint64_t, int64_t>> ends;  // (byte position after a record, its offset)
+  };
+  uint32_t StreamFor(const source::TopicPartition& tp, const record::Envelope& e,
+                     std::string_view key);
+
+  KafkaSourceOptions opt_;
+  std::unique_ptr<source::KafkaConsumer> consumer_;
+  record::RecordStage* stage_;
+  Ordering* ordering_;
+  uint32_t* next_id_;
+  Metrics* metrics_;
+  std::function<void(const std::string&)> log_;
+  record::EnvelopeDecoder decoder_;
+  ComponentCounters counters_;
+  std::map<source::TopicPartition, Partition> partitions_;
+  // Stream key (topic, partition, namespace, pod, container) -> stream id.
+  std::map<std::string, uint32_t> stream_ids_;
+  std::unordered_map<uint32_t, std::string> paths_;  // stream id -> its path
+  std::string line_;
+  uint64_t changes_ = 0, poison_ = 0;
+
+  std::mutex mu_;
+  std::unordered_map<std::string, Mapped> mapped_;  // by stream path
+  std::map<source::TopicPartition, int64_t> next_read_;
+};
+
+}  // namespace qw::pipeline

@@ -1,0 +1,292 @@
+#include "source/kafka_consumer.h"
+
+#include <fcntl.h>
+#include <librdkafka/rdkafka.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <set>
+
+namespace qw::source {
+
+struct KafkaConsumer::Impl {
+  rd_kafka_t* rk = nullptr;
+  rd_kafka_queue_t* queue = nullptr;
+  std::function<void(const std::string&)> log;
+  KafkaHandler* handler = nullptr;  // during Poll
+  std::mutex mu;                    // guards start and assigned
+  std::map<TopicPartition, int64_t> start;
+  std::set<TopicPartition> assigned;
+  std::string last_error;  // the last consumer error logged (repeats are not)
+
+  void Rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts);
+};
+
+namespace {
+
+std::string Join(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& x : v) s += (s.empty() ? "" : ",") + x;
+  return s;
+}
+
+void RebalanceCb(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts,
+                 void* opaque) {
+  (void)rk;
+  static_cast<KafkaConsumer::Impl*>(opaque)->Rebalance(err, parts);
+}
+
+void LogCb(const rd_kafka_t* rk, int level, const char* fac, const char* buf) {
+  auto* impl = static_cast<KafkaConsumer::Impl*>(rd_kafka_opaque(rk));
+  if (impl != nullptr && impl->log) {
+    impl->log("kafka: " + std::string(level <= 3 ? "error" : level <= 4 ? "warning" : "info") +
+              " " + fac + ": " + buf);
+  }
+}
+
+}  // namespace
+
+void KafkaConsumer::Impl::Rebalance(rd_kafka_resp_err_t err,
+                                    rd_kafka_topic_partition_list_t* parts) {
+  const bool cooperative = std::strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+  if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      for (int i = 0; i < parts->cnt; ++i) {
+        auto& p = parts->elems[i];
+        TopicPartition tp{p.topic, p.partition};
+        auto it = start.find(tp);
+        // The state's offset, else the group's committed one (INVALID).
+        if (it != start.end()) p.offset = it->second;
+        assigned.insert(tp);
+      }
+    }
+    for (int i = 0; i < parts->cnt; ++i) {
+      if (handler != nullptr) handler->OnAssigned({parts->elems[i].topic, parts->elems[i].partition});
+    }
+    rd_kafka_error_t* e = nullptr;
+    rd_kafka_resp_err_t r = RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (cooperative) {
+      e = rd_kafka_incremental_assign(rk, parts);
+    } else {
+      r = rd_kafka_assign(rk, parts);
+    }
+    if (e != nullptr) {
+      log(std::string("kafka: assigning partitions failed: ") + rd_kafka_error_string(e));
+      rd_kafka_error_destroy(e);
+    } else if (r != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      log(std::string("kafka: assigning partitions failed: ") + rd_kafka_err2str(r));
+    }
+    std::string names;
+    for (int i = 0; i < parts->cnt; ++i) {
+      names += (i ? " " : "") + std::string(parts->elems[i].topic) + "/" +
+               std::to_string(parts->elems[i].partition);
+    }
+    log("kafka: assigned " + std::to_string(parts->cnt) + " partition(s): " + names);
+    return;
+  }
+  // Revoked (or lost: another member owns them now). The handler hears of
+  // it first, while the partitions are still ours.
+  for (int i = 0; i < parts->cnt; ++i) {
+    if (handler != nullptr) handler->OnRevoked({parts->elems[i].topic, parts->elems[i].partition});
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    for (int i = 0; i < parts->cnt; ++i) assigned.erase({parts->elems[i].topic, parts->elems[i].partition});
+  }
+  if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+    // What was stored for them goes to the group before they do.
+    rd_kafka_commit(rk, nullptr, /*async=*/0);
+  }
+  if (cooperative) {
+    if (rd_kafka_error_t* e = rd_kafka_incremental_unassign(rk, parts)) rd_kafka_error_destroy(e);
+  } else {
+    rd_kafka_assign(rk, nullptr);
+  }
+  log("kafka: " + std::string(err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS ? "revoked " : "lost ") +
+      std::to_string(parts->cnt) + " partition(s)");
+}
+
+Result<std::unique_ptr<KafkaConsumer>> KafkaConsumer::Create(const KafkaOptions& opt) {
+  std::unique_ptr<KafkaConsumer> c(new KafkaConsumer());
+  c->impl_ = std::make_unique<Impl>();
+  Impl* impl = c->impl_.get();
+  impl->log = opt.log ? opt.log : [](const std::string&) {};
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  char err[512];
+  std::vector<std::pair<std::string, std::string>> props = {
+      {"bootstrap.servers", Join(opt.brokers)},
+      {"group.id", opt.group},
+      {"enable.auto.offset.store", "false"},
+      {"enable.auto.commit", "true"},
+      {"auto.offset.reset", "earliest"},
+      {"enable.partition.eof", "false"},
+      {"client.id", "quorumwatch"},
+  };
+  for (const auto& p : opt.properties) props.push_back(p);
+  for (const auto& [k, v] : props) {
+    if (k == "enable.auto.offset.store" && v != "false") {
+      rd_kafka_conf_destroy(conf);
+      return Fail("kafka property enable.auto.offset.store must stay false: offsets are stored "
+                  "only once the state that reflects them is durable");
+    }
+    if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
+      rd_kafka_conf_destroy(conf);
+      return Fail("kafka property " + k + ": " + err);
+    }
+  }
+  rd_kafka_conf_set_opaque(conf, impl);
+  rd_kafka_conf_set_rebalance_cb(conf, RebalanceCb);
+  rd_kafka_conf_set_log_cb(conf, LogCb);
+  impl->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+  if (impl->rk == nullptr) return Fail(std::string("kafka consumer: ") + err);  // conf is freed
+  rd_kafka_poll_set_consumer(impl->rk);
+  impl->queue = rd_kafka_queue_get_consumer(impl->rk);
+  if (::pipe2(c->wake_fds_, O_NONBLOCK | O_CLOEXEC) != 0) {
+    return Fail(std::string("kafka consumer: pipe: ") + std::strerror(errno));
+  }
+  rd_kafka_queue_io_event_enable(impl->queue, c->wake_fds_[1], "1", 1);
+  rd_kafka_topic_partition_list_t* subs = rd_kafka_topic_partition_list_new(
+      static_cast<int>(opt.topics.size()) + 1);
+  for (const auto& t : opt.topics) rd_kafka_topic_partition_list_add(subs, t.c_str(), RD_KAFKA_PARTITION_UA);
+  if (!opt.topic_pattern.empty()) {
+    // librdkafka takes a subscription starting with ^ as a regex.
+    const std::string re = opt.topic_pattern[0] == '^' ? opt.topic_pattern : "^" + opt.topic_pattern;
+    rd_kafka_topic_partition_list_add(subs, re.c_str(), RD_KAFKA_PARTITION_UA);
+  }
+  const rd_kafka_resp_err_t r = rd_kafka_subscribe(impl->rk, subs);
+  rd_kafka_topic_partition_list_destroy(subs);
+  if (r != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return Fail(std::string("kafka subscribe: ") + rd_kafka_err2str(r));
+  }
+  return c;
+}
+
+KafkaConsumer::~KafkaConsumer() {
+  if (impl_ && impl_->rk != nullptr) {
+    Close();
+  }
+  for (int fd : wake_fds_) {
+    if (fd >= 0) ::close(fd);
+  }
+}
+
+void KafkaConsumer::SetStartOffsets(const std::map<TopicPartition, int64_t>& offsets) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->start = offsets;
+}
+
+size_t KafkaConsumer::Poll(KafkaHandler* h, size_t max_records) {
+  // Emptied first: a record queued from now on writes to it again.
+  char buf[256];
+  while (::read(wake_fds_[0], buf, sizeof buf) > 0) {
+  }
+  impl_->handler = h;
+  size_t n = 0;
+  more_ = false;
+  while (n < max_records) {
+    rd_kafka_message_t* m = rd_kafka_consumer_poll(impl_->rk, 0);
+    if (m == nullptr) break;
+    if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      // Broker and partition errors: librdkafka retries on its own; the
+      // operator hears of each new one once.
+      std::string what = rd_kafka_message_errstr(m);
+      if (what != impl_->last_error) {
+        impl_->last_error = what;
+        impl_->log("kafka: consumer error: " + what);
+      }
+      rd_kafka_message_destroy(m);
+      continue;
+    }
+    KafkaRecord r;
+    r.topic = rd_kafka_topic_name(m->rkt);
+    r.partition = m->partition;
+    r.offset = m->offset;
+    r.key = std::string_view(static_cast<const char*>(m->key), m->key != nullptr ? m->key_len : 0);
+    r.value = std::string_view(static_cast<const char*>(m->payload), m->payload != nullptr ? m->len : 0);
+    rd_kafka_timestamp_type_t tt;
+    const int64_t ms = rd_kafka_message_timestamp(m, &tt);
+    r.timestamp = ms >= 0 ? ms * kMillisecond : kNoTime;
+    h->OnRecord(r);
+    rd_kafka_message_destroy(m);
+    ++n;
+  }
+  more_ = n == max_records;
+  impl_->handler = nullptr;
+  return n;
+}
+
+void KafkaConsumer::Store(const std::map<TopicPartition, int64_t>& offsets) {
+  if (offsets.empty()) return;
+  rd_kafka_topic_partition_list_t* list =
+      rd_kafka_topic_partition_list_new(static_cast<int>(offsets.size()));
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    for (const auto& [tp, off] : offsets) {
+      // A partition another member owns now: its offsets are that
+      // member's business.
+      if (impl_->assigned.count(tp) == 0) continue;
+      rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second)->offset = off;
+      impl_->start[tp] = off;
+    }
+  }
+  if (list->cnt > 0) {
+    const rd_kafka_resp_err_t r = rd_kafka_offsets_store(impl_->rk, list);
+    if (r != RD_KAFKA_RESP_ERR_NO_ERROR && r != RD_KAFKA_RESP_ERR__STATE &&
+        r != RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION) {
+      impl_->log(std::string("kafka: storing offsets failed: ") + rd_kafka_err2str(r));
+    }
+  }
+  rd_kafka_topic_partition_list_destroy(list);
+}
+
+std::vector<PartitionLag> KafkaConsumer::Lag() const {
+  std::vector<PartitionLag> out;
+  std::set<TopicPartition> assigned;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    assigned = impl_->assigned;
+  }
+  if (assigned.empty()) return out;
+  rd_kafka_topic_partition_list_t* list =
+      rd_kafka_topic_partition_list_new(static_cast<int>(assigned.size()));
+  for (const auto& tp : assigned) rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second);
+  rd_kafka_position(impl_->rk, list);
+  for (int i = 0; i < list->cnt; ++i) {
+    PartitionLag l;
+    l.tp = {list->elems[i].topic, list->elems[i].partition};
+    l.position = list->elems[i].offset >= 0 ? list->elems[i].offset : -1;
+    int64_t low = -1, high = -1;
+    // Cached from the fetch responses: no request to a broker.
+    if (rd_kafka_get_watermark_offsets(impl_->rk, list->elems[i].topic, list->elems[i].partition,
+                                       &low, &high) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        high >= 0) {
+      l.high_watermark = high;
+      l.low_watermark = low;
+    }
+    out.push_back(std::move(l));
+  }
+  rd_kafka_topic_partition_list_destroy(list);
+  return out;
+}
+
+void KafkaConsumer::Pause(const TopicPartition& tp, bool pause) {
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second);
+  if (pause) {
+    rd_kafka_pause_partitions(impl_->rk, list);
+  } else {
+    rd_kafka_resume_partitions(impl_->rk, list);
+  }
+  rd_kafka_topic_partition_list_destroy(list);
+}
+
+void KafkaConsumer::Close() {
+  if (impl_->rk == nullptr) return;
+  rd_kafka_consumer_close(impl_->rk);  // commits stored offsets, leaves the group
+  rd_kafka_queue_destroy(impl_->queue);
+  rd_kafka_destroy(impl_->rk);
+  impl_->rk = nullptr;
+}
+
+}  // namespace qw::source

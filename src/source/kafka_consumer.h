@@ -1,0 +1,110 @@
+// KafkaConsumer: a member of a Kafka consumer group (librdkafka's C API),
+// handing on each record with where it comes from. Like the file tailer it
+// neither decodes nor frames: the Kafka input (pipeline/kafka_input.h) turns
+// records into streams of the one record stage.
+//
+// Offsets: librdkafka stores none by itself (enable.auto.offset.store=false).
+// Store() is called with the offsets the durable state reflects (after the
+// events were written and the checkpoint that implies them); those are
+// committed every auto.commit.interval.ms and at Close(). At assignment a
+// partition starts at the offset the state says (SetStartOffsets), else at
+// the group's committed offset, else at its beginning
+// (auto.offset.reset=earliest: nothing written before the first start is
+// skipped silently).
+//
+// Threading: Poll and everything it calls back run on one thread; Store()
+// may be called from another (librdkafka's handle is thread-safe for it).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/result.h"
+#include "common/time.h"
+
+namespace qw::source {
+
+struct KafkaOptions {
+  std::vector<std::string> brokers;
+  std::vector<std::string> topics;  // by name
+  std::string topic_pattern;        // or a regex (librdkafka's "^..." subscription)
+  std::string group;
+  // Any librdkafka property (SASL, TLS, session.timeout.ms, ...), applied
+  // after quorumwatch's own, so an operator can override them.
+  std::vector<std::pair<std::string, std::string>> properties;
+  std::function<void(const std::string&)> log;
+};
+
+struct KafkaRecord {
+  std::string_view topic;
+  int32_t partition = 0;
+  int64_t offset = 0;
+  std::string_view key, value;
+  Nanos timestamp = kNoTime;  // the record's (producer's or broker's) time
+};
+
+// (topic, partition)
+using TopicPartition = std::pair<std::string, int32_t>;
+
+class KafkaHandler {
+ public:
+  virtual ~KafkaHandler() = default;
+  virtual void OnAssigned(const TopicPartition& tp) = 0;
+  // Before the partition goes: nothing of it is read after this.
+  virtual void OnRevoked(const TopicPartition& tp) = 0;
+  virtual void OnRecord(const KafkaRecord& r) = 0;
+};
+
+struct PartitionLag {
+  TopicPartition tp;
+  int64_t position = -1;        // next offset to read (-1: not known yet)
+  int64_t high_watermark = -1;  // -1: not known yet
+  int64_t low_watermark = -1;
+};
+
+class KafkaConsumer {
+ public:
+  // Fails with librdkafka's reason on a bad property or subscription.
+  [[nodiscard]] static Result<std::unique_ptr<KafkaConsumer>> Create(const KafkaOptions& opt);
+  ~KafkaConsumer();
+  KafkaConsumer(const KafkaConsumer&) = delete;
+  KafkaConsumer& operator=(const KafkaConsumer&) = delete;
+
+  // Where assigned partitions start (a checkpoint's offsets). Kept for
+  // every later assignment of the same partitions until Store() moves on.
+  void SetStartOffsets(const std::map<TopicPartition, int64_t>& offsets);
+  // Hands on up to `max_records` records (fewer when none are waiting);
+  // rebalances happen inside. Never blocks. Returns the records handed on.
+  size_t Poll(KafkaHandler* h, size_t max_records);
+  // True when the last Poll stopped at max_records (more are waiting).
+  bool more() const { return more_; }
+  // Readable when records (or a rebalance) are waiting; drained by Poll.
+  int wait_fd() const { return wake_fds_[0]; }
+  // Marks these offsets (the next offset to read, per partition) as
+  // processed; committed with the next commit. Offsets of partitions no
+  // longer assigned are dropped by librdkafka (another member owns them).
+  void Store(const std::map<TopicPartition, int64_t>& offsets);
+  std::vector<PartitionLag> Lag() const;
+  // Stops (true) or resumes fetching a partition (back-pressure).
+  void Pause(const TopicPartition& tp, bool pause);
+  // Commits what was stored and leaves the group (its partitions go to the
+  // other members at once, not after session.timeout.ms).
+  void Close();
+
+  struct Impl;  // librdkafka's side (its callbacks reach it)
+
+ private:
+  KafkaConsumer() = default;
+  std::unique_ptr<Impl> impl_;
+  int wake_fds_[2] = {-1, -1};
+  bool more_ = false;
+};
+
+}  // namespace qw::source

@@ -1,0 +1,391 @@
+"""The Kafka source (docs/KAFKA.md) against a real Kafka-protocol broker
+(suite 'integration'): librdkafka's mock cluster, three brokers on
+127.0.0.1 (tests/tools/kafka_mock), with Debian's kcat as the independent
+client that produces the records.
+
+The records are what a log shipper makes of the golden scenarios' CRI files
+(tests/golden): Fluent Bit (`log`, `time`, `@timestamp`, `kubernetes.
+{pod_name,namespace_name,container_name}`) or Vector (`message`,
+`timestamp`, `kubernetes.{pod_name,pod_namespace,container_name}`) JSON,
+keyed by chain, produced in time order over all the chain's pods as a
+shipper tailing every file at once sends them; CRI partial lines (P) are
+joined first, as the shippers' CRI parsers do.
+
+1. test_same_events_as_replay: `quorumwatch run` with a kafka source writes
+   exactly the event lines `quorumwatch replay --format jsonl` prints for
+   the files (docs/PIPELINE.md: one pipeline); one case has poison records
+   between the good ones (counted on /metrics, logged, skipped; the
+   partition's committed offset moves past them), one case mixes both
+   shapes on two topics read through a topic_pattern.
+2. test_restart: ban_31min (a node out of consensus for 31 minutes, the ban
+   decided at 30): the first half of the records, then a stop (SIGTERM, or
+   kill -9 after a checkpoint), then the second half and a restart on the
+   same state_dir: the ban comes on time, exactly once; after kill -9,
+   events read again repeat with the same id (dropped by id here, as a
+   consumer of the events does) and the rest equals replay.
+3. test_broker_outage: the partition's leader broker goes down while the
+   second half is being produced and comes back: nothing lost, nothing
+   repeated.
+
+Expectations come from replay of the same files (whose correctness the
+golden tests pin against the model), never from run's own output. Waits
+poll conditions with generous deadlines; nothing is timed.
+
+  python3 -m pytest -q -p no:cacheprovider tests/integration/kafka_test.py \\
+      --quorumwatch PATH --kafka-mock PATH
+"""
+import glob
+import json
+import os
+import re
+import threading
+import time
+
+import pytest
+
+from harness import Failure, QwProcess, expect, expect_eq, free_port, http_get, read_checkpoint
+from kafka_mock import KafkaMock, kcat_path, kcat_produce
+from live_replay_test import golden_case, same_events
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+GOLDEN = os.path.join(ROOT, "tests", "golden")
+DEADLINE = 120.0  # generous: two shared cores, sanitizer builds
+PARTITIONS = 3
+
+
+@pytest.fixture(scope="module")
+def kafka(request):
+    binary = request.config.getoption("--kafka-mock") or os.environ.get("QW_KAFKA_MOCK")
+    if not binary:
+        pytest.fail("the mock cluster tool is needed: --kafka-mock PATH (meson passes it)")
+    if not kcat_path():
+        pytest.fail("kcat is needed (Debian's kcat; tools/setup installs it)")
+    with KafkaMock(binary, brokers=3) as k:
+        yield k
+
+
+# --------------------------------------------------------------------------
+# What a shipper makes of CRI files
+
+CRI = re.compile(r"^(\S+) (stdout|stderr) ([PF])(?::\S*)? ?(.*)$", re.S)
+
+
+def kube_names(path):
+    """kubelet's "<pod>_<namespace>_<container>-<id>.log"."""
+    pod, ns, rest = os.path.basename(path).split("_", 2)
+    return pod, ns, rest.rsplit("-", 1)[0]
+
+
+def rfc3339_ns(s):
+    """RFC 3339 with up to 9 fraction digits, Z -> nanoseconds (for ordering)."""
+    m = re.match(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?Z$", s)
+    if not m:
+        raise Failure("setup: not a UTC RFC 3339 stamp: %r" % s)
+    import calendar
+    secs = calendar.timegm(tuple(int(x) for x in m.groups()[:6]))
+    frac = (m.group(7) or "").ljust(9, "0")[:9]
+    return secs * 10**9 + int(frac)
+
+
+def shipped(path):
+    """The records a shipper sends for one CRI file: (time string, ns,
+    stream, message), P pieces joined with the F that ends them."""
+    out, pending = [], None
+    with open(path, encoding="utf-8", newline="\n") as f:
+        for line in f:
+            m = CRI.match(line.rstrip("\n"))
+            if not m:
+                raise Failure("setup: %s has a line that is not CRI: %r" % (path, line[:100]))
+            t, stream, tag, msg = m.groups()
+            if pending is None:
+                pending = [t, stream, ""]
+            pending[2] += msg
+            if tag == "F":
+                out.append((pending[0], rfc3339_ns(pending[0]), pending[1], pending[2]))
+                pending = None
+    return out
+
+
+def envelope(shape, path, t, stream, msg):
+    pod, ns, container = kube_names(path)
+    if shape == "fluentbit":
+        # Fluent Bit's kafka output: `@timestamp` (epoch seconds) from its
+        # Timestamp_Key, `time` kept from the CRI parser, the kubernetes
+        # filter's names and labels.
+        return json.dumps({"@timestamp": rfc3339_ns(t) / 1e9, "log": msg + "\n", "stream": stream,
+                           "time": t, "kubernetes": {"pod_name": pod, "namespace_name": ns,
+                                                     "container_name": container,
+                                                     "labels": {"app": "gaiad"}}})
+    return json.dumps({"message": msg, "timestamp": t, "source_type": "kubernetes_logs",
+                       "stream": stream, "kubernetes": {"pod_name": pod, "pod_namespace": ns,
+                                                        "container_name": container,
+                                                        "pod_labels": {"app": "gaiad"}}})
+
+
+def records(files, shape_of, key):
+    """(topic tag, key, value, ns) for every record of the files, in time
+    order over all of them (a file's own order kept on equal times)."""
+    out = []
+    for i, path in enumerate(files):
+        shape = shape_of(i)
+        for j, (t, ns, stream, msg) in enumerate(shipped(path)):
+            out.append((ns, i, j, shape, key, envelope(shape, path, t, stream, msg)))
+    out.sort(key=lambda r: r[:3])
+    return [(r[3], r[4], r[5]) for r in out]
+
+
+POISON = [
+    "{\"log\": \"truncated",                      # not JSON
+    "[\"an\", \"array\"]",                         # not an object
+    "{\"stream\": \"stdout\", \"time\": \"2025-01-02T04:00:00Z\"}",  # no message
+    "{\"log\": 12345, \"time\": \"2025-01-02T04:00:00Z\"}",         # message not a string
+]
+
+
+# --------------------------------------------------------------------------
+# quorumwatch run with a kafka source
+
+
+def kafka_config(root, kafka, base, rules, topics=None, pattern=None, group="qw", metrics_port=None,
+                 props=""):
+    text = base if not base or base.endswith("\n") else base + "\n"
+    text += "sources:\n  - type: kafka\n    brokers: [%s]\n" % ", ".join(
+        json.dumps(b) for b in kafka.bootstraps.split(","))
+    if pattern:
+        text += "    topic_pattern: %s\n" % json.dumps(pattern)
+    else:
+        text += "    topics: [%s]\n" % ", ".join(json.dumps(t) for t in topics)
+    # A short session: a member that dies hands its partitions on quickly.
+    text += ("    group: %s\n    properties: {session.timeout.ms: \"6000\", "
+             "heartbeat.interval.ms: \"500\", topic.metadata.refresh.interval.ms: \"1000\"%s}\n") % (
+                 group, props)
+    if rules:
+        text += "streams:\n" + "".join("  - match: %s\n    chain: %s\n" % (m, json.dumps(c)) for m, c in rules)
+    text += ("state_dir: %s\ncheckpoint_interval: 100ms\ninput_outage_after: 2s\nsinks:\n"
+             "  - {type: jsonl, path: %s}\n") % (json.dumps(os.path.join(root, "state")),
+                                               json.dumps(os.path.join(root, "events.jsonl")))
+    if metrics_port:
+        text += "  - {type: metrics, listen: \"127.0.0.1:%d\"}\n" % metrics_port
+    return text
+
+
+class KafkaRun(QwProcess):
+    def __init__(self, binary, root, config_text):
+        super().__init__(binary, root, config_text, deadline=DEADLINE)
+        os.makedirs(os.path.join(root, "state"), exist_ok=True)
+        self.events = os.path.join(root, "events.jsonl")
+
+    def offsets(self):
+        cp = read_checkpoint(os.path.join(self.root, "state"))
+        if cp is None:
+            return None, {}
+        return cp, {(o["topic"], o["partition"]): o["offset"] for o in cp.get("kafka_offsets", [])}
+
+    def consumed(self, produced):
+        """The checkpoint reflects every record produced (offsets per topic
+        summed over its partitions) with nothing pending."""
+        cp, off = self.offsets()
+        if cp is None or cp.get("pending_events"):
+            return False
+        for topic, n in produced.items():
+            if sum(v for (t, _), v in off.items() if t == topic) != n:
+                return False
+        return True
+
+    def outage(self):
+        t = self.current_stderr()
+        return t.rfind("input outage") > t.rfind("input resumed")
+
+    def finish(self, produced):
+        self.wait(lambda: self.consumed(produced) and self.outage(),
+                  "every record produced (%s) in the checkpoint's kafka_offsets, nothing pending, "
+                  "then \"input outage\"" % produced, timeout=DEADLINE,
+                  observe=lambda: "checkpoint offsets %s; stderr tail %r" % (
+                      self.offsets()[1], self.current_stderr()[-600:]))
+        self.stop()
+
+    def data(self):
+        try:
+            with open(self.events, "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            return b""
+
+
+def produce(kafka, topic_records):
+    """topic -> [(key, value)], produced with kcat; returns topic -> count."""
+    for topic, recs in topic_records.items():
+        kcat_produce(kafka.bootstraps, topic, recs)
+    return {t: len(r) for t, r in topic_records.items()}
+
+
+def metric(text, name, labels):
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            if all('%s="%s"' % kv in line for kv in labels.items()):
+                return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+# --------------------------------------------------------------------------
+# 1. run over Kafka == replay over the files
+
+CASES = {
+    # scenario, envelope of file i, poison records, topics
+    "node_stall-fluentbit-poison": ("node_stall", lambda i: "fluentbit", True),
+    "chain_halt-vector": ("chain_halt", lambda i: "vector", False),
+    "ban_31min-both-shapes": ("ban_31min", lambda i: ("fluentbit", "vector")[i % 2], False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_same_events_as_replay(kafka, qw, qw_bin, tmp_path, name):
+    scenario, shape_of, poison = CASES[name]
+    case = golden_case(qw, str(tmp_path), os.path.join(GOLDEN, scenario))
+    want = case.want()
+    files = [os.path.join(case.cwd, f) for f in case.files]
+    recs = records(files, shape_of, "cosmoshub")
+    topic = "t-" + name
+    per_topic = {}
+    for shape, key, value in recs:
+        # The mixed case: each shape on its own topic, read by pattern.
+        t = topic + "-" + shape if name.endswith("both-shapes") else topic
+        per_topic.setdefault(t, []).append((key, value))
+    if poison:
+        good = per_topic[topic]
+        for k, bad in enumerate(POISON):
+            good.insert(1 + k * (len(good) // len(POISON)), ("cosmoshub", bad))
+    for t in per_topic:
+        kafka.create_topic(t, PARTITIONS)
+    produced = produce(kafka, per_topic)
+    port = free_port()
+    cfg = kafka_config(str(tmp_path / "run"), kafka, case.base, case.rules,
+                       topics=None if name.endswith("both-shapes") else [topic],
+                       pattern="^" + re.escape(topic) + "-" if name.endswith("both-shapes") else None,
+                       group="g-" + name, metrics_port=port,
+                       # Small fetches: the two topics' records come in many
+                       # interleaved pieces, so one partition is often behind
+                       # the other (its gate must hold the other back).
+                       props=", max.partition.fetch.bytes: \"2048\""
+                       if name.endswith("both-shapes") else "")
+    run = KafkaRun(qw_bin, str(tmp_path / "run"), cfg)
+    try:
+        run.start()
+        run.wait(lambda: run.consumed(produced), "every record consumed", timeout=DEADLINE)
+        if poison:
+            text = http_get("http://127.0.0.1:%d/metrics" % port)[1]
+            expect_eq(metric(text, "quorumwatch_component_dropped_total",
+                             {"kind": "source", "component": "kafka"}), float(len(POISON)),
+                      "poison records counted as dropped by the kafka source")
+            expect_eq(metric(text, "quorumwatch_component_received_total",
+                             {"kind": "source", "component": "kafka"}),
+                      float(produced[topic]), "records received by the kafka source")
+            lags = [metric(text, "quorumwatch_kafka_consumer_lag",
+                           {"topic": topic, "partition": str(p)}) for p in range(PARTITIONS)]
+            expect(all(v is not None for v in lags), "a lag gauge per partition: %s" % lags)
+            # Ready once every partition was read to its high watermark.
+            run.wait(lambda: http_get("http://127.0.0.1:%d/readyz" % port)[0] == 200,
+                     "/readyz 200 once the partitions are read", timeout=DEADLINE)
+            text = http_get("http://127.0.0.1:%d/metrics" % port)[1]
+            expect_eq([metric(text, "quorumwatch_kafka_consumer_lag",
+                              {"topic": topic, "partition": str(p)}) for p in range(PARTITIONS)],
+                      [0.0] * PARTITIONS, "lag once everything is read")
+        run.finish(produced)
+        if poison:
+            skipped = [l for l in run.err_lines if "skipped a record" in l]
+            expect_eq(len(skipped), len(POISON), "one log line per poison record (%s)" % skipped)
+            for why in ("not JSON", "not a JSON object", "no message field", "message is not a string"):
+                expect(any(why in l for l in skipped), "a skipped record says %r: %s" % (why, skipped))
+        same_events(want, run.data(), "forbid")
+    finally:
+        run.cleanup()
+
+
+# --------------------------------------------------------------------------
+# 2 and 3. Two halves: a restart, a broker outage in between
+
+
+def halves(qw, tmp, shape="fluentbit"):
+    case = golden_case(qw, tmp, os.path.join(GOLDEN, "ban_31min"))
+    files = [os.path.join(case.cwd, f) for f in case.files]
+    recs = [(k, v) for _, k, v in records(files, lambda i: shape, "cosmoshub")]
+    return case, recs[:len(recs) // 2], recs[len(recs) // 2:]
+
+
+def bans(data):
+    return [json.loads(l) for l in data.split(b"\n") if l.strip() and json.loads(l).get("event") == "ban"]
+
+
+@pytest.mark.parametrize("stop", ["sigterm", "kill9"])
+def test_restart(kafka, qw, qw_bin, tmp_path, stop):
+    case, first, second = halves(qw, str(tmp_path))
+    want = case.want()
+    expect_eq(len(bans(want)), 1, "setup: replay of ban_31min decides one ban")
+    topic = "restart-" + stop
+    kafka.create_topic(topic, PARTITIONS)
+    cfg = kafka_config(str(tmp_path / "run"), kafka, case.base, case.rules, topics=[topic], group="g-" + topic)
+    run = KafkaRun(qw_bin, str(tmp_path / "run"), cfg)
+    try:
+        n1 = produce(kafka, {topic: first})
+        run.start()
+        run.wait(lambda: run.consumed(n1), "the first half in the checkpoint", timeout=DEADLINE)
+        if stop == "sigterm":
+            run.stop()
+        else:
+            run.kill9()
+        n2 = produce(kafka, {topic: second})
+        run.start()
+        run.finish({topic: n1[topic] + n2[topic]})
+        got = run.data()
+        same_events(want, got, "forbid" if stop == "sigterm" else "drop")
+        # The ban once, at replay's time (30 minutes after the stall began,
+        # not after the restart).
+        b = [e for e in bans(got)]
+        expect(len({e["id"] for e in b}) == 1, "one ban decided: %s" % b)
+        expect_eq(b[0]["time"], bans(want)[0]["time"], "the ban's time")
+    finally:
+        run.cleanup()
+
+
+def leader_of(kafka, topic, partition):
+    import subprocess
+    out = subprocess.run([kcat_path(), "-b", kafka.bootstraps, "-L", "-t", topic, "-J"],
+                         capture_output=True, text=True, timeout=60)
+    expect(out.returncode == 0, "kcat -L: %s" % out.stderr)
+    meta = json.loads(out.stdout)
+    for t in meta["topics"]:
+        for p in t["partitions"]:
+            if p["partition"] == partition:
+                return p["leader"]
+    raise Failure("no leader for %s/%d in %s" % (topic, partition, out.stdout[:500]))
+
+
+def test_broker_outage(kafka, qw, qw_bin, tmp_path):
+    case, first, second = halves(qw, str(tmp_path), shape="vector")
+    want = case.want()
+    topic = "outage"
+    kafka.create_topic(topic, PARTITIONS)
+    cfg = kafka_config(str(tmp_path / "run"), kafka, case.base, case.rules, topics=[topic], group="g-outage")
+    run = KafkaRun(qw_bin, str(tmp_path / "run"), cfg)
+    try:
+        n1 = produce(kafka, {topic: first})
+        run.start()
+        run.wait(lambda: run.consumed(n1), "the first half in the checkpoint", timeout=DEADLINE)
+        _, off = run.offsets()
+        partition = next(p for (t, p), v in off.items() if t == topic and v > 0)
+        leader = leader_of(kafka, topic, partition)
+        kafka.broker_down(leader)
+        # The second half is produced while the leader is down: the
+        # producer and the consumer both wait for it.
+        done = {}
+        th = threading.Thread(target=lambda: done.setdefault("n", produce(kafka, {topic: second})))
+        th.start()
+        run.wait(lambda: "kafka:" in run.current_stderr().split("assigned", 1)[-1],
+                 "quorumwatch hears of the broker outage", timeout=DEADLINE)
+        kafka.broker_up(leader)
+        th.join(DEADLINE)
+        expect("n" in done, "the second half was produced once the broker was back")
+        run.finish({topic: n1[topic] + done["n"][topic]})
+        same_events(want, run.data(), "forbid")
+    finally:
+        run.cleanup()
