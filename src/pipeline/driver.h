@@ -1,5 +1,5 @@
 // Driver: the detector side of the pipeline, the same for replay, live
-// tailing and (later) Kafka. Takes batches in order, keeps the streams'
+// tailing and Kafka. Takes batches in order, keeps the streams'
 // placement (which node of which chain) and resume positions, moves the
 // detector's time with the records (the watermark), feeds it the signals,
 // and releases the decided events in output order to the sinks

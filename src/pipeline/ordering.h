@@ -1,5 +1,5 @@
 // Ordering: the one merge of streams on event time, shared by replay, live
-// tailing and (later) Kafka (docs/PIPELINE.md, "Ordering and time").
+// tailing and Kafka (docs/PIPELINE.md, "Ordering and time").
 //
 // Records leave in (time, stream id) order across streams and in stream
 // order within one. A record goes only when no stream can still produce

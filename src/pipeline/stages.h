@@ -1,5 +1,5 @@
 // Stages: the matching stage and the ordered consumer, shared by replay,
-// live tailing and (later) Kafka. Dispatch() hands a filled batch to N
+// live tailing and Kafka. Dispatch() hands a filled batch to N
 // stateless matcher threads (any batch, any thread); one consumer thread
 // receives the batches in Dispatch order again (by sequence number), so
 // what the detector sees does not depend on the thread count. Live

@@ -6,7 +6,7 @@
 // back, bounded), continuation lines joined, the stream placed (node,
 // chain, signer, time zone) and each record given a time.
 //
-// Replay, live tailing and (later) Kafka feed it the same way, so the same
+// Replay, live tailing and Kafka feed it the same way, so the same
 // bytes give the same records whatever the read sizes: nothing here depends
 // on where one Feed ends and the next begins.
 //

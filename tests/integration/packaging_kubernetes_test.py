@@ -388,7 +388,8 @@ def test_sidecar(rendered):
 def test_kafka_consumer(rendered):
     objects = rendered["kafka-consumer"]
     dep = _one(objects, "Deployment")
-    assert dep["spec"]["replicas"] == 3
+    # One until the state handoff between instances exists (docs/KAFKA.md).
+    assert dep["spec"]["replicas"] == 1
     pod = dep["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsUser"] == 65532
     assert pod["securityContext"]["runAsNonRoot"] is True
