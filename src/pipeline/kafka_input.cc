@@ -24,9 +24,9 @@ void AppendCriTime(std::string& out, Nanos t) {
   out.push_back('Z');
 }
 
-// A partition's records waiting in the ordering, over which it stops
-// fetching (resumed below half of it).
-constexpr size_t kPauseBytes = 8u << 20;
+// Records of all partitions waiting in the ordering, over which those
+// partitions stop fetching (resumed below half of it).
+constexpr size_t kPendingBudget = 32u << 20;
 
 std::string TpName(const source::TopicPartition& tp) {
   return tp.first + "/" + std::to_string(tp.second);
@@ -51,22 +51,31 @@ size_t KafkaInput::Poll(size_t max_records) {
 
 void KafkaInput::UpdateGates() {
   const Nanos now = SteadyNow();
+  // Back-pressure: the records of all partitions waiting in the ordering
+  // (for a partition that is behind) are bounded. Over the budget, every
+  // partition with records waiting stops fetching; the ones with none (the
+  // ones the ordering waits for) go on. Under half of it, all resume.
+  size_t total = 0;
+  for (auto& [tp, p] : partitions_) {
+    p.pending = 0;
+    for (uint32_t id : p.streams) p.pending += stage_->output(id)->pending_bytes();
+    total += p.pending;
+  }
+  for (auto& [tp, p] : partitions_) {
+    if (!p.paused && total > kPendingBudget && p.pending > 0) {
+      p.paused = true;
+      consumer_->Pause(tp, true);
+    } else if (p.paused && total < kPendingBudget / 2) {
+      p.paused = false;
+      consumer_->Pause(tp, false);
+    }
+  }
   for (const auto& l : consumer_->Lag()) {
     auto it = partitions_.find(l.tp);
     if (it == partitions_.end()) continue;
     Partition& p = it->second;
-    // Back-pressure: a partition whose records wait in the ordering (for
-    // another that is behind) stops fetching; its gate then stands open,
-    // so it cannot hold back the one it waits for.
-    size_t pending = 0;
-    for (uint32_t id : p.streams) pending += stage_->output(id)->pending_bytes();
-    if (!p.paused && pending > kPauseBytes) {
-      p.paused = true;
-      consumer_->Pause(l.tp, true);
-    } else if (p.paused && pending < kPauseBytes / 2) {
-      p.paused = false;
-      consumer_->Pause(l.tp, false);
-    }
+    // A paused partition's gate stands open: it has records waiting, so it
+    // cannot be what the ordering waits for.
     const bool known_end =
         l.high_watermark >= 0 &&
         (l.position >= 0 ? l.position >= l.high_watermark : l.high_watermark == l.low_watermark);

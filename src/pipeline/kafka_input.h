@@ -94,6 +94,7 @@ class KafkaInput : public source::KafkaHandler {
     uint32_t gate = 0;
     bool at_end = false;
     bool paused = false;  // back-pressure: its streams' records wait in the ordering
+    size_t pending = 0;   // bytes of its records waiting in the ordering
     std::vector<uint32_t> streams;
   };
   void UpdateGates();
