@@ -46,7 +46,27 @@ KafkaInput::KafkaInput(const KafkaSourceOptions& opt,
 size_t KafkaInput::Poll(size_t max_records) {
   const size_t n = consumer_->Poll(this, max_records);
   UpdateGates();
+  if (!stream_tp_.empty()) CheckChains();
   return n;
+}
+
+void KafkaInput::CheckChains() {
+  for (auto it = stream_tp_.begin(); it != stream_tp_.end();) {
+    const std::string chain = stage_->chain(it->first);
+    if (chain.empty()) {  // family not decided yet
+      ++it;
+      continue;
+    }
+    auto [first, added] = chain_tp_.emplace(chain, it->second);
+    if (!added && first->second != it->second && split_reported_.insert(chain).second) {
+      log_("kafka: chain " + chain + " arrives on more than one partition (" +
+           TpName(first->second) + " and " + TpName(it->second) +
+           "): its records are not keyed by chain; with several instances in the group its "
+           "nodes are judged apart and it can look halted or stalled (docs/KAFKA.md, "
+           "\"Producers\")");
+    }
+    it = stream_tp_.erase(it);
+  }
 }
 
 void KafkaInput::UpdateGates() {
@@ -122,6 +142,7 @@ void KafkaInput::OnRevoked(const source::TopicPartition& tp) {
        it != stream_ids_.end() && it->first.compare(0, prefix.size(), prefix) == 0;) {
     stage_->Close(it->second, /*gone=*/false);
     paths_.erase(it->second);
+    stream_tp_.erase(it->second);
     it = stream_ids_.erase(it);
   }
   {
@@ -173,6 +194,7 @@ uint32_t KafkaInput::StreamFor(const source::TopicPartition& tp, const record::E
   stage_->Open(id, o);
   ordering_->Add(id);
   partitions_[tp].streams.push_back(id);
+  stream_tp_.emplace(id, tp);
   stream_ids_.emplace(std::move(k), id);
   paths_[id] = o.path;  // the checkpoint names streams by path
   return id;

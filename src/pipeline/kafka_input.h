@@ -24,6 +24,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -98,6 +99,13 @@ class KafkaInput : public source::KafkaHandler {
     std::vector<uint32_t> streams;
   };
   void UpdateGates();
+  // Records keyed by something finer than the chain: a chain whose nodes
+  // arrive on more than one partition is reported once (in a group of
+  // several instances its nodes would be judged apart).
+  void CheckChains();
+  std::unordered_map<uint32_t, source::TopicPartition> stream_tp_;  // streams not yet checked
+  std::map<std::string, source::TopicPartition> chain_tp_;  // chain -> its first partition
+  std::set<std::string> split_reported_;
   // Shared with the detector thread under mu_.
   struct Mapped {
     source::TopicPartition tp;

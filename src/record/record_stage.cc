@@ -244,6 +244,11 @@ StreamInfo RecordStage::Placed(const Stream& s) const {
   return info;
 }
 
+std::string RecordStage::chain(uint32_t id) const {
+  const Stream& s = *streams_.at(id);
+  return s.decided ? s.place.chain : std::string();
+}
+
 std::string RecordStage::Who(const Stream& s) const {
   return s.origin.path.empty() ? s.place.name.pod : s.origin.path;
 }

@@ -203,6 +203,8 @@ class RecordStage {
   const LineCounts& counts(uint32_t id) const;
   // The stream's runtime format (kAuto until its first line).
   LogFormat format(uint32_t id) const;
+  // The stream's chain once its family is decided (else "").
+  std::string chain(uint32_t id) const;
   const StageStats& stats() const { return stats_; }
 
  private:
