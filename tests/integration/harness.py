@@ -350,6 +350,15 @@ class QwProcess:
         return wait_for(cond, what, self.deadline if timeout is None else timeout, observe, retry)
 
 
+def read_bytes(path):
+    """The file's bytes (b"" without the file)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return b""
+
+
 def read_events(path):
     """The complete lines of a jsonl events file, as dicts ([] without the file)."""
     try:

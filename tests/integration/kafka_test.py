@@ -45,7 +45,8 @@ import time
 
 import pytest
 
-from harness import Failure, QwProcess, expect, expect_eq, free_port, http_get, read_checkpoint
+from harness import (Failure, QwProcess, expect, expect_eq, free_port, http_get, read_bytes,
+                     read_checkpoint)
 from kafka_mock import KafkaMock, kcat_path, kcat_produce
 from live_replay_test import golden_case, same_events
 
@@ -207,11 +208,7 @@ class KafkaRun(QwProcess):
         self.stop()
 
     def data(self):
-        try:
-            with open(self.events, "rb") as f:
-                return f.read()
-        except FileNotFoundError:
-            return b""
+        return read_bytes(self.events)
 
 
 def produce(kafka, topic_records):

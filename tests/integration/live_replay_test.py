@@ -61,7 +61,7 @@ import time
 import pytest
 
 from harness import (MS, SECOND, UTC, Failure, QwProcess, event_time, expect, ns_of,
-                     parse_event_time, utc, wait_for)
+                     parse_event_time, read_bytes, utc, wait_for)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GOLDEN = os.path.join(ROOT, "tests", "golden")
@@ -423,11 +423,7 @@ class Live(QwProcess):
         self.cleanup()
 
     def data(self):
-        try:
-            with open(self.events, "rb") as f:
-                return f.read()
-        except FileNotFoundError:
-            return b""
+        return read_bytes(self.events)
 
 
 def fresh(tmp, label):
