@@ -118,6 +118,10 @@ void KafkaInput::UpdateGates() {
 void KafkaInput::OnAssigned(const source::TopicPartition& tp) {
   Partition& p = partitions_[tp];
   p.format = opt_.format;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto s = start_.find(tp); s != start_.end()) next_read_.emplace(tp, s->second);
+  }
   p.gate = (*next_id_)++;
   record::Origin o;
   o.path = "kafka:" + TpName(tp);

@@ -63,18 +63,24 @@ class KafkaInput : public source::KafkaHandler {
   // whose position or high watermark has not been heard of).
   int64_t UpdateLag();
   uint64_t poison() const { return poison_; }
-  // A checkpoint's offsets: partitions not read again before the next
-  // checkpoint keep them.
+  // A checkpoint's offsets: a partition of this source assigned and not
+  // read before the next checkpoint keeps its offset there.
   void SetStartOffsets(const std::map<source::TopicPartition, int64_t>& offsets) {
     std::lock_guard<std::mutex> lock(mu_);
-    next_read_ = offsets;
+    start_ = offsets;
   }
 
   // Detector thread: the offsets every partition may be committed at,
   // given the streams' handled positions in `handled` (a checkpoint's).
   std::map<source::TopicPartition, int64_t> Committable(const std::vector<SavedStream>& handled);
   // Detector thread, once the checkpoint holding them is durable.
-  void Store(const std::map<source::TopicPartition, int64_t>& offsets) { consumer_->Store(offsets); }
+  void Store(const std::map<source::TopicPartition, int64_t>& offsets) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const auto& [tp, off] : offsets) start_[tp] = off;
+    }
+    consumer_->Store(offsets);
+  }
   void Close() { consumer_->Close(); }
 
   // KafkaHandler (reading thread, inside Poll).
@@ -132,6 +138,7 @@ class KafkaInput : public source::KafkaHandler {
   uint64_t changes_ = 0, poison_ = 0;
 
   std::mutex mu_;
+  std::map<source::TopicPartition, int64_t> start_;  // the last durable offsets
   std::unordered_map<std::string, Mapped> mapped_;  // by stream path
   std::map<source::TopicPartition, int64_t> next_read_;
 };
