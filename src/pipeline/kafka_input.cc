@@ -96,10 +96,21 @@ void KafkaInput::UpdateGates() {
     Partition& p = it->second;
     // A paused partition's gate stands open: it has records waiting, so it
     // cannot be what the ordering waits for.
+    // A partition whose leader cannot be reached is not at its end, whatever
+    // the last high watermark heard: its nodes' records may be waiting there,
+    // and judging the others' time without them would see them silent
+    // (stalled, the chain halted) for as long as the broker is down.
     const bool known_end =
-        l.high_watermark >= 0 &&
+        !l.leader_down && l.high_watermark >= 0 &&
         (l.position >= 0 ? l.position >= l.high_watermark : l.high_watermark == l.low_watermark);
     const bool at_end = known_end || p.paused;
+    if (l.leader_down != p.leader_down) {
+      p.leader_down = l.leader_down;
+      log_("kafka: " + TpName(l.tp) +
+           (l.leader_down ? ": its leader broker cannot be reached: the merge on event time waits "
+                            "for it (nothing is judged past its last record)"
+                          : ": its leader broker is reachable again"));
+    }
     if (at_end) {
       // Every record there is now was fed: a complete record at a
       // stream's end goes on (as for a file read to its end).

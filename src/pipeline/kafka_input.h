@@ -102,6 +102,7 @@ class KafkaInput : public source::KafkaHandler {
     bool at_end = false;
     bool paused = false;  // back-pressure: its streams' records wait in the ordering
     size_t pending = 0;   // bytes of its records waiting in the ordering
+    bool leader_down = false;
     std::vector<uint32_t> streams;
   };
   void UpdateGates();

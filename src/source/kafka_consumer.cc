@@ -4,8 +4,13 @@
 #include <librdkafka/rdkafka.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "common/json.h"
 
 namespace qw::source {
 
@@ -18,6 +23,11 @@ struct KafkaConsumer::Impl {
   std::map<TopicPartition, int64_t> start;
   std::set<TopicPartition> assigned;
   std::string last_error;  // the last consumer error logged (repeats are not)
+  // From librdkafka's statistics (every second): partitions whose leader
+  // broker this client is not connected to (guarded by mu).
+  std::set<TopicPartition> leader_down;
+
+  void Stats(std::string_view json);
 
   void Rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts);
 };
@@ -36,6 +46,12 @@ void RebalanceCb(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partiti
   static_cast<KafkaConsumer::Impl*>(opaque)->Rebalance(err, parts);
 }
 
+int StatsCb(rd_kafka_t* rk, char* json, size_t len, void* opaque) {
+  (void)rk;
+  static_cast<KafkaConsumer::Impl*>(opaque)->Stats(std::string_view(json, len));
+  return 0;  // librdkafka frees the JSON
+}
+
 void LogCb(const rd_kafka_t* rk, int level, const char* fac, const char* buf) {
   auto* impl = static_cast<KafkaConsumer::Impl*>(rd_kafka_opaque(rk));
   if (impl != nullptr && impl->log) {
@@ -45,6 +61,42 @@ void LogCb(const rd_kafka_t* rk, int level, const char* fac, const char* buf) {
 }
 
 }  // namespace
+
+void KafkaConsumer::Impl::Stats(std::string_view json) {
+  // {"brokers": {"<name>": {"nodeid": N, "state": "UP", ...}}, "topics":
+  // {"<topic>": {"partitions": {"<p>": {"leader": N, ...}}}}}
+  auto doc = ParseJson(json);
+  if (!doc || !doc->is_object()) return;
+  std::set<int64_t> up;
+  std::set<TopicPartition> down;
+  try {
+    if (doc->contains("brokers")) {
+      for (const auto& [name, b] : doc->at("brokers").items()) {
+        if (!b.contains("nodeid") || !b.contains("state")) continue;
+        const std::string state = b.at("state").get<std::string>();
+        if (state == "UP" || state == "UPDATE") up.insert(b.at("nodeid").get<int64_t>());
+      }
+    }
+    if (doc->contains("topics")) {
+      for (const auto& [topic, t] : doc->at("topics").items()) {
+        if (!t.contains("partitions")) continue;
+        for (const auto& [p, part] : t.at("partitions").items()) {
+          const int32_t partition = std::atoi(p.c_str());
+          if (partition < 0 || !part.contains("leader")) continue;
+          const TopicPartition tp{topic, partition};
+          std::lock_guard<std::mutex> lock(mu);
+          if (assigned.count(tp) != 0 && up.count(part.at("leader").get<int64_t>()) == 0) {
+            down.insert(tp);
+          }
+        }
+      }
+    }
+  } catch (const std::exception&) {
+    return;  // a shape not known: keep what was known
+  }
+  std::lock_guard<std::mutex> lock(mu);
+  leader_down = std::move(down);
+}
 
 void KafkaConsumer::Impl::Rebalance(rd_kafka_resp_err_t err,
                                     rd_kafka_topic_partition_list_t* parts) {
@@ -122,6 +174,8 @@ Result<std::unique_ptr<KafkaConsumer>> KafkaConsumer::Create(const KafkaOptions&
       {"auto.offset.reset", "earliest"},
       {"enable.partition.eof", "false"},
       {"client.id", "quorumwatch"},
+      // Which partitions' leaders are reachable (Lag(): leader_down).
+      {"statistics.interval.ms", "1000"},
   };
   for (const auto& p : opt.properties) props.push_back(p);
   for (const auto& [k, v] : props) {
@@ -138,6 +192,7 @@ Result<std::unique_ptr<KafkaConsumer>> KafkaConsumer::Create(const KafkaOptions&
   rd_kafka_conf_set_opaque(conf, impl);
   rd_kafka_conf_set_rebalance_cb(conf, RebalanceCb);
   rd_kafka_conf_set_log_cb(conf, LogCb);
+  rd_kafka_conf_set_stats_cb(conf, StatsCb);
   impl->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
   if (impl->rk == nullptr) return Fail(std::string("kafka consumer: ") + err);  // conf is freed
   rd_kafka_poll_set_consumer(impl->rk);
@@ -252,10 +307,16 @@ std::vector<PartitionLag> KafkaConsumer::Lag() const {
       rd_kafka_topic_partition_list_new(static_cast<int>(assigned.size()));
   for (const auto& tp : assigned) rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second);
   rd_kafka_position(impl_->rk, list);
+  std::set<TopicPartition> down;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    down = impl_->leader_down;
+  }
   for (int i = 0; i < list->cnt; ++i) {
     PartitionLag l;
     l.tp = {list->elems[i].topic, list->elems[i].partition};
     l.position = list->elems[i].offset >= 0 ? list->elems[i].offset : -1;
+    l.leader_down = down.count(l.tp) != 0;
     int64_t low = -1, high = -1;
     // Cached from the fetch responses: no request to a broker.
     if (rd_kafka_get_watermark_offsets(impl_->rk, list->elems[i].topic, list->elems[i].partition,

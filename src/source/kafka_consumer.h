@@ -67,6 +67,9 @@ struct PartitionLag {
   int64_t position = -1;        // next offset to read (-1: not known yet)
   int64_t high_watermark = -1;  // -1: not known yet
   int64_t low_watermark = -1;
+  // Its leader broker is not reachable (as of librdkafka's last statistics,
+  // at most a second old): its high watermark is the last one heard.
+  bool leader_down = false;
 };
 
 class KafkaConsumer {

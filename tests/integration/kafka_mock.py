@@ -124,6 +124,9 @@ class KafkaMock:
     def create_topic(self, name, partitions):
         self.command("topic %s %d" % (name, partitions))
 
+    def set_leader(self, topic, partition, broker_id):
+        self.command("leader %s %d %d" % (topic, partition, broker_id))
+
     def broker_down(self, broker_id):
         self.command("down %d" % broker_id)
 

@@ -9,6 +9,8 @@
 //   topic NAME PARTITIONS   create a topic (replication factor min(3, N))
 //   down ID / up ID         broker ID (1..N) drops its connections and refuses new ones / accepts
 //                           them again (no leader change: its partitions stay unreachable)
+//   leader TOPIC P ID       broker ID leads partition P of TOPIC from now on (the mock picks
+//                           leaders at random: a test that needs two leaders sets them)
 //   quit                    destroy the cluster and exit 0 (so does EOF on stdin, and SIGTERM,
 //                           SIGINT or SIGHUP); the death of the parent sends SIGTERM.
 // Exit status: 0 done, 1 the cluster could not be made, 2 usage.
@@ -178,6 +180,12 @@ class Mock {
     return e == RD_KAFKA_RESP_ERR_NO_ERROR ? "" : rd_kafka_err2str(e);
   }
 
+  std::string SetLeader(const std::string& topic, int partition, int id) {
+    if (id < 1 || id > brokers_) return "no broker " + std::to_string(id);
+    rd_kafka_resp_err_t e = rd_kafka_mock_partition_set_leader(cluster_, topic.c_str(), partition, id);
+    return e == RD_KAFKA_RESP_ERR_NO_ERROR ? "" : rd_kafka_err2str(e);
+  }
+
   std::string SetBroker(int id, bool up) {
     // The mock takes -1 as "all brokers"; an id outside 1..N is a mistake of the test.
     if (id < 1 || id > brokers_) return "no broker " + std::to_string(id);
@@ -221,8 +229,13 @@ Next Execute(Mock& mock, std::string_view line) {
     err = ParseInt(w[2], 1, 10000, &n) ? mock.CreateTopic(w[1], n) : "bad partition count";
   } else if ((w[0] == "down" || w[0] == "up") && w.size() == 2) {
     err = ParseInt(w[1], 1, 64, &n) ? mock.SetBroker(n, w[0] == "up") : "bad broker id";
+  } else if (w[0] == "leader" && w.size() == 4) {
+    int partition = 0;
+    err = !ParseInt(w[2], 0, 100000, &partition) ? "bad partition"
+          : !ParseInt(w[3], 1, 64, &n)           ? "bad broker id"
+                                                 : mock.SetLeader(w[1], partition, n);
   } else {
-    err = "unknown command (topic NAME PARTITIONS | down ID | up ID | quit)";
+    err = "unknown command (topic NAME PARTITIONS | down ID | up ID | leader TOPIC P ID | quit)";
   }
   // A failed write means the reader is gone: nobody is left to ask anything.
   if (!WriteLine(err.empty() ? "ok" : "error " + err)) return Next::kQuit;
