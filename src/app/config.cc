@@ -190,11 +190,15 @@ Result<void> LoadKafkaSource(const std::string& path, const YAML::Node& s, Sourc
     }
   }
   QW_TRY(yamlutil::GetInt(path, s, "max_line_bytes", 256, 64 << 20, &sc->max_line_bytes));
-  // Not built yet (docs/KAFKA.md, "Not yet"): refused rather than ignored.
-  if (s["state_topic"]) {
-    return Fail(Where(path, s["state_topic"]) + "'state_topic' (state handoff between instances "
-                "through a changelog topic) is not supported yet: the state is kept in state_dir");
+  // The changelog: <group>-state unless named; "none" for no handoff.
+  k.state_topic = k.group + "-state";
+  QW_TRY(yamlutil::GetString(path, s, "state_topic", &k.state_topic));
+  if (k.state_topic.empty()) {
+    return Fail(Where(path, s["state_topic"]) + "'state_topic' must not be empty (none: no state "
+                "handoff between the group's members)");
   }
+  if (k.state_topic == "none") k.state_topic.clear();
+  // Not built yet (docs/KAFKA.md, "Not yet"): refused rather than ignored.
   bool repartition = false;
   QW_TRY(yamlutil::GetBool(path, s, "repartition", &repartition));
   if (repartition) {

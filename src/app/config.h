@@ -37,6 +37,7 @@ struct KafkaSourceConfig {
   // Dotted paths into the envelope; "" = the format's default.
   std::string field_message, field_time, field_namespace, field_pod, field_container;
   std::vector<std::pair<std::string, std::string>> properties;  // librdkafka's, in file order
+  std::string state_topic;  // the changelog; "" = none (state_topic: none)
 };
 
 struct SourceConfig {

@@ -143,6 +143,7 @@ pipeline::LiveOptions LiveOptionsFrom(const Config& config, const RunArgs& args)
       k.consumer.topic_pattern = sc.kafka.topic_pattern;
       k.consumer.group = sc.kafka.group;
       k.consumer.properties = sc.kafka.properties;
+      k.state_topic = sc.kafka.state_topic;
       k.consumer.log = [](const std::string& msg) { Log(msg); };
       record::ParseEnvelopeFormat(sc.kafka.format, &k.format);
       k.fields.message = sc.kafka.field_message;

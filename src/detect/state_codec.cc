@@ -542,6 +542,26 @@ Result<void> DecodeState(const std::string& json, Detector* d) {
   return DecodeStateJson(*doc, d);
 }
 
+Json ChainStateJson(const Json& state, const std::string& chain) {
+  Json out = Json::object();
+  out["version"] = kVersion;
+  Json chains = Json::object();
+  if (auto c = state.find("chains"); c != state.end() && c->is_object()) {
+    if (auto it = c->find(chain); it != c->end()) chains[chain] = *it;
+  }
+  out["chains"] = std::move(chains);
+  if (auto h = state.find("holds"); h != state.end()) out["holds"] = *h;
+  Json nodes = Json::object();
+  const std::string prefix = chain + "|";
+  if (auto n = state.find("nodes"); n != state.end() && n->is_object()) {
+    for (const auto& [key, value] : n->items()) {
+      if (key.compare(0, prefix.size(), prefix) == 0) nodes[key] = value;
+    }
+  }
+  out["nodes"] = std::move(nodes);
+  return out;
+}
+
 Result<void> DecodeStateJson(const Json& top, Detector* d) {
   if (!top.is_object()) return Fail("state: expected a JSON object");
 

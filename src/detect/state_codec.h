@@ -22,6 +22,13 @@ nlohmann::ordered_json EncodeStateJson(const Detector& d);
 // The same as compact JSON text (DumpJson).
 std::string EncodeState(const Detector& d);
 
+// The part of an encoded state that is one chain's: the chain, its nodes
+// (keys "<chain>|..."), the holds (all of them: operator intent is not per
+// chain). Decoding it into a detector that has the chain sets that chain
+// and its nodes and leaves every other as it is (the Kafka service's
+// changelog keeps a value per chain).
+nlohmann::ordered_json ChainStateJson(const nlohmann::ordered_json& state, const std::string& chain);
+
 // Restores what `state` holds into `d`, whose chains and nodes are already
 // added (from the configuration and the streams seen). State of nodes or
 // chains that `d` does not have is kept aside and applied when AddNode adds

@@ -12,6 +12,7 @@
 
 #include "common/signal.h"
 #include "common/time.h"
+#include "pipeline/checkpoint.h"
 #include "record/record_stage.h"
 #include "sink/status.h"
 
@@ -66,11 +67,16 @@ struct Batch {
   Nanos wall = kNoTime;  // wall clock (live)
   std::vector<OperatorRequest> requests;
   std::optional<sink::HealthStatus> health;
+  // Chains' states handed over with Kafka partitions (KafkaInput::
+  // TakeRestores): merged into the detector before the batch's records.
+  std::vector<Checkpoint> restores;
 
   std::string_view text(const Record& r) const {
     return std::string_view(arena.data() + r.offset, r.length);
   }
-  bool empty() const { return records.empty() && requests.empty() && !health && !all_idle; }
+  bool empty() const {
+    return records.empty() && requests.empty() && !health && !all_idle && restores.empty();
+  }
   void Clear() {
     arena.clear();
     records.clear();
@@ -81,6 +87,7 @@ struct Batch {
     wall = kNoTime;
     requests.clear();
     health.reset();
+    restores.clear();
   }
 };
 

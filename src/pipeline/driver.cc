@@ -1,6 +1,9 @@
 #include "pipeline/driver.h"
 
 #include <algorithm>
+#include <set>
+
+#include "detect/state_codec.h"
 
 namespace qw::pipeline {
 
@@ -358,6 +361,27 @@ void Driver::Restore(const Checkpoint& cp) {
   // from its beginning and decide its events again).
   not_reopened_ = cp.streams;
   for (const auto& e : cp.pending) orderer_.Emit(e);
+}
+
+std::vector<std::pair<std::string, std::string>> Driver::StreamChains() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& [id, s] : streams_) {
+    if (s.placed && s.node >= 0) {
+      out.emplace_back(s.info.path, detector_.chain(detector_.node(s.node).spec.chain).spec.name);
+    }
+  }
+  return out;
+}
+
+Result<void> Driver::Merge(const Checkpoint& cp) {
+  for (const auto& [name, family] : cp.chains) EnsureChain(name, registry_.Find(family));
+  std::set<std::string> pending;
+  for (const auto& e : orderer_.pending()) pending.insert(e.id);
+  for (const auto& e : cp.pending) {
+    if (pending.count(e.id) == 0) orderer_.Emit(e);
+  }
+  if (cp.detector.is_null()) return {};
+  return detect::DecodeStateJson(cp.detector, &detector_);
 }
 
 }  // namespace qw::pipeline

@@ -73,6 +73,15 @@ class Driver {
   void Save(Checkpoint* cp) const;
   // Restores chains and pending events (before the detector state).
   void Restore(const Checkpoint& cp);
+  // A chain's state handed over by another instance (the Kafka service's
+  // changelog: a checkpoint of that chain alone, without streams): its
+  // chains, its events decided and not yet written (those pending here
+  // already are not repeated), then its detector state, merged into the
+  // running one (other chains and nodes are left as they are). On failure
+  // (a damaged state) nothing of the detector state is applied.
+  [[nodiscard]] Result<void> Merge(const Checkpoint& cp);
+  // (path, chain) of every stream placed on a node.
+  std::vector<std::pair<std::string, std::string>> StreamChains() const;
 
  private:
   struct Stream {

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "common/time.h"
+#include "detect/state_codec.h"
 #include "pipeline/ordering.h"
 
 namespace qw::pipeline {
@@ -126,7 +127,123 @@ void KafkaInput::UpdateGates() {
   }
 }
 
-void KafkaInput::OnAssigned(const source::TopicPartition& tp) {
+int KafkaInput::StatePartitions(const source::TopicPartition& tp) {
+  if (state_partitions_ > tp.second) return state_partitions_;
+  constexpr Nanos kTimeout = 10 * kSecond;
+  auto n = consumer_->Partitions(opt_.state_topic, kTimeout);
+  if (n && *n == 0 && !create_tried_) {
+    // As many partitions as the input topic (or as this one needs). Tried
+    // once: brokers that refuse it will not change their mind.
+    create_tried_ = true;
+    auto in = consumer_->Partitions(tp.first, kTimeout);
+    const int want = std::max(in ? *in : 0, tp.second + 1);
+    if (auto c = consumer_->CreateCompacted(opt_.state_topic, want, kTimeout); !c) {
+      log_(c.error().message);
+    } else {
+      log_("kafka: created the state topic " + opt_.state_topic + " (compacted, " +
+           std::to_string(want) + " partitions)");
+    }
+    n = consumer_->Partitions(opt_.state_topic, kTimeout);
+  }
+  if (!n) {
+    log_(n.error().message);
+    return 0;
+  }
+  state_partitions_ = *n;
+  return state_partitions_;
+}
+
+int64_t KafkaInput::Restore(const source::TopicPartition& tp) {
+  if (StatePartitions(tp) <= tp.second) {
+    if (no_state_.insert(tp).second) {
+      log_("kafka: " + TpName(tp) + ": the state topic " + opt_.state_topic + " has " +
+           std::to_string(state_partitions_) + " partition(s), none numbered " +
+           std::to_string(tp.second) + ": the state of this partition's chains is not kept " +
+           "there (a member that takes the partition over starts them afresh); give the state " +
+           "topic as many partitions as the input topic has");
+    }
+    return -1;
+  }
+  no_state_.erase(tp);
+  // Partition n of the changelog holds the chains of partition n of every
+  // input topic: each value names the partition it reflects.
+  Result<std::map<std::string, std::string>> values = Fail("");
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    values = consumer_->ReadChangelog(opt_.state_topic, tp.second, 10 * kSecond);
+    if (values) break;
+  }
+  if (!values) {
+    log_("kafka: " + TpName(tp) + ": the state of its chains could not be read (" +
+         values.error().message + "): it starts from this instance's checkpoint or the group's "
+         "offset, with the state this instance has of them");
+    return -1;
+  }
+  int64_t from = -1;
+  std::string names;
+  size_t n = 0;
+  for (auto& [chain, text] : *values) {
+    auto cp = DecodeCheckpoint(text);
+    if (!cp) {
+      log_("kafka: " + opt_.state_topic + "/" + std::to_string(tp.second) + ": the state of " +
+           chain + " is damaged (" + cp.error().message + "): skipped");
+      continue;
+    }
+    bool mine = false;
+    for (const auto& o : cp->kafka_offsets) {
+      if (o.topic == tp.first && o.partition == tp.second) {
+        mine = true;
+        from = std::max(from, o.offset);
+      }
+    }
+    if (!mine) continue;
+    names += (n++ ? ", " : "") + chain;
+    cp->kafka_offsets.clear();
+    restores_.push_back(std::move(*cp));
+  }
+  log_("kafka: " + TpName(tp) + ": " +
+       (n == 0 ? std::string("no state in ") + opt_.state_topic
+               : "restored the state of " + std::to_string(n) + " chain(s) (" + names + ") from " +
+                     opt_.state_topic + ", resuming at offset " + std::to_string(from)));
+  return from;
+}
+
+Result<void> KafkaInput::WriteState(
+    const Checkpoint& cp, const std::map<source::TopicPartition, int64_t>& offsets,
+    const std::vector<std::pair<std::string, std::string>>& stream_chains) {
+  if (opt_.state_topic.empty()) return {};
+  // Chains by the partition their streams come from ("kafka:<topic>/<p>/...").
+  std::map<source::TopicPartition, std::set<std::string>> chains;
+  for (const auto& [tp, off] : offsets) {
+    (void)off;
+    const std::string prefix = "kafka:" + TpName(tp) + "/";
+    for (const auto& [path, chain] : stream_chains) {
+      if (path.compare(0, prefix.size(), prefix) == 0) chains[tp].insert(chain);
+    }
+  }
+  std::map<std::string, std::string> family;
+  for (const auto& [name, f] : cp.chains) family[name] = f;
+  std::vector<source::KafkaConsumer::ChangelogRecord> out;
+  for (const auto& [tp, names] : chains) {
+    if (tp.second >= state_partitions_) continue;  // no room: logged at assignment
+    for (const auto& chain : names) {
+      Checkpoint v;
+      v.written = cp.written;
+      v.chains.emplace_back(chain, family[chain]);
+      for (const auto& e : cp.pending) {
+        if (e.chain == chain) v.pending.push_back(e);
+      }
+      v.kafka_offsets.push_back(KafkaOffset{tp.first, tp.second, offsets.at(tp)});
+      v.detector = detect::ChainStateJson(cp.detector, chain);
+      out.push_back({tp.second, chain, EncodeCheckpoint(v)});
+    }
+  }
+  return consumer_->WriteChangelog(opt_.state_topic, out, 10 * kSecond);
+}
+
+int64_t KafkaInput::OnAssigned(const source::TopicPartition& tp) {
+  // Before anything of the partition is read: its chains' states, merged
+  // into the detector ahead of its records (TakeRestores).
+  const int64_t from = opt_.state_topic.empty() ? -1 : Restore(tp);
   Partition& p = partitions_[tp];
   p.format = opt_.format;
   {
@@ -146,16 +263,23 @@ void KafkaInput::OnAssigned(const source::TopicPartition& tp) {
                             "Records of the partition not read yet (high watermark - position).");
   }
   ++changes_;
+  if (from >= 0) {
+    std::lock_guard<std::mutex> lock(mu_);
+    next_read_[tp] = from;
+  }
+  return from;
 }
 
 void KafkaInput::OnRevoked(const source::TopicPartition& tp) {
-  // Its streams end here (not gone: the node lives on, read by whichever
-  // member holds the partition now). What was read of them still goes
-  // through the pipeline.
+  // Its streams end here, as gone: their nodes retire in this instance
+  // (once what was read of them has gone through the pipeline), so they
+  // are not judged silent by the time of the partitions still read here;
+  // the member that holds the partition now judges them, with the state
+  // the changelog hands it.
   const std::string prefix = TpName(tp) + "\x1f";
   for (auto it = stream_ids_.lower_bound(prefix);
        it != stream_ids_.end() && it->first.compare(0, prefix.size(), prefix) == 0;) {
-    stage_->Close(it->second, /*gone=*/false);
+    stage_->Close(it->second, /*gone=*/true);
     paths_.erase(it->second);
     stream_tp_.erase(it->second);
     it = stream_ids_.erase(it);

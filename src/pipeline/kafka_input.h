@@ -44,6 +44,8 @@ struct KafkaSourceOptions {
   record::EnvelopeFormat format = record::EnvelopeFormat::kAuto;
   record::EnvelopeFields fields;
   size_t max_line_bytes = 1 << 20;
+  // The changelog (state handoff between the group's members; empty: none).
+  std::string state_topic;
 };
 
 class KafkaInput : public source::KafkaHandler {
@@ -83,8 +85,21 @@ class KafkaInput : public source::KafkaHandler {
   }
   void Close() { consumer_->Close(); }
 
+  // Reading thread, after Poll: the chains' states the changelog handed
+  // over with partitions assigned since the last call, to be merged into
+  // the detector (Driver::Merge) before any record read after them.
+  std::vector<Checkpoint> TakeRestores() { return std::move(restores_); }
+  // Detector thread, before the checkpoint `cp` is made durable: writes to
+  // the changelog, for every partition in `offsets` (Committable's), the
+  // state of each chain with a stream on it (`stream_chains`: stream path,
+  // chain; Driver::StreamChains) with that offset. Fails when the brokers
+  // did not take them all: the offsets must not be stored then.
+  [[nodiscard]] Result<void> WriteState(
+      const Checkpoint& cp, const std::map<source::TopicPartition, int64_t>& offsets,
+      const std::vector<std::pair<std::string, std::string>>& stream_chains);
+
   // KafkaHandler (reading thread, inside Poll).
-  void OnAssigned(const source::TopicPartition& tp) override;
+  int64_t OnAssigned(const source::TopicPartition& tp) override;
   void OnRevoked(const source::TopicPartition& tp) override;
   void OnRecord(const source::KafkaRecord& r) override;
 
@@ -106,6 +121,15 @@ class KafkaInput : public source::KafkaHandler {
     std::vector<uint32_t> streams;
   };
   void UpdateGates();
+  // The changelog's value for each of the partition's chains, queued for
+  // the detector; the offset they reflect (-1: none).
+  int64_t Restore(const source::TopicPartition& tp);
+  // Partitions of the changelog (created when missing); 0 when unknown.
+  int StatePartitions(const source::TopicPartition& tp);
+  int state_partitions_ = 0;
+  bool create_tried_ = false;
+  std::vector<Checkpoint> restores_;
+  std::set<source::TopicPartition> no_state_;  // partitions whose state is not kept (logged)
   // Records keyed by something finer than the chain: a chain whose nodes
   // arrive on more than one partition is reported once (in a group of
   // several instances its nodes would be judged apart).

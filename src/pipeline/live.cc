@@ -60,17 +60,38 @@ sink::OutputOptions CheckpointLogOptions(const LiveOptions& opt, const LiveConte
   return o;
 }
 
+sink::OutputOptions StateLogOptions(const LiveOptions& opt, const LiveContext& ctx) {
+  sink::OutputOptions o;
+  std::string topics;
+  for (const auto& k : opt.kafka) topics += (topics.empty() ? "" : ", ") + k.state_topic;
+  o.name = "the Kafka state topic " + topics;
+  o.log = ctx.log;
+  o.while_failing =
+      "reading and detection go on; the Kafka offsets are not stored meanwhile (a member that "
+      "takes a partition over resumes from the last state written and reads those records again)";
+  return o;
+}
+
 class Consumer {
  public:
   Consumer(const LiveOptions& opt, Driver* driver, const LiveSinks& sinks, const LiveContext& ctx,
            ComponentCounters match, ComponentCounters detect)
       : opt_(opt), driver_(driver), sinks_(sinks), ctx_(ctx), match_(match), detect_(detect),
         checkpoint_log_(CheckpointLogOptions(opt, ctx)),
+        state_log_(StateLogOptions(opt, ctx)),
         crash_after_(EnvCount("QW_TEST_CRASH_AFTER_CHECKPOINTS")),
         stop_after_(EnvCount("QW_TEST_STOP_AFTER_CHECKPOINTS")) {}
 
   void Consume(Batch& b) {
     if (b.health) health_ = *b.health;
+    for (const Checkpoint& cp : b.restores) {
+      // A damaged value was refused whole (DecodeStateJson checks first).
+      if (auto r = driver_->Merge(cp); !r) {
+        ctx_.log("kafka: the state handed over for " +
+                 (cp.chains.empty() ? std::string("?") : cp.chains.front().first) +
+                 " was not applied: " + r.error().message);
+      }
+    }
     uint64_t lines = 0, signals = 0;
     for (size_t i = 0; i < b.records.size(); ++i) {
       if (b.records[i].kind != RecordKind::kLine) continue;
@@ -190,11 +211,24 @@ class Consumer {
     // Kafka: the offsets this state reflects; stored for the group's
     // commit only once the checkpoint holding them is durable.
     std::vector<std::map<source::TopicPartition, int64_t>> offsets;
+    std::vector<bool> store;
+    std::vector<std::pair<std::string, std::string>> stream_chains;
+    if (!kafka_.empty()) stream_chains = driver_->StreamChains();
     for (KafkaInput* k : kafka_) {
       offsets.push_back(k->Committable(cp.streams));
       for (const auto& [tp, off] : offsets.back()) {
         cp.kafka_offsets.push_back(KafkaOffset{tp.first, tp.second, off});
       }
+      // The changelog first (the state another member would take over),
+      // then this checkpoint; the offsets are stored for the group only
+      // when both hold them.
+      auto w = k->WriteState(cp, offsets.back(), stream_chains);
+      if (!w) {
+        state_log_.FailedBecause("write", w.error().message);
+      } else {
+        state_log_.Succeeded();
+      }
+      store.push_back(w.has_value());
     }
     if (auto w = WriteFileAtomic(opt_.state_dir + "/" + kCheckpointFile, EncodeCheckpoint(cp),
                                  opt_.state_dir + "/" + kPreviousCheckpointFile);
@@ -206,7 +240,9 @@ class Consumer {
       return;
     }
     checkpoint_log_.Succeeded();
-    for (size_t i = 0; i < kafka_.size(); ++i) kafka_[i]->Store(offsets[i]);
+    for (size_t i = 0; i < kafka_.size(); ++i) {
+      if (store[i]) kafka_[i]->Store(offsets[i]);
+    }
     last_checkpoint_written_ = now;
     ++checkpoints_;
     if (crash_after_ > 0 && checkpoints_ == crash_after_) ::_exit(137);  // as after kill -9
@@ -223,6 +259,7 @@ class Consumer {
   bool status_due_ = false;  // events decided since the last status
   uint64_t checkpoints_ = 0;
   sink::WriteErrorLog checkpoint_log_;
+  sink::WriteErrorLog state_log_;  // the Kafka changelog
   std::string checkpoint_error_;         // the last failure's reason
   Nanos last_checkpoint_written_ = kNoTime;
   const uint64_t crash_after_, stop_after_;
@@ -458,6 +495,9 @@ Result<LiveOutcome> RunLive(const LiveOptions& opt, match::Registry& registry,
       got += k->Poll(kKafkaRecordsPerRound);
       more = more || k->more();
       kafka_changes += k->changes();
+      // Ahead of any record of the partitions they came with (those are
+      // released into this batch at the earliest).
+      for (auto& cp : k->TakeRestores()) batch->restores.push_back(std::move(cp));
     }
     // The ordering looks at every stream: only when a stream has news, or
     // a wait of the record stage ran out (an idle round costs next to
@@ -534,7 +574,8 @@ Result<LiveOutcome> RunLive(const LiveOptions& opt, match::Registry& registry,
       }
     }
     const bool idle = ordering.idle() && !more;
-    if (!batch->records.empty() || !requests.empty() || health_due || idle != idle_sent ||
+    if (!batch->records.empty() || !batch->restores.empty() || !requests.empty() || health_due ||
+        idle != idle_sent ||
         wall - last_dispatch >= kHeartbeat) {
       batch->all_idle = idle;
       idle_sent = idle;

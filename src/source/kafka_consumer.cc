@@ -4,6 +4,7 @@
 #include <librdkafka/rdkafka.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <set>
@@ -26,6 +27,14 @@ struct KafkaConsumer::Impl {
   // From librdkafka's statistics (every second): partitions whose leader
   // broker this client is not connected to (guarded by mu).
   std::set<TopicPartition> leader_down;
+
+  // The changelog's handles (made on first use) and what they are made of.
+  KafkaOptions opt;
+  rd_kafka_t* reader = nullptr;
+  rd_kafka_t* producer = nullptr;
+  uint64_t delivery_failures = 0;  // of the current WriteChangelog (producer's thread)
+  std::string delivery_error;
+  Result<rd_kafka_t*> Aux(rd_kafka_type_t type);
 
   void Stats(std::string_view json);
 
@@ -50,6 +59,18 @@ int StatsCb(rd_kafka_t* rk, char* json, size_t len, void* opaque) {
   (void)rk;
   static_cast<KafkaConsumer::Impl*>(opaque)->Stats(std::string_view(json, len));
   return 0;  // librdkafka frees the JSON
+}
+
+void DeliveryCb(rd_kafka_t* rk, const rd_kafka_message_t* m, void* opaque) {
+  (void)rk;
+  if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) return;
+  auto* impl = static_cast<KafkaConsumer::Impl*>(opaque);
+  ++impl->delivery_failures;
+  impl->delivery_error = rd_kafka_err2str(m->err);
+}
+
+int MillisOf(Nanos t) {
+  return static_cast<int>(std::max<Nanos>(0, std::min<Nanos>(t / kMillisecond, 1 << 30)));
 }
 
 void LogCb(const rd_kafka_t* rk, int level, const char* fac, const char* buf) {
@@ -102,19 +123,20 @@ void KafkaConsumer::Impl::Rebalance(rd_kafka_resp_err_t err,
                                     rd_kafka_topic_partition_list_t* parts) {
   const bool cooperative = std::strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      for (int i = 0; i < parts->cnt; ++i) {
-        auto& p = parts->elems[i];
-        TopicPartition tp{p.topic, p.partition};
-        auto it = start.find(tp);
-        // The state's offset, else the group's committed one (INVALID).
-        if (it != start.end()) p.offset = it->second;
-        assigned.insert(tp);
-      }
-    }
     for (int i = 0; i < parts->cnt; ++i) {
-      if (handler != nullptr) handler->OnAssigned({parts->elems[i].topic, parts->elems[i].partition});
+      auto& p = parts->elems[i];
+      TopicPartition tp{p.topic, p.partition};
+      // The changelog's offset (the handler's), else the checkpoint's,
+      // else the group's committed one (INVALID).
+      const int64_t from = handler != nullptr ? handler->OnAssigned(tp) : -1;
+      std::lock_guard<std::mutex> lock(mu);
+      auto it = start.find(tp);
+      if (from >= 0) {
+        p.offset = from;
+      } else if (it != start.end()) {
+        p.offset = it->second;
+      }
+      assigned.insert(tp);
     }
     rd_kafka_error_t* e = nullptr;
     rd_kafka_resp_err_t r = RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -164,6 +186,7 @@ Result<std::unique_ptr<KafkaConsumer>> KafkaConsumer::Create(const KafkaOptions&
   c->impl_ = std::make_unique<Impl>();
   Impl* impl = c->impl_.get();
   impl->log = opt.log ? opt.log : [](const std::string&) {};
+  impl->opt = opt;
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   char err[512];
   std::vector<std::pair<std::string, std::string>> props = {
@@ -348,6 +371,210 @@ void KafkaConsumer::Close() {
   rd_kafka_queue_destroy(impl_->queue);
   rd_kafka_destroy(impl_->rk);
   impl_->rk = nullptr;
+  if (impl_->producer != nullptr) {
+    rd_kafka_flush(impl_->producer, 5000);
+    rd_kafka_destroy(impl_->producer);
+    impl_->producer = nullptr;
+  }
+  if (impl_->reader != nullptr) {
+    rd_kafka_consumer_close(impl_->reader);
+    rd_kafka_destroy(impl_->reader);
+    impl_->reader = nullptr;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The changelog
+
+Result<rd_kafka_t*> KafkaConsumer::Impl::Aux(rd_kafka_type_t type) {
+  rd_kafka_t*& h = type == RD_KAFKA_PRODUCER ? producer : reader;
+  if (h != nullptr) return h;
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  char err[512];
+  std::vector<std::pair<std::string, std::string>> props = {
+      {"bootstrap.servers", Join(opt.brokers)},
+      {"client.id", "quorumwatch-state"},
+  };
+  if (type == RD_KAFKA_PRODUCER) {
+    // Writes of one key stay in order through retries (a newer state is
+    // never overtaken by an older one).
+    props.insert(props.end(), {{"enable.idempotence", "true"}, {"linger.ms", "5"}});
+  } else {
+    // Assigned by hand, never subscribed, commits nothing: the group id
+    // only lets librdkafka's consumer calls work.
+    props.insert(props.end(), {{"group.id", opt.group + ".state-reader"},
+                               {"enable.auto.commit", "false"},
+                               {"enable.partition.eof", "true"}});
+  }
+  // The operator's (SASL, TLS, ...); the consumer's own ones are not the
+  // producer's business (librdkafka would warn about each).
+  static const char* const kConsumerOnly[] = {
+      "session.timeout.ms", "heartbeat.interval.ms", "max.poll.interval.ms", "group.",
+      "partition.assignment.strategy", "auto.offset.reset", "enable.auto.", "auto.commit.",
+      "fetch.", "max.partition.fetch.bytes", "queued.", "isolation.level", "check.crcs",
+      "enable.partition.eof", "allow.auto.create.topics"};
+  for (const auto& p : opt.properties) {
+    bool skip = false;
+    for (const char* c : kConsumerOnly) {
+      skip = skip || (type == RD_KAFKA_PRODUCER && p.first.rfind(c, 0) == 0);
+    }
+    if (!skip) props.push_back(p);
+  }
+  for (const auto& [k, v] : props) {
+    if (k == "enable.auto.offset.store") continue;
+    if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
+      rd_kafka_conf_destroy(conf);
+      return Fail("kafka property " + k + ": " + err);
+    }
+  }
+  rd_kafka_conf_set_opaque(conf, this);
+  rd_kafka_conf_set_log_cb(conf, LogCb);
+  if (type == RD_KAFKA_PRODUCER) rd_kafka_conf_set_dr_msg_cb(conf, DeliveryCb);
+  h = rd_kafka_new(type, conf, err, sizeof err);
+  if (h == nullptr) return Fail(std::string("kafka state client: ") + err);
+  return h;
+}
+
+Result<int> KafkaConsumer::Partitions(const std::string& topic, Nanos timeout) {
+  auto rk = impl_->Aux(RD_KAFKA_CONSUMER);
+  if (!rk) return tl::unexpected(rk.error());
+  const rd_kafka_metadata_t* md = nullptr;
+  // All topics: asking for one by name could create it with the brokers'
+  // defaults (not compacted, maybe too few partitions).
+  const rd_kafka_resp_err_t r = rd_kafka_metadata(*rk, 1, nullptr, &md, MillisOf(timeout));
+  if (r != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return Fail("kafka metadata: " + std::string(rd_kafka_err2str(r)));
+  }
+  int n = 0;
+  for (int i = 0; i < md->topic_cnt; ++i) {
+    if (topic == md->topics[i].topic && md->topics[i].err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      n = md->topics[i].partition_cnt;
+    }
+  }
+  rd_kafka_metadata_destroy(md);
+  return n;
+}
+
+Result<void> KafkaConsumer::CreateCompacted(const std::string& topic, int partitions,
+                                            Nanos timeout) {
+  auto rk = impl_->Aux(RD_KAFKA_PRODUCER);
+  if (!rk) return tl::unexpected(rk.error());
+  char err[512];
+  rd_kafka_NewTopic_t* nt =
+      rd_kafka_NewTopic_new(topic.c_str(), partitions, -1, err, sizeof err);  // -1: brokers' replication
+  if (nt == nullptr) return Fail("kafka: creating " + topic + ": " + err);
+  rd_kafka_NewTopic_set_config(nt, "cleanup.policy", "compact");
+  rd_kafka_queue_t* q = rd_kafka_queue_new(*rk);
+  rd_kafka_AdminOptions_t* o = rd_kafka_AdminOptions_new(*rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+  rd_kafka_AdminOptions_set_request_timeout(o, MillisOf(timeout), err, sizeof err);
+  rd_kafka_CreateTopics(*rk, &nt, 1, o, q);
+  rd_kafka_event_t* ev = rd_kafka_queue_poll(q, MillisOf(timeout) + 1000);
+  std::string failure;
+  if (ev == nullptr) {
+    failure = "no answer";
+  } else if (rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    failure = rd_kafka_event_error_string(ev);
+  } else if (const auto* res = rd_kafka_event_CreateTopics_result(ev)) {
+    size_t cnt = 0;
+    const rd_kafka_topic_result_t** tr = rd_kafka_CreateTopics_result_topics(res, &cnt);
+    for (size_t i = 0; i < cnt; ++i) {
+      const rd_kafka_resp_err_t e = rd_kafka_topic_result_error(tr[i]);
+      if (e != RD_KAFKA_RESP_ERR_NO_ERROR && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+        const char* why = rd_kafka_topic_result_error_string(tr[i]);
+        failure = why != nullptr ? why : rd_kafka_err2str(e);
+      }
+    }
+  }
+  if (ev != nullptr) rd_kafka_event_destroy(ev);
+  rd_kafka_AdminOptions_destroy(o);
+  rd_kafka_NewTopic_destroy(nt);
+  rd_kafka_queue_destroy(q);
+  if (!failure.empty()) return Fail("kafka: creating " + topic + ": " + failure);
+  return {};
+}
+
+Result<std::map<std::string, std::string>> KafkaConsumer::ReadChangelog(const std::string& topic,
+                                                                        int32_t partition,
+                                                                        Nanos timeout) {
+  auto rk = impl_->Aux(RD_KAFKA_CONSUMER);
+  if (!rk) return tl::unexpected(rk.error());
+  const Nanos deadline = SteadyNow() + timeout;
+  int64_t low = -1, high = -1;
+  rd_kafka_resp_err_t r =
+      rd_kafka_query_watermark_offsets(*rk, topic.c_str(), partition, &low, &high, MillisOf(timeout));
+  if (r != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return Fail("kafka: " + topic + "/" + std::to_string(partition) +
+                ": high watermark: " + rd_kafka_err2str(r));
+  }
+  std::map<std::string, std::string> out;
+  if (high <= low) return out;
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(list, topic.c_str(), partition)->offset = RD_KAFKA_OFFSET_BEGINNING;
+  r = rd_kafka_assign(*rk, list);
+  rd_kafka_topic_partition_list_destroy(list);
+  if (r != RD_KAFKA_RESP_ERR_NO_ERROR) return Fail("kafka: assign " + topic + ": " + rd_kafka_err2str(r));
+  std::string error;
+  bool done = false;
+  while (!done && SteadyNow() < deadline) {
+    rd_kafka_message_t* m = rd_kafka_consumer_poll(*rk, 100);
+    if (m == nullptr) continue;
+    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      done = m->offset >= high;
+    } else if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      error = rd_kafka_message_errstr(m);
+    } else {
+      std::string key(static_cast<const char*>(m->key), m->key != nullptr ? m->key_len : 0);
+      if (m->payload == nullptr) {
+        out.erase(key);  // a tombstone
+      } else {
+        out[key].assign(static_cast<const char*>(m->payload), m->len);
+      }
+      done = m->offset + 1 >= high;
+    }
+    rd_kafka_message_destroy(m);
+  }
+  rd_kafka_assign(*rk, nullptr);
+  if (!done) {
+    return Fail("kafka: " + topic + "/" + std::to_string(partition) + ": not read to its high " +
+                "watermark " + std::to_string(high) + " within " + FormatDuration(timeout) +
+                (error.empty() ? "" : " (" + error + ")"));
+  }
+  return out;
+}
+
+Result<void> KafkaConsumer::WriteChangelog(const std::string& topic,
+                                           const std::vector<ChangelogRecord>& records,
+                                           Nanos timeout) {
+  if (records.empty()) return {};
+  auto rk = impl_->Aux(RD_KAFKA_PRODUCER);
+  if (!rk) return tl::unexpected(rk.error());
+  const Nanos deadline = SteadyNow() + timeout;
+  impl_->delivery_failures = 0;
+  for (const auto& rec : records) {
+    while (true) {
+      const rd_kafka_resp_err_t r = rd_kafka_producev(
+          *rk, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(rec.partition),
+          RD_KAFKA_V_KEY(rec.key.data(), rec.key.size()),
+          RD_KAFKA_V_VALUE(const_cast<char*>(rec.value.data()), rec.value.size()),
+          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+      if (r == RD_KAFKA_RESP_ERR_NO_ERROR) break;
+      if (r != RD_KAFKA_RESP_ERR__QUEUE_FULL || SteadyNow() >= deadline) {
+        return Fail("kafka: writing to " + topic + ": " + rd_kafka_err2str(r));
+      }
+      rd_kafka_poll(*rk, 50);
+    }
+  }
+  rd_kafka_flush(*rk, MillisOf(deadline - SteadyNow()));
+  if (const int left = rd_kafka_outq_len(*rk); left > 0) {
+    // They stay queued and go in order before any later write.
+    return Fail("kafka: " + std::to_string(left) + " record(s) to " + topic +
+                " not acknowledged within " + FormatDuration(timeout));
+  }
+  if (impl_->delivery_failures > 0) {
+    return Fail("kafka: " + std::to_string(impl_->delivery_failures) + " record(s) to " + topic +
+                " failed: " + impl_->delivery_error);
+  }
+  return {};
 }
 
 }  // namespace qw::source

@@ -56,7 +56,9 @@ using TopicPartition = std::pair<std::string, int32_t>;
 class KafkaHandler {
  public:
   virtual ~KafkaHandler() = default;
-  virtual void OnAssigned(const TopicPartition& tp) = 0;
+  // Before the partition is read: the offset it starts at (the state's),
+  // or -1 for the one given by SetStartOffsets, else the group's.
+  virtual int64_t OnAssigned(const TopicPartition& tp) = 0;
   // Before the partition goes: nothing of it is read after this.
   virtual void OnRevoked(const TopicPartition& tp) = 0;
   virtual void OnRecord(const KafkaRecord& r) = 0;
@@ -100,6 +102,30 @@ class KafkaConsumer {
   // Commits what was stored and leaves the group (its partitions go to the
   // other members at once, not after session.timeout.ms).
   void Close();
+
+  // The changelog (state handoff, docs/KAFKA.md): a compacted topic, keyed
+  // by chain. These block (at most `timeout`); librdkafka handles of their
+  // own, made on first use with the consumer's brokers and properties.
+  //
+  // Partitions of `topic` (0 when it does not exist).
+  [[nodiscard]] Result<int> Partitions(const std::string& topic, Nanos timeout);
+  // Creates `topic` compacted with `partitions` partitions (no error when it
+  // exists).
+  [[nodiscard]] Result<void> CreateCompacted(const std::string& topic, int partitions,
+                                             Nanos timeout);
+  // Partition `partition` of `topic` from its beginning to its high
+  // watermark: the last value of each key (a tombstone removes the key).
+  [[nodiscard]] Result<std::map<std::string, std::string>> ReadChangelog(const std::string& topic,
+                                                                         int32_t partition,
+                                                                         Nanos timeout);
+  struct ChangelogRecord {
+    int32_t partition;
+    std::string key, value;
+  };
+  // Writes the records and waits until the brokers have them all.
+  [[nodiscard]] Result<void> WriteChangelog(const std::string& topic,
+                                            const std::vector<ChangelogRecord>& records,
+                                            Nanos timeout);
 
   struct Impl;  // librdkafka's side (its callbacks reach it)
 

@@ -29,6 +29,10 @@ joined first, as the shippers' CRI parsers do.
    broker goes down while the other node's records go on, and comes back:
    nothing lost, nothing repeated, and the node behind the down broker is
    not judged silent meanwhile (the merge waits for its partition).
+4. test_takeover: two instances in one group; the one holding the chain's
+   partition is killed (kill -9) while a node is stalled; the other
+   restores the chain's state from the changelog and decides the ban on
+   time, delivered exactly once to a webhook receiver both share.
 
 Expectations come from replay of the same files (whose correctness the
 golden tests pin against the model), never from run's own output. Waits
@@ -152,7 +156,11 @@ POISON = [
 
 
 def kafka_config(root, kafka, base, rules, topics=None, pattern=None, group="qw", metrics_port=None,
-                 props=""):
+                 props="", sinks="", create_state=True):
+    # The changelog (state handoff), as an operator creates it: as many
+    # partitions as the input topics (the mock has no CreateTopics).
+    if create_state:
+        kafka.create_topic(group + "-state", PARTITIONS)
     text = base if not base or base.endswith("\n") else base + "\n"
     text += "sources:\n  - type: kafka\n    brokers: [%s]\n" % ", ".join(
         json.dumps(b) for b in kafka.bootstraps.split(","))
@@ -171,7 +179,7 @@ def kafka_config(root, kafka, base, rules, topics=None, pattern=None, group="qw"
                                                json.dumps(os.path.join(root, "events.jsonl")))
     if metrics_port:
         text += "  - {type: metrics, listen: \"127.0.0.1:%d\"}\n" % metrics_port
-    return text
+    return text + sinks
 
 
 class KafkaRun(QwProcess):
@@ -441,3 +449,124 @@ def test_broker_outage(kafka, qw, qw_bin, tmp_path):
         expect(len(ids) == len(set(ids)), "no event repeated: %s" % ids)
     finally:
         run.cleanup()
+
+
+# --------------------------------------------------------------------------
+# 4. Two instances: one killed while a node is stalled, the other takes over
+
+
+def assigned_now(run):
+    """Partitions the run holds by its last rebalance ("assigned N
+    partition(s): t/p ..." after the last "revoked"/"lost"), or None
+    while it holds none."""
+    held = None
+    for line in run.current_stderr().splitlines():
+        m = re.search(r"kafka: assigned \d+ partition\(s\):(.*)$", line)
+        if m:
+            held = set(m.group(1).split())
+        elif re.search(r"kafka: (revoked|lost) \d+ partition", line):
+            held = None
+    return held
+
+
+def test_takeover(kafka, qw, qw_bin, tmp_path):
+    """ban_31min (val-b out of consensus from 13:05:43, stalled at 13:06:07,
+    banned at 13:35:43 by replay) keyed by chain, two instances A and B in
+    one group, each with its own state_dir and events file, both delivering
+    bans to one webhook receiver. The first half of the records (to 13:17)
+    is read by whichever member holds the chain's partition; it has judged
+    val-b out of consensus and stalled, and has written the chain's state
+    to the changelog. It is killed (kill -9: no revoke, no last write). The
+    second half is produced; the other member gets the partition after the
+    session timeout, restores the chain from the changelog and resumes at
+    the offset that state reflects. The ban comes at 13:35:43 (30 minutes
+    after the stall began, not after the takeover: a member starting the
+    chain afresh would decide none before the records end at 13:38), and
+    the receiver gets exactly one ban. Both events files together, repeats
+    dropped by id (records after the last state written are read again),
+    equal replay's."""
+    from ban_test import Receiver, SECRET
+    case, first, second = halves(qw, str(tmp_path))
+    want = case.want()
+    want_bans = bans(want)
+    expect_eq(len(want_bans), 1, "setup: replay of ban_31min decides one ban")
+    topic = "takeover"
+    group = "g-takeover"
+    kafka.create_topic(topic, PARTITIONS)
+    secret_file = str(tmp_path / "ban-secret")
+    with open(secret_file, "w") as f:
+        f.write(SECRET + "\n")
+    recv = Receiver(SECRET, free_port())
+    recv.up()
+    sink = ("  - {type: ban, action: webhook, url: \"%s\", secret_file: %s, timeout: 5s}\n"
+            % (recv.url, secret_file))
+    runs = []
+    for i, name in enumerate(("a", "b")):
+        root = str(tmp_path / name)
+        cfg = kafka_config(root, kafka, case.base, case.rules, topics=[topic], group=group,
+                           sinks=sink, create_state=i == 0)
+        runs.append(KafkaRun(qw_bin, root, cfg))
+    a, b = runs
+    try:
+        a.start()
+        a.wait(lambda: assigned_now(a) is not None and len(assigned_now(a)) == PARTITIONS,
+               "A holds every partition", timeout=DEADLINE)
+        b.start()
+        # The group settles: every partition held by one of the two.
+        settled = lambda: (assigned_now(a) is not None and assigned_now(b) is not None and
+                           len(assigned_now(a)) + len(assigned_now(b)) == PARTITIONS and
+                           assigned_now(a).isdisjoint(assigned_now(b)) and
+                           "kafka: assigned" in b.current_stderr())
+        a.wait(settled, "the partitions split between A and B", timeout=DEADLINE,
+               observe=lambda: "A %s, B %s" % (assigned_now(a), assigned_now(b)))
+        n1 = produce(kafka, {topic: first})
+        owner = None
+
+        def owner_found():
+            nonlocal owner
+            for r in runs:
+                if r.consumed(n1):
+                    owner = r
+            return owner is not None
+
+        a.wait(owner_found, "the first half read by the member holding the chain's partition",
+               timeout=DEADLINE)
+        other = b if owner is a else a
+        got = [e["event"] for e in read_events_file(owner.events) if e.get("node") == "val-b"]
+        expect_eq(got, ["out_of_consensus", "node_stalled"],
+                  "val-b judged out of consensus and stalled before the kill")
+        # The chain's state in the changelog, at the offset of the last
+        # record read (the whole first half).
+        (cp, offsets) = owner.offsets()
+        (tp, off), = [(k, v) for k, v in offsets.items() if v > 0]
+        from kafka_mock import kcat_consume
+
+        def state_written():
+            for part, _, key, value in kcat_consume(kafka.bootstraps, group + "-state"):
+                if part == tp[1] and key == b"cosmoshub" and value:
+                    v = json.loads(value)
+                    if [(o["topic"], o["partition"], o["offset"]) for o in v["kafka_offsets"]] == \
+                            [(topic, tp[1], n1[topic])]:
+                        return True
+            return False
+
+        owner.wait(state_written, "the chain's state in the changelog at offset %d" % n1[topic],
+                   timeout=DEADLINE)
+        owner.kill9()
+        n2 = produce(kafka, {topic: second})
+        other.wait(lambda: "restored the state of 1 chain(s) (cosmoshub)" in other.current_stderr(),
+                   "the other member restores the chain from the changelog", timeout=DEADLINE)
+        other.wait(lambda: recv.decisions("ban"), "the ban delivered", timeout=DEADLINE)
+        other.finish({topic: n1[topic] + n2[topic]})
+        delivered = recv.decisions("ban")
+        expect_eq(len(delivered), 1, "exactly one ban delivered: %s" % [b for _, b in delivered])
+        body = delivered[0][1]
+        expect_eq(body.get("decided_at"), want_bans[0]["time"],
+                  "the ban 30 minutes after the stall began (replay's time)")
+        expect_eq(body.get("id"), want_bans[0]["id"], "the ban's id (replay's)")
+        expect_eq(body.get("node"), "val-b", "the banned node")
+        same_events(want, owner.data() + other.data(), "drop")
+    finally:
+        for r in runs:
+            r.cleanup()
+        recv.down()

@@ -162,6 +162,8 @@ TEST_CASE("bad configuration is refused with file:line and the reason") {
             "qw.yaml:5: kafka property 'a' must be a string, number or boolean"},
            {"sources:\n  - type: kafka\n    brokers: [b:9092]\n    topics: [t]\n    group: ''\n",
             "qw.yaml:5: 'group' must not be empty"},
+           {"sources:\n  - type: kafka\n    brokers: [b:9092]\n    topics: [t]\n    state_topic: ''\n",
+            "qw.yaml:5: 'state_topic' must not be empty (none: no state handoff"},
            {"sources:\n  - type: file\n    include: [a]\n    brokers: [b:9092]\n",
             "qw.yaml:4: unknown key 'brokers'"},
            {"sources:\n  - type: pipe\n", "qw.yaml:2: source type 'pipe' is not supported (known: file, kafka)"},
@@ -212,9 +214,17 @@ TEST_CASE("a kafka source's keys") {
                        "    properties: {security.protocol: SASL_SSL, session.timeout.ms: 6000}\n"
                        "  - type: kafka\n"
                        "    brokers: k:9092\n"
-                       "    topic_pattern: '^logs-'\n");
+                       "    topic_pattern: '^logs-'\n"
+                       "  - type: kafka\n"
+                       "    brokers: k:9092\n"
+                       "    topics: [a]\n"
+                       "    state_topic: qw-changelog\n"
+                       "  - type: kafka\n"
+                       "    brokers: k:9092\n"
+                       "    topics: [a]\n"
+                       "    state_topic: none\n");
   REQUIRE(c);
-  REQUIRE(c->sources.size() == 2);
+  REQUIRE(c->sources.size() == 4);
   const auto& k = c->sources[0].kafka;
   CHECK(c->sources[0].type == "kafka");
   CHECK(k.brokers == std::vector<std::string>{"k-0:9092", "k-1:9092"});
@@ -234,6 +244,11 @@ TEST_CASE("a kafka source's keys") {
   CHECK(d.topic_pattern == "^logs-");
   CHECK(d.group == "quorumwatch");
   CHECK(d.format == "auto");
+  // The changelog: <group>-state unless named; none: no handoff.
+  CHECK(k.state_topic == "qw-east-state");
+  CHECK(d.state_topic == "quorumwatch-state");
+  CHECK(c->sources[2].kafka.state_topic == "qw-changelog");
+  CHECK(c->sources[3].kafka.state_topic.empty());
 }
 
 TEST_CASE("an empty configuration takes every default") {

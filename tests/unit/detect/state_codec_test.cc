@@ -511,6 +511,47 @@ TEST_CASE("state: encode, decode into a fresh detector, encode again gives the s
   CHECK(EncodeState(*fresh.det) == json);
 }
 
+TEST_CASE("state: one chain's part (the Kafka changelog's value) sets that chain alone") {
+  const Snapshot& snap = TheSnapshot();
+  auto whole = ParseJson(snap.json);
+  REQUIRE(whole.has_value());
+  World original(AllNodes());
+  Before(original);
+  const World untouched(AllNodes());
+
+  const nlohmann::ordered_json part = ChainStateJson(*whole, "osmosis");
+  CHECK(part["chains"].size() == 1);
+  CHECK(part["chains"].contains("osmosis"));
+  size_t osmosis_nodes = 0;
+  for (const auto& d : AllNodes()) osmosis_nodes += d.chain == "osmosis" ? 1 : 0;
+  REQUIRE(osmosis_nodes > 0);
+  CHECK(part["nodes"].size() == osmosis_nodes);
+  for (const auto& [key, v] : part["nodes"].items()) CHECK(key.rfind("osmosis|", 0) == 0);
+  CHECK(part["holds"] == (*whole)["holds"]);
+
+  // Into a fresh detector: osmosis as in the original, cosmoshub as fresh.
+  World fresh(AllNodes());
+  auto r = DecodeStateJson(part, fresh.det.get());
+  REQUIRE_MESSAGE(r.has_value(), r.error().message);
+  for (const auto& d : AllNodes()) {
+    CAPTURE(d.name);
+    CheckSameNode(d.chain == "osmosis" ? original.Node(d.name) : untouched.Node(d.name),
+                  fresh.Node(d.name));
+  }
+  CheckSameChain(original.Chain("osmosis"), fresh.Chain("osmosis"));
+  CheckSameChain(untouched.Chain("cosmoshub"), fresh.Chain("cosmoshub"));
+
+  // The other chain's part completes it: the whole state, byte for byte.
+  r = DecodeStateJson(ChainStateJson(*whole, "cosmoshub"), fresh.det.get());
+  REQUIRE_MESSAGE(r.has_value(), r.error().message);
+  CHECK(EncodeState(*fresh.det) == snap.json);
+
+  // A chain the state does not have: its part holds nothing of the others.
+  const nlohmann::ordered_json none = ChainStateJson(*whole, "osmo");  // a prefix of a name
+  CHECK(none["chains"].empty());
+  CHECK(none["nodes"].empty());
+}
+
 TEST_CASE("state: a restored detector goes on deciding exactly as the original") {
   const Snapshot& snap = TheSnapshot();
   World fresh(AllNodes());
