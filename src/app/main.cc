@@ -46,6 +46,8 @@ int main(int argc, char** argv) {
   runc->add_option("--threads", run.threads, "matcher threads (default: one per core, max 4)")
       ->check(CLI::Range(1, 64));
   runc->add_option("--patterns", run.patterns_dir, "pattern folder instead of the built-in one");
+  runc->add_flag("--stats", run.stats,
+                 "print pipeline figures every 10 s on stderr (lines, lag, Kafka lag per partition)");
 
   std::vector<std::string> pattern_files;
   std::string patterns_dir;

@@ -135,6 +135,7 @@ Result<std::unique_ptr<Sinks>> MakeSinks(const Config& config, Metrics* metrics)
 
 pipeline::LiveOptions LiveOptionsFrom(const Config& config, const RunArgs& args) {
   pipeline::LiveOptions o;
+  o.stats_every = args.stats ? 10 * kSecond : 0;
   for (const auto& sc : config.sources) {
     if (sc.type == "kafka") {
       pipeline::KafkaSourceOptions k;

@@ -13,6 +13,7 @@ struct RunArgs {
   std::string config_path;
   std::string patterns_dir;
   int threads = 0;  // 0: one per core, at most 4
+  bool stats = false;  // a figures line on stderr every 10 s
 };
 
 // Returns the process exit status.

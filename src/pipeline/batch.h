@@ -70,12 +70,16 @@ struct Batch {
   // Chains' states handed over with Kafka partitions (KafkaInput::
   // TakeRestores): merged into the detector before the batch's records.
   std::vector<Checkpoint> restores;
+  // A checkpoint is written right after this batch (Kafka partitions are
+  // being revoked: KafkaInput::SetFlush).
+  bool checkpoint = false;
 
   std::string_view text(const Record& r) const {
     return std::string_view(arena.data() + r.offset, r.length);
   }
   bool empty() const {
-    return records.empty() && requests.empty() && !health && !all_idle && restores.empty();
+    return records.empty() && requests.empty() && !health && !all_idle && restores.empty() &&
+           !checkpoint;
   }
   void Clear() {
     arena.clear();
@@ -88,6 +92,7 @@ struct Batch {
     requests.clear();
     health.reset();
     restores.clear();
+    checkpoint = false;
   }
 };
 

@@ -129,6 +129,11 @@ void KafkaInput::UpdateGates() {
 
 int KafkaInput::StatePartitions(const source::TopicPartition& tp) {
   if (state_partitions_ > tp.second) return state_partitions_;
+  // Asked again at most every 30 s (an assignment of many partitions asks
+  // once).
+  const Nanos now = SteadyNow();
+  if (state_checked_ != kNoTime && now - state_checked_ < 30 * kSecond) return state_partitions_;
+  state_checked_ = now;
   constexpr Nanos kTimeout = 10 * kSecond;
   auto n = consumer_->Partitions(opt_.state_topic, kTimeout);
   if (n && *n == 0 && !create_tried_) {
@@ -155,16 +160,17 @@ int KafkaInput::StatePartitions(const source::TopicPartition& tp) {
 
 int64_t KafkaInput::Restore(const source::TopicPartition& tp) {
   if (StatePartitions(tp) <= tp.second) {
-    if (no_state_.insert(tp).second) {
+    if (no_state_reported_ != state_partitions_) {
+      no_state_reported_ = state_partitions_;
       log_("kafka: " + TpName(tp) + ": the state topic " + opt_.state_topic + " has " +
            std::to_string(state_partitions_) + " partition(s), none numbered " +
-           std::to_string(tp.second) + ": the state of this partition's chains is not kept " +
-           "there (a member that takes the partition over starts them afresh); give the state " +
-           "topic as many partitions as the input topic has");
+           std::to_string(tp.second) + ": the state of the chains of input partitions numbered " +
+           std::to_string(state_partitions_) + " and up is not kept there (a member that takes " +
+           "such a partition over starts them afresh); give the state topic as many " +
+           "partitions as the input topics have");
     }
     return -1;
   }
-  no_state_.erase(tp);
   // Partition n of the changelog holds the chains of partition n of every
   // input topic: each value names the partition it reflects.
   Result<std::map<std::string, std::string>> values = Fail("");
@@ -212,14 +218,18 @@ Result<void> KafkaInput::WriteState(
     const std::vector<std::pair<std::string, std::string>>& stream_chains) {
   if (opt_.state_topic.empty()) return {};
   // Chains by the partition their streams come from ("kafka:<topic>/<p>/...").
-  std::map<source::TopicPartition, std::set<std::string>> chains;
+  // A chain split over several partitions (reported: not keyed by chain)
+  // goes to the first of them only: one value per chain.
+  std::map<std::string, source::TopicPartition> first;
   for (const auto& [tp, off] : offsets) {
     (void)off;
     const std::string prefix = "kafka:" + TpName(tp) + "/";
     for (const auto& [path, chain] : stream_chains) {
-      if (path.compare(0, prefix.size(), prefix) == 0) chains[tp].insert(chain);
+      if (path.compare(0, prefix.size(), prefix) == 0) first.emplace(chain, tp);
     }
   }
+  std::map<source::TopicPartition, std::set<std::string>> chains;
+  for (const auto& [chain, tp] : first) chains[tp].insert(chain);
   std::map<std::string, std::string> family;
   for (const auto& [name, f] : cp.chains) family[name] = f;
   std::vector<source::KafkaConsumer::ChangelogRecord> out;
@@ -268,6 +278,15 @@ int64_t KafkaInput::OnAssigned(const source::TopicPartition& tp) {
     next_read_[tp] = from;
   }
   return from;
+}
+
+void KafkaInput::BeforeRevoke(const std::vector<source::TopicPartition>& parts) {
+  // Flush, write the state, store the offsets (the consumer commits them
+  // next): the member that takes a partition over resumes where this one
+  // stopped, with its chains' state as it is now. Records held back in
+  // the merge (waiting for another partition) are not handled yet: the
+  // next member reads them again.
+  if (flush_ && !parts.empty()) flush_();
 }
 
 void KafkaInput::OnRevoked(const source::TopicPartition& tp) {
@@ -431,6 +450,7 @@ std::map<source::TopicPartition, int64_t> KafkaInput::Committable(
 int64_t KafkaInput::UpdateLag() {
   int64_t total = 0;
   bool known = !partitions_.empty();
+  lags_.clear();
   for (const auto& l : consumer_->Lag()) {
     auto it = partitions_.find(l.tp);
     if (it == partitions_.end()) continue;
@@ -440,6 +460,7 @@ int64_t KafkaInput::UpdateLag() {
     } else if (l.high_watermark >= 0 && l.high_watermark == l.low_watermark) {
       lag = 0;  // empty: nothing to read, so no position yet
     }
+    lags_[l.tp] = lag;
     if (lag < 0) {
       known = false;
       continue;

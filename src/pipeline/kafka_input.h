@@ -64,6 +64,8 @@ class KafkaInput : public source::KafkaHandler {
   // all, or -1 while it is not known (no partition assigned yet, or one
   // whose position or high watermark has not been heard of).
   int64_t UpdateLag();
+  // Per assigned partition, its lag as of the last UpdateLag (-1: not known).
+  const std::map<source::TopicPartition, int64_t>& lags() const { return lags_; }
   uint64_t poison() const { return poison_; }
   // A checkpoint's offsets: a partition of this source assigned and not
   // read before the next checkpoint keeps its offset there.
@@ -100,7 +102,12 @@ class KafkaInput : public source::KafkaHandler {
 
   // KafkaHandler (reading thread, inside Poll).
   int64_t OnAssigned(const source::TopicPartition& tp) override;
+  void BeforeRevoke(const std::vector<source::TopicPartition>& parts) override;
   void OnRevoked(const source::TopicPartition& tp) override;
+  // Called before partitions are revoked (reading thread): hands on what
+  // was read and returns once a checkpoint (the changelog, the offsets
+  // stored) reflects what the detector has handled of them.
+  void SetFlush(std::function<void()> flush) { flush_ = std::move(flush); }
   void OnRecord(const source::KafkaRecord& r) override;
 
  private:
@@ -126,10 +133,13 @@ class KafkaInput : public source::KafkaHandler {
   int64_t Restore(const source::TopicPartition& tp);
   // Partitions of the changelog (created when missing); 0 when unknown.
   int StatePartitions(const source::TopicPartition& tp);
+  std::function<void()> flush_;
+  std::map<source::TopicPartition, int64_t> lags_;
   int state_partitions_ = 0;
   bool create_tried_ = false;
   std::vector<Checkpoint> restores_;
-  std::set<source::TopicPartition> no_state_;  // partitions whose state is not kept (logged)
+  Nanos state_checked_ = kNoTime;   // when the state topic's partitions were last asked
+  int no_state_reported_ = -1;      // the partition count last reported too small
   // Records keyed by something finer than the chain: a chain whose nodes
   // arrive on more than one partition is reported once (in a group of
   // several instances its nodes would be judged apart).

@@ -7,10 +7,12 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <mutex>
 
 #include "common/file_util.h"
 #include "common/time.h"
@@ -113,9 +115,21 @@ class Consumer {
         (status_due_ && now - last_status_ >= kStatusAfterEvents)) {
       SendStatus(now);
     }
-    if (operator_changes || now - last_checkpoint_ >= opt_.checkpoint_interval) {
+    if (operator_changes || b.checkpoint || now - last_checkpoint_ >= opt_.checkpoint_interval) {
       WriteCheckpoint(now);
     }
+    if (b.checkpoint) {
+      std::lock_guard<std::mutex> lock(flush_mu_);
+      ++flushed_;
+      flush_cv_.notify_all();
+    }
+  }
+
+  // Reading thread: waits until `n` batches marked `checkpoint` were
+  // handled (false after `timeout`).
+  bool WaitFlushed(uint64_t n, Nanos timeout) {
+    std::unique_lock<std::mutex> lock(flush_mu_);
+    return flush_cv_.wait_for(lock, std::chrono::nanoseconds(timeout), [&] { return flushed_ >= n; });
   }
 
   // The Kafka sources whose offsets follow the checkpoints (set before the
@@ -264,6 +278,9 @@ class Consumer {
   Nanos last_checkpoint_written_ = kNoTime;
   const uint64_t crash_after_, stop_after_;
   std::vector<KafkaInput*> kafka_;
+  std::mutex flush_mu_;
+  std::condition_variable flush_cv_;
+  uint64_t flushed_ = 0;
 };
 
 // The reading side: tailer bytes into the record stage.
@@ -460,6 +477,22 @@ Result<LiveOutcome> RunLive(const LiveOptions& opt, match::Registry& registry,
 
   LiveOutcome outcome = LiveOutcome::kStopped;
   Batch* batch = stages.Acquire();
+  // Before Kafka partitions are revoked: what can go in order goes, then a
+  // checkpoint (the changelog, the offsets stored for the commit).
+  uint64_t flushes = 0;
+  for (auto& k : kafka) {
+    k->SetFlush([&] {
+      ordering.Release(&batch);
+      batch->checkpoint = true;
+      dispatch(batch);
+      batch = stages.Acquire();
+      if (!consumer.WaitFlushed(++flushes, 60 * kSecond)) {
+        ctx.log("kafka: partitions revoked before their state could be written (the detector "
+                "did not catch up within 60 s): the member taking them over reads again from "
+                "the last state written");
+      }
+    });
+  }
   const Nanos started = WallNow();
   Nanos last_input = started, last_dispatch = 0, last_health = 0, last_requests = 0,
         last_lag_report = started;
@@ -469,6 +502,8 @@ Result<LiveOutcome> RunLive(const LiveOptions& opt, match::Registry& registry,
   uint64_t lines_seen = 0, published_rejected = 0, published_cut = 0;
   bool outage = false, caught_up = false, idle_sent = false;
   bool kafka_caught_up = kafka.empty();
+  Nanos last_stats = 0;
+  uint64_t stats_lines = 0;
   std::vector<OperatorRequest> requests;
   sink::HealthStatus health;
   while (!ctx.stop()) {
@@ -550,6 +585,32 @@ Result<LiveOutcome> RunLive(const LiveOptions& opt, match::Registry& registry,
         records_behind += std::max<int64_t>(lag, 0);
       }
       if (!kafka_caught_up && lag_known && records_behind == 0) kafka_caught_up = true;
+      if (opt.stats_every > 0 && wall - last_stats >= opt.stats_every) {
+        // `run --stats`: what was read, what is behind, per Kafka partition.
+        const double secs = last_stats == 0 ? 0 : static_cast<double>(wall - last_stats) / kSecond;
+        std::string line = "stats: lines=" + std::to_string(st.lines_read) + " lines/s=" +
+                           std::to_string(secs > 0 ? static_cast<int64_t>(
+                                                         (st.lines_read - stats_lines) / secs)
+                                                   : 0) +
+                           " rejected=" + std::to_string(st.lines_rejected) +
+                           " cut=" + std::to_string(st.lines_cut) +
+                           " bytes_behind=" + std::to_string(behind) +
+                           " files_behind=" + std::to_string(files_behind);
+        if (!kafka.empty()) {
+          line += " kafka_lag=" + (lag_known ? std::to_string(records_behind) : std::string("?"));
+          std::string parts;
+          for (auto& k : kafka) {
+            for (const auto& [tp, lag] : k->lags()) {
+              parts += (parts.empty() ? "" : ",") + tp.first + "/" + std::to_string(tp.second) +
+                       ":" + (lag >= 0 ? std::to_string(lag) : "?");
+            }
+          }
+          line += " partitions=" + (parts.empty() ? std::string("none") : parts);
+        }
+        ctx.log(line);
+        last_stats = wall;
+        stats_lines = st.lines_read;
+      }
       if (wall - last_lag_report >= 30 * kSecond && records_behind > 100000) {
         last_lag_report = wall;
         ctx.log("lag: " + std::to_string(records_behind) + " Kafka record(s) behind");

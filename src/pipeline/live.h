@@ -40,6 +40,8 @@ struct LiveOptions {
   Nanos checkpoint_interval = 5 * kSecond;
   Nanos input_outage_after = 60 * kSecond;
   int threads = 1;
+  // A figures line on stderr this often (0: none): `run --stats`.
+  Nanos stats_every = 0;
 };
 
 // What the process around the pipeline provides.

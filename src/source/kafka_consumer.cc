@@ -161,6 +161,12 @@ void KafkaConsumer::Impl::Rebalance(rd_kafka_resp_err_t err,
   }
   // Revoked (or lost: another member owns them now). The handler hears of
   // it first, while the partitions are still ours.
+  if (handler != nullptr && err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS &&
+      !rd_kafka_assignment_lost(rk)) {
+    std::vector<TopicPartition> tps;
+    for (int i = 0; i < parts->cnt; ++i) tps.emplace_back(parts->elems[i].topic, parts->elems[i].partition);
+    handler->BeforeRevoke(tps);
+  }
   for (int i = 0; i < parts->cnt; ++i) {
     if (handler != nullptr) handler->OnRevoked({parts->elems[i].topic, parts->elems[i].partition});
   }

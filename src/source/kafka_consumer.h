@@ -59,6 +59,10 @@ class KafkaHandler {
   // Before the partition is read: the offset it starts at (the state's),
   // or -1 for the one given by SetStartOffsets, else the group's.
   virtual int64_t OnAssigned(const TopicPartition& tp) = 0;
+  // Partitions about to be revoked while still this member's (not when
+  // lost: another member may own them already): the moment to write their
+  // state and store their offsets (committed right after).
+  virtual void BeforeRevoke(const std::vector<TopicPartition>& parts) { (void)parts; }
   // Before the partition goes: nothing of it is read after this.
   virtual void OnRevoked(const TopicPartition& tp) = 0;
   virtual void OnRecord(const KafkaRecord& r) = 0;

@@ -254,6 +254,7 @@ class QwProcess:
         self.deadline = deadline
         self.p = None
         self.n = 0  # starts so far
+        self.args = []  # after `run -c CFG`
         self._done = []  # exited processes' stderr files
         if config_text is not None:
             self.write_config_text(config_text)
@@ -272,7 +273,8 @@ class QwProcess:
         e = {k: v for k, v in os.environ.items() if not k.startswith("QW_TEST_")}
         e.update(env)
         with open(self.err_path(), "wb") as err:
-            self.p = subprocess.Popen([self.binary, "run", "-c", self.cfg], stdin=subprocess.DEVNULL,
+            self.p = subprocess.Popen([self.binary, "run", "-c", self.cfg] + self.args,
+                                      stdin=subprocess.DEVNULL,
                                       stdout=subprocess.DEVNULL, stderr=err, env=e)
 
     def _read(self, n):

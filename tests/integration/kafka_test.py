@@ -278,10 +278,19 @@ def test_same_events_as_replay(kafka, qw, qw_bin, tmp_path, name):
                        props=", max.partition.fetch.bytes: \"2048\""
                        if name.endswith("both-shapes") else "")
     run = KafkaRun(qw_bin, str(tmp_path / "run"), cfg)
+    if poison:
+        run.args = ["--stats"]
     try:
         run.start()
         run.wait(lambda: run.consumed(produced), "every record consumed", timeout=DEADLINE)
         if poison:
+            # `run --stats`: every 10 s, the lag of each partition; 0 for all
+            # once everything is read.
+            every = ",".join("%s/%d:0" % (topic, p) for p in range(PARTITIONS))
+            run.wait(lambda: any(l.endswith("kafka_lag=0 partitions=" + every)
+                                 for l in run.err_lines),
+                     "a stats line with every partition's lag 0", timeout=DEADLINE,
+                     observe=lambda: [l for l in run.err_lines if "stats:" in l][-2:])
             text = http_get("http://127.0.0.1:%d/metrics" % port)[1]
             expect_eq(metric(text, "quorumwatch_component_dropped_total",
                              {"kind": "source", "component": "kafka"}), float(len(POISON)),
@@ -469,29 +478,39 @@ def assigned_now(run):
     return held
 
 
-def test_takeover(kafka, qw, qw_bin, tmp_path):
+@pytest.mark.parametrize("how", ["kill9", "sigterm", "rebalance"])
+def test_takeover(kafka, qw, qw_bin, tmp_path, how):
     """ban_31min (val-b out of consensus from 13:05:43, stalled at 13:06:07,
     banned at 13:35:43 by replay) keyed by chain, two instances A and B in
     one group, each with its own state_dir and events file, both delivering
     bans to one webhook receiver. The first half of the records (to 13:17)
-    is read by whichever member holds the chain's partition; it has judged
-    val-b out of consensus and stalled, and has written the chain's state
-    to the changelog. It is killed (kill -9: no revoke, no last write). The
-    second half is produced; the other member gets the partition after the
-    session timeout, restores the chain from the changelog and resumes at
-    the offset that state reflects. The ban comes at 13:35:43 (30 minutes
+    is read by the member holding the chain's partition; it has judged val-b
+    out of consensus and stalled. Then the partition changes hands:
+    - kill9: the holder is killed (no revoke, no last write) once the
+      changelog has the chain's state; the other member gets the partition
+      after the session timeout and resumes at the offset that state
+      reflects;
+    - sigterm: the holder leaves (its last checkpoint writes the state and
+      commits): the other resumes exactly where it stopped, nothing is read
+      twice;
+    - rebalance: checkpoints are an hour apart, so only the flush before a
+      revoke can write the state: A alone reads the first half, B joins, A
+      revokes its partitions (flush, write the state, commit) and whichever
+      member then holds the chain's partition resumes at the end of the
+      first half with the chain's state.
+    The second half is produced; the ban comes at 13:35:43 (30 minutes
     after the stall began, not after the takeover: a member starting the
-    chain afresh would decide none before the records end at 13:38), and
-    the receiver gets exactly one ban. Both events files together, repeats
-    dropped by id (records after the last state written are read again),
-    equal replay's."""
+    chain afresh decides none before the records end at 13:38) and the
+    receiver gets exactly one ban. For kill9 and sigterm both events files
+    together equal replay's (repeats, dropped by id, only after kill -9)."""
     from ban_test import Receiver, SECRET
+    from kafka_mock import kcat_consume
     case, first, second = halves(qw, str(tmp_path))
     want = case.want()
     want_bans = bans(want)
     expect_eq(len(want_bans), 1, "setup: replay of ban_31min decides one ban")
-    topic = "takeover"
-    group = "g-takeover"
+    topic = "takeover-" + how
+    group = "g-takeover-" + how
     kafka.create_topic(topic, PARTITIONS)
     secret_file = str(tmp_path / "ban-secret")
     with open(secret_file, "w") as f:
@@ -500,64 +519,93 @@ def test_takeover(kafka, qw, qw_bin, tmp_path):
     recv.up()
     sink = ("  - {type: ban, action: webhook, url: \"%s\", secret_file: %s, timeout: 5s}\n"
             % (recv.url, secret_file))
-    runs = []
+    runs, ports = [], []
     for i, name in enumerate(("a", "b")):
         root = str(tmp_path / name)
+        ports.append(free_port())
         cfg = kafka_config(root, kafka, case.base, case.rules, topics=[topic], group=group,
-                           sinks=sink, create_state=i == 0)
+                           sinks=sink, create_state=i == 0, metrics_port=ports[-1])
+        if how == "rebalance":
+            cfg = cfg.replace("checkpoint_interval: 100ms", "checkpoint_interval: 1h")
         runs.append(KafkaRun(qw_bin, root, cfg))
     a, b = runs
+    received = lambda i: metric(http_get("http://127.0.0.1:%d/metrics" % ports[i])[1],
+                                "quorumwatch_component_received_total",
+                                {"kind": "source", "component": "kafka"}) or 0
+    restored = re.compile(r"kafka: %s/(\d+): restored the state of 1 chain\(s\) \(cosmoshub\) "
+                          r"from %s, resuming at offset (\d+)" % (topic, group + "-state"))
     try:
         a.start()
         a.wait(lambda: assigned_now(a) is not None and len(assigned_now(a)) == PARTITIONS,
                "A holds every partition", timeout=DEADLINE)
-        b.start()
-        # The group settles: every partition held by one of the two.
         settled = lambda: (assigned_now(a) is not None and assigned_now(b) is not None and
                            len(assigned_now(a)) + len(assigned_now(b)) == PARTITIONS and
-                           assigned_now(a).isdisjoint(assigned_now(b)) and
-                           "kafka: assigned" in b.current_stderr())
-        a.wait(settled, "the partitions split between A and B", timeout=DEADLINE,
-               observe=lambda: "A %s, B %s" % (assigned_now(a), assigned_now(b)))
-        n1 = produce(kafka, {topic: first})
-        owner = None
-
-        def owner_found():
-            nonlocal owner
-            for r in runs:
-                if r.consumed(n1):
-                    owner = r
-            return owner is not None
-
-        a.wait(owner_found, "the first half read by the member holding the chain's partition",
-               timeout=DEADLINE)
-        other = b if owner is a else a
-        got = [e["event"] for e in read_events_file(owner.events) if e.get("node") == "val-b"]
-        expect_eq(got, ["out_of_consensus", "node_stalled"],
-                  "val-b judged out of consensus and stalled before the kill")
-        # The chain's state in the changelog, at the offset of the last
-        # record read (the whole first half).
-        (cp, offsets) = owner.offsets()
-        (tp, off), = [(k, v) for k, v in offsets.items() if v > 0]
-        from kafka_mock import kcat_consume
-
-        def state_written():
-            for part, _, key, value in kcat_consume(kafka.bootstraps, group + "-state"):
-                if part == tp[1] and key == b"cosmoshub" and value:
-                    v = json.loads(value)
-                    if [(o["topic"], o["partition"], o["offset"]) for o in v["kafka_offsets"]] == \
-                            [(topic, tp[1], n1[topic])]:
-                        return True
-            return False
-
-        owner.wait(state_written, "the chain's state in the changelog at offset %d" % n1[topic],
+                           assigned_now(a).isdisjoint(assigned_now(b)))
+        if how == "rebalance":
+            n1 = produce(kafka, {topic: first})
+            # Judged, not only read (the merge may hold records back a while).
+            a.wait(lambda: metric(http_get("http://127.0.0.1:%d/metrics" % ports[0])[1],
+                                  "quorumwatch_component_processed_total",
+                                  {"kind": "stage", "component": "match"}) == n1[topic],
+                   "A judges the first half", timeout=DEADLINE)
+            b.start()
+            a.wait(settled, "the partitions split between A and B", timeout=DEADLINE,
+                   observe=lambda: "A %s, B %s" % (assigned_now(a), assigned_now(b)))
+            a.wait(lambda: [m for r in runs for m in restored.finditer(r.current_stderr())],
+                   "the chain's state restored by the member now holding its partition",
                    timeout=DEADLINE)
-        owner.kill9()
-        n2 = produce(kafka, {topic: second})
-        other.wait(lambda: "restored the state of 1 chain(s) (cosmoshub)" in other.current_stderr(),
-                   "the other member restores the chain from the changelog", timeout=DEADLINE)
-        other.wait(lambda: recv.decisions("ban"), "the ban delivered", timeout=DEADLINE)
-        other.finish({topic: n1[topic] + n2[topic]})
+            found = [m for r in runs for m in restored.finditer(r.current_stderr())]
+            expect_eq(len(found), 1, "one restore of the chain: %s" % [m.group(0) for m in found])
+            expect_eq(int(found[0].group(2)), n1[topic],
+                      "the state written at the revoke reflects the whole first half")
+            holder = [r for r in runs if restored.search(r.current_stderr())][0]
+            n2 = produce(kafka, {topic: second})
+            holder.wait(lambda: recv.decisions("ban"), "the ban delivered", timeout=DEADLINE)
+            holder.wait(lambda: received(0) + received(1) == n1[topic] + n2[topic] and
+                        holder.outage(), "every record read once", timeout=DEADLINE)
+            for r in runs:
+                r.stop()
+        else:
+            b.start()
+            a.wait(lambda: settled() and "kafka: assigned" in b.current_stderr(),
+                   "the partitions split between A and B", timeout=DEADLINE,
+                   observe=lambda: "A %s, B %s" % (assigned_now(a), assigned_now(b)))
+            n1 = produce(kafka, {topic: first})
+            owner = []
+            a.wait(lambda: owner or owner.extend(r for r in runs if r.consumed(n1)) or owner,
+                   "the first half read by the member holding the chain's partition",
+                   timeout=DEADLINE)
+            owner = owner[0]
+            other = b if owner is a else a
+            got = [e["event"] for e in read_events_file(owner.events) if e.get("node") == "val-b"]
+            expect_eq(got, ["out_of_consensus", "node_stalled"],
+                      "val-b judged out of consensus and stalled before the handover")
+            (_, offsets) = owner.offsets()
+            (tp, _), = [(k, v) for k, v in offsets.items() if v > 0]
+
+            def state_written():
+                for part, _, key, value in kcat_consume(kafka.bootstraps, group + "-state"):
+                    if part == tp[1] and key == b"cosmoshub" and value:
+                        v = json.loads(value)
+                        if [(o["topic"], o["partition"], o["offset"]) for o in v["kafka_offsets"]] \
+                                == [(topic, tp[1], n1[topic])]:
+                            return True
+                return False
+
+            owner.wait(state_written, "the chain's state in the changelog at offset %d" % n1[topic],
+                       timeout=DEADLINE)
+            if how == "kill9":
+                owner.kill9()
+            else:
+                owner.stop()
+            n2 = produce(kafka, {topic: second})
+            other.wait(lambda: restored.search(other.current_stderr()),
+                       "the other member restores the chain from the changelog", timeout=DEADLINE)
+            expect_eq(int(restored.search(other.current_stderr()).group(2)), n1[topic],
+                      "resumed where the state written says")
+            other.wait(lambda: recv.decisions("ban"), "the ban delivered", timeout=DEADLINE)
+            other.finish({topic: n1[topic] + n2[topic]})
+            same_events(want, owner.data() + other.data(), "drop" if how == "kill9" else "forbid")
         delivered = recv.decisions("ban")
         expect_eq(len(delivered), 1, "exactly one ban delivered: %s" % [b for _, b in delivered])
         body = delivered[0][1]
@@ -565,7 +613,6 @@ def test_takeover(kafka, qw, qw_bin, tmp_path):
                   "the ban 30 minutes after the stall began (replay's time)")
         expect_eq(body.get("id"), want_bans[0]["id"], "the ban's id (replay's)")
         expect_eq(body.get("node"), "val-b", "the banned node")
-        same_events(want, owner.data() + other.data(), "drop")
     finally:
         for r in runs:
             r.cleanup()

@@ -388,8 +388,9 @@ def test_sidecar(rendered):
 def test_kafka_consumer(rendered):
     objects = rendered["kafka-consumer"]
     dep = _one(objects, "Deployment")
-    # One until the state handoff between instances exists (docs/KAFKA.md).
-    assert dep["spec"]["replicas"] == 1
+    # Several members share the partitions; the chains' state follows them
+    # through the changelog (docs/KAFKA.md, "State handoff").
+    assert dep["spec"]["replicas"] == 3
     pod = dep["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsUser"] == 65532
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -399,6 +400,7 @@ def test_kafka_consumer(rendered):
     _, cfg = _config(objects)
     assert [s["type"] for s in cfg["sources"]] == ["kafka"]
     assert cfg["sources"][0]["group"] == "quorumwatch"
+    assert cfg["sources"][0]["state_topic"] == "quorumwatch-state"
 
 
 @pytest.mark.parametrize("region", sorted(REGIONS))
