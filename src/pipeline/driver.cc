@@ -380,6 +380,25 @@ Result<void> Driver::Merge(const Checkpoint& cp) {
   for (const auto& e : cp.pending) {
     if (pending.count(e.id) == 0) orderer_.Emit(e);
   }
+  // Streams of the partition the state reflects that are still here are
+  // this member's from before the partition was revoked (a rebalance that
+  // gave it back): the state is as of the offset it resumes at, so what of
+  // them has not been judged yet is read again, on new streams. They leave
+  // their nodes quietly now, their remaining lines ignored; else their end,
+  // coming after this state, would retire the nodes and close open
+  // periods (an out-of-consensus period, its ban timer) the state keeps.
+  // (KafkaInput names a partition's streams "kafka:<topic>/<partition>/...")
+  for (const auto& o : cp.kafka_offsets) {
+    const std::string prefix = "kafka:" + o.topic + "/" + std::to_string(o.partition) + "/";
+    for (auto& [id, s] : streams_) {
+      if (s.node < 0 || s.info.path.compare(0, prefix.size(), prefix) != 0) continue;
+      detect::NodeState& n = detector_.mutable_node(s.node);
+      if (n.open_streams > 0) --n.open_streams;
+      if (n.open_streams == 0) n.retired = true;
+      s.node = -1;
+    }
+  }
+  last_ = nullptr;
   if (cp.detector.is_null()) return {};
   return detect::DecodeStateJson(cp.detector, &detector_);
 }

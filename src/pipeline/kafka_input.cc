@@ -203,7 +203,11 @@ int64_t KafkaInput::Restore(const source::TopicPartition& tp) {
     }
     if (!mine) continue;
     names += (n++ ? ", " : "") + chain;
-    cp->kafka_offsets.clear();
+    // The offset it reflects names the partition for Driver::Merge.
+    cp->kafka_offsets.erase(
+        std::remove_if(cp->kafka_offsets.begin(), cp->kafka_offsets.end(),
+                       [&](const KafkaOffset& o) { return o.topic != tp.first || o.partition != tp.second; }),
+        cp->kafka_offsets.end());
     restores_.push_back(std::move(*cp));
   }
   log_("kafka: " + TpName(tp) + ": " +
@@ -295,10 +299,13 @@ void KafkaInput::OnRevoked(const source::TopicPartition& tp) {
   // are not judged silent by the time of the partitions still read here;
   // the member that holds the partition now judges them, with the state
   // the changelog hands it.
+  // Without a changelog (state_topic: none) nothing would hand their state
+  // back: the nodes stay (as one member alone in its group wants).
+  const bool gone = !opt_.state_topic.empty();
   const std::string prefix = TpName(tp) + "\x1f";
   for (auto it = stream_ids_.lower_bound(prefix);
        it != stream_ids_.end() && it->first.compare(0, prefix.size(), prefix) == 0;) {
-    stage_->Close(it->second, /*gone=*/true);
+    stage_->Close(it->second, gone);
     paths_.erase(it->second);
     stream_tp_.erase(it->second);
     it = stream_ids_.erase(it);

@@ -135,7 +135,7 @@ class KafkaInput : public source::KafkaHandler {
   int StatePartitions(const source::TopicPartition& tp);
   std::function<void()> flush_;
   std::map<source::TopicPartition, int64_t> lags_;
-  int state_partitions_ = 0;
+  std::atomic<int> state_partitions_{0};  // read by WriteState (detector thread)
   bool create_tried_ = false;
   std::vector<Checkpoint> restores_;
   Nanos state_checked_ = kNoTime;   // when the state topic's partitions were last asked

@@ -30,9 +30,16 @@ struct KafkaConsumer::Impl {
 
   // The changelog's handles (made on first use) and what they are made of.
   KafkaOptions opt;
+  // The reader is the reading thread's; the producer is made by whichever
+  // thread needs it first (the detector's writes, the reading thread's
+  // topic creation): aux_mu guards making them.
+  std::mutex aux_mu;
   rd_kafka_t* reader = nullptr;
   rd_kafka_t* producer = nullptr;
-  uint64_t delivery_failures = 0;  // of the current WriteChangelog (producer's thread)
+  // Of the current WriteChangelog: its delivery reports run inside its
+  // rd_kafka_flush, on its thread (guarded by delivery_mu all the same).
+  std::mutex delivery_mu;
+  uint64_t delivery_failures = 0;
   std::string delivery_error;
   Result<rd_kafka_t*> Aux(rd_kafka_type_t type);
 
@@ -65,6 +72,7 @@ void DeliveryCb(rd_kafka_t* rk, const rd_kafka_message_t* m, void* opaque) {
   (void)rk;
   if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) return;
   auto* impl = static_cast<KafkaConsumer::Impl*>(opaque);
+  std::lock_guard<std::mutex> lock(impl->delivery_mu);
   ++impl->delivery_failures;
   impl->delivery_error = rd_kafka_err2str(m->err);
 }
@@ -393,6 +401,7 @@ void KafkaConsumer::Close() {
 // The changelog
 
 Result<rd_kafka_t*> KafkaConsumer::Impl::Aux(rd_kafka_type_t type) {
+  std::lock_guard<std::mutex> lock(aux_mu);
   rd_kafka_t*& h = type == RD_KAFKA_PRODUCER ? producer : reader;
   if (h != nullptr) return h;
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
@@ -555,7 +564,10 @@ Result<void> KafkaConsumer::WriteChangelog(const std::string& topic,
   auto rk = impl_->Aux(RD_KAFKA_PRODUCER);
   if (!rk) return tl::unexpected(rk.error());
   const Nanos deadline = SteadyNow() + timeout;
-  impl_->delivery_failures = 0;
+  {
+    std::lock_guard<std::mutex> lock(impl_->delivery_mu);
+    impl_->delivery_failures = 0;
+  }
   for (const auto& rec : records) {
     while (true) {
       const rd_kafka_resp_err_t r = rd_kafka_producev(
@@ -576,6 +588,7 @@ Result<void> KafkaConsumer::WriteChangelog(const std::string& topic,
     return Fail("kafka: " + std::to_string(left) + " record(s) to " + topic +
                 " not acknowledged within " + FormatDuration(timeout));
   }
+  std::lock_guard<std::mutex> lock(impl_->delivery_mu);
   if (impl_->delivery_failures > 0) {
     return Fail("kafka: " + std::to_string(impl_->delivery_failures) + " record(s) to " + topic +
                 " failed: " + impl_->delivery_error);

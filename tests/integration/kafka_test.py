@@ -478,7 +478,7 @@ def assigned_now(run):
     return held
 
 
-@pytest.mark.parametrize("how", ["kill9", "sigterm", "rebalance"])
+@pytest.mark.parametrize("how", ["kill9", "sigterm", "rebalance", "keep"])
 def test_takeover(kafka, qw, qw_bin, tmp_path, how):
     """ban_31min (val-b out of consensus from 13:05:43, stalled at 13:06:07,
     banned at 13:35:43 by replay) keyed by chain, two instances A and B in
@@ -497,7 +497,12 @@ def test_takeover(kafka, qw, qw_bin, tmp_path, how):
       revoke can write the state: A alone reads the first half, B joins, A
       revokes its partitions (flush, write the state, commit) and whichever
       member then holds the chain's partition resumes at the end of the
-      first half with the chain's state.
+      first half with the chain's state;
+    - keep: B joins the group for another topic only, so A gets every
+      partition back after revoking them (an eager rebalance): A restores
+      the chain from what it wrote at the revoke, and the ends of its old
+      streams, coming after that, must not close val-b's out-of-consensus
+      period (Driver::Merge lets them go quietly).
     The second half is produced; the ban comes at 13:35:43 (30 minutes
     after the stall began, not after the takeover: a member starting the
     chain afresh decides none before the records end at 13:38) and the
@@ -520,11 +525,14 @@ def test_takeover(kafka, qw, qw_bin, tmp_path, how):
     sink = ("  - {type: ban, action: webhook, url: \"%s\", secret_file: %s, timeout: 5s}\n"
             % (recv.url, secret_file))
     runs, ports = [], []
+    if how == "keep":
+        kafka.create_topic(topic + "-other", 1)
     for i, name in enumerate(("a", "b")):
         root = str(tmp_path / name)
         ports.append(free_port())
-        cfg = kafka_config(root, kafka, case.base, case.rules, topics=[topic], group=group,
-                           sinks=sink, create_state=i == 0, metrics_port=ports[-1])
+        cfg = kafka_config(root, kafka, case.base, case.rules,
+                           topics=[topic + "-other" if how == "keep" and i == 1 else topic],
+                           group=group, sinks=sink, create_state=i == 0, metrics_port=ports[-1])
         if how == "rebalance":
             cfg = cfg.replace("checkpoint_interval: 100ms", "checkpoint_interval: 1h")
         runs.append(KafkaRun(qw_bin, root, cfg))
@@ -541,7 +549,23 @@ def test_takeover(kafka, qw, qw_bin, tmp_path, how):
         settled = lambda: (assigned_now(a) is not None and assigned_now(b) is not None and
                            len(assigned_now(a)) + len(assigned_now(b)) == PARTITIONS and
                            assigned_now(a).isdisjoint(assigned_now(b)))
-        if how == "rebalance":
+        if how == "keep":
+            n1 = produce(kafka, {topic: first})
+            a.wait(lambda: a.consumed(n1), "A judges the first half", timeout=DEADLINE)
+            before = len(a.current_stderr())
+            b.start()
+            a.wait(lambda: "revoked" in a.current_stderr()[before:] and assigned_now(a) is not None
+                   and len(assigned_now(a)) == PARTITIONS,
+                   "A revokes its partitions and gets them all back", timeout=DEADLINE)
+            m = restored.search(a.current_stderr()[before:])
+            expect(m is not None and int(m.group(2)) == n1[topic],
+                   "A restores the chain at the end of the first half: %r" % (m and m.group(0)))
+            n2 = produce(kafka, {topic: second})
+            a.wait(lambda: recv.decisions("ban"), "the ban delivered", timeout=DEADLINE)
+            a.finish({topic: n1[topic] + n2[topic]})
+            b.stop()
+            same_events(want, a.data(), "forbid")
+        elif how == "rebalance":
             n1 = produce(kafka, {topic: first})
             # Judged, not only read (the merge may hold records back a while).
             a.wait(lambda: metric(http_get("http://127.0.0.1:%d/metrics" % ports[0])[1],
