@@ -372,13 +372,22 @@ def read_events(path):
 
 
 def read_checkpoint(state_dir):
-    """state_dir/checkpoint.json, or None before the first one (it is replaced
-    by a rename, so a read sees a whole document)."""
-    try:
-        with open(os.path.join(state_dir, "checkpoint.json"), "rb") as f:
-            return json.loads(f.read().decode("utf-8"))
-    except (FileNotFoundError, ValueError):
-        return None
+    """state_dir/checkpoint.json, or None before the first one. It is
+    replaced by two renames (the current one to checkpoint.json.prev, then
+    the new one into place), so a read sees a whole document, or, for a
+    moment between the two, none while .prev exists: read again then."""
+    path = os.path.join(state_dir, "checkpoint.json")
+    for _ in range(1000):
+        try:
+            with open(path, "rb") as f:
+                return json.loads(f.read().decode("utf-8"))
+        except FileNotFoundError:
+            if not os.path.exists(path + ".prev"):
+                return None
+            time.sleep(0.001)  # between the two renames
+        except ValueError:
+            return None
+    return None
 
 
 def checkpoint_streams(cp):
