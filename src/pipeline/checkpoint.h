@@ -36,6 +36,13 @@ struct KafkaOffset {
   int64_t offset = 0;
 };
 
+// How a Kafka partition's streams are named (their paths, in checkpoints
+// and to the driver): "kafka:<topic>/<partition>/<namespace>/<pod>/<container>".
+// The part every stream of one partition starts with.
+inline std::string KafkaStreamPrefix(const std::string& topic, int32_t partition) {
+  return "kafka:" + topic + "/" + std::to_string(partition) + "/";
+}
+
 struct Checkpoint {
   Nanos written = 0;  // wall clock
   std::vector<std::pair<std::string, std::string>> chains;  // name, family

@@ -387,9 +387,8 @@ Result<void> Driver::Merge(const Checkpoint& cp) {
   // their nodes quietly now, their remaining lines ignored; else their end,
   // coming after this state, would retire the nodes and close open
   // periods (an out-of-consensus period, its ban timer) the state keeps.
-  // (KafkaInput names a partition's streams "kafka:<topic>/<partition>/...")
   for (const auto& o : cp.kafka_offsets) {
-    const std::string prefix = "kafka:" + o.topic + "/" + std::to_string(o.partition) + "/";
+    const std::string prefix = KafkaStreamPrefix(o.topic, o.partition);
     for (auto& [id, s] : streams_) {
       if (s.node < 0 || s.info.path.compare(0, prefix.size(), prefix) != 0) continue;
       detect::NodeState& n = detector_.mutable_node(s.node);

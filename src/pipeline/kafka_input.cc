@@ -227,7 +227,7 @@ Result<void> KafkaInput::WriteState(
   std::map<std::string, source::TopicPartition> first;
   for (const auto& [tp, off] : offsets) {
     (void)off;
-    const std::string prefix = "kafka:" + TpName(tp) + "/";
+    const std::string prefix = KafkaStreamPrefix(tp.first, tp.second);
     for (const auto& [path, chain] : stream_chains) {
       if (path.compare(0, prefix.size(), prefix) == 0) first.emplace(chain, tp);
     }
@@ -340,7 +340,7 @@ uint32_t KafkaInput::StreamFor(const source::TopicPartition& tp, const record::E
   record::Origin o;
   // Not a file: the path names where the stream comes from, for messages
   // and checkpoints.
-  o.path = "kafka:" + TpName(tp) + "/" + std::string(e.namespace_) + "/" + std::string(e.pod) +
+  o.path = KafkaStreamPrefix(tp.first, tp.second) + std::string(e.namespace_) + "/" + std::string(e.pod) +
            "/" + std::string(e.container);
   o.name.pod = std::string(e.pod.empty() ? key : e.pod);
   o.name.namespace_ = std::string(e.namespace_);
