@@ -1,5 +1,7 @@
 #include "app/config.h"
 
+#include <algorithm>
+
 #include <cctype>
 #include <cerrno>
 #include <cstring>
@@ -132,7 +134,7 @@ Result<void> LoadKafkaSource(const std::string& path, const YAML::Node& s, Sourc
   QW_TRY(yamlutil::CheckKeys(path, s,
                              {"type", "brokers", "topics", "topic_pattern", "group", "format",
                               "fields", "properties", "max_line_bytes", "state_topic",
-                              "repartition"}));
+                              "repartition", "by_chain_topic"}));
   KafkaSourceConfig& k = sc->kafka;
   if (s["brokers"] && s["brokers"].IsScalar()) {
     // "host:port,host:port" as librdkafka's bootstrap.servers takes it.
@@ -198,13 +200,23 @@ Result<void> LoadKafkaSource(const std::string& path, const YAML::Node& s, Sourc
                 "handoff between the group's members)");
   }
   if (k.state_topic == "none") k.state_topic.clear();
-  // Not built yet (docs/KAFKA.md, "Not yet"): refused rather than ignored.
-  bool repartition = false;
-  QW_TRY(yamlutil::GetBool(path, s, "repartition", &repartition));
-  if (repartition) {
-    return Fail(Where(path, s["repartition"]) + "'repartition: true' is not supported yet: key "
-                "the records by chain on the producer side (docs/KAFKA.md)");
+  // Records not keyed by chain: handed on, keyed by chain, to <group>-by-chain
+  // (docs/KAFKA.md, "Repartition").
+  QW_TRY(yamlutil::GetBool(path, s, "repartition", &k.repartition));
+  if (s["by_chain_topic"] && !k.repartition) {
+    return Fail(Where(path, s["by_chain_topic"]) + "'by_chain_topic' is for 'repartition: true'");
   }
+  k.by_chain_topic = k.group + "-by-chain";
+  QW_TRY(yamlutil::GetString(path, s, "by_chain_topic", &k.by_chain_topic));
+  if (k.by_chain_topic.empty()) {
+    return Fail(Where(path, s["by_chain_topic"]) + "'by_chain_topic' must not be empty");
+  }
+  if (k.repartition && (k.by_chain_topic == k.state_topic ||
+                        std::find(k.topics.begin(), k.topics.end(), k.by_chain_topic) != k.topics.end())) {
+    return Fail(Where(path, s) + "the by-chain topic " + k.by_chain_topic +
+                " must be a topic of its own (not an input topic, not the state topic)");
+  }
+  if (!k.repartition) k.by_chain_topic.clear();
   return {};
 }
 

@@ -38,6 +38,8 @@ struct KafkaSourceConfig {
   std::string field_message, field_time, field_namespace, field_pod, field_container;
   std::vector<std::pair<std::string, std::string>> properties;  // librdkafka's, in file order
   std::string state_topic;  // the changelog; "" = none (state_topic: none)
+  bool repartition = false;    // records re-keyed by chain into by_chain_topic first
+  std::string by_chain_topic;  // "" unless repartition (default <group>-by-chain)
 };
 
 struct SourceConfig {

@@ -145,6 +145,7 @@ pipeline::LiveOptions LiveOptionsFrom(const Config& config, const RunArgs& args)
       k.consumer.group = sc.kafka.group;
       k.consumer.properties = sc.kafka.properties;
       k.state_topic = sc.kafka.state_topic;
+      k.by_chain_topic = sc.kafka.by_chain_topic;
       k.consumer.log = [](const std::string& msg) { Log(msg); };
       record::ParseEnvelopeFormat(sc.kafka.format, &k.format);
       k.fields.message = sc.kafka.field_message;

@@ -1,9 +1,11 @@
 #include "pipeline/kafka_input.h"
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "common/time.h"
 #include "detect/state_codec.h"
+#include "pipeline/kafka_forward.h"
 #include "pipeline/ordering.h"
 
 namespace qw::pipeline {
@@ -44,7 +46,33 @@ KafkaInput::KafkaInput(const KafkaSourceOptions& opt,
       counters_(metrics != nullptr ? ComponentCounters::For(metrics, "source", "kafka")
                                    : ComponentCounters::Detached()) {}
 
+KafkaInput::~KafkaInput() = default;
+
+void KafkaInput::SetForwarder(std::unique_ptr<KafkaForwarder> f) { forwarder_ = std::move(f); }
+
+bool KafkaInput::more() const {
+  return consumer_->more() || (forwarder_ != nullptr && forwarder_->more());
+}
+
+std::vector<int> KafkaInput::wait_fds() const {
+  std::vector<int> fds{consumer_->wait_fd()};
+  if (forwarder_ != nullptr) fds.push_back(forwarder_->wait_fd());
+  return fds;
+}
+
+uint64_t KafkaInput::poison() const {
+  return poison_ + (forwarder_ != nullptr ? forwarder_->poison() : 0);
+}
+
+void KafkaInput::Close() {
+  if (forwarder_ != nullptr) forwarder_->Close();
+  consumer_->Close();
+}
+
 size_t KafkaInput::Poll(size_t max_records) {
+  // repartition: the input first (what it hands on is read back below,
+  // once the brokers have it).
+  if (forwarder_ != nullptr) forwarder_->Poll(max_records);
   const size_t n = consumer_->Poll(this, max_records);
   UpdateGates();
   if (!stream_tp_.empty()) CheckChains();
@@ -120,6 +148,30 @@ void KafkaInput::UpdateGates() {
     } else {
       stage_->Behind(p.gate);
     }
+    // repartition: an input partition whose forwarder is behind (or has not
+    // been heard of lately: dead, or its partition not yet taken up) holds
+    // the merge as a partition of this member that is behind would. A
+    // paused partition holds nothing (its marks may be what it has not read).
+    const Nanos wall = WallNow();
+    for (auto o = p.origins.begin(); o != p.origins.end();) {
+      const Nanos silent = o->second.heard == kNoTime ? 0 : wall - o->second.heard;
+      if (silent > 600 * kSecond) {
+        // Not heard of for so long that it is no longer read (a topic taken
+        // out of the subscription): it stops holding anything.
+        log_("kafka: " + TpName(l.tp) + ": no mark from the forwarder of " + o->first +
+             " for 10 minutes: no longer waited for");
+        stage_->Close(o->second.gate, /*gone=*/false);
+        o = p.origins.erase(o);
+        ++changes_;
+        continue;
+      }
+      if (p.paused || (o->second.end && silent < kForwardMarkStale)) {
+        stage_->AtEnd(o->second.gate, now);
+      } else {
+        stage_->Behind(o->second.gate);
+      }
+      ++o;
+    }
     if (at_end != p.at_end) {
       p.at_end = at_end;
       ++changes_;
@@ -142,7 +194,7 @@ int KafkaInput::StatePartitions(const source::TopicPartition& tp) {
     create_tried_ = true;
     auto in = consumer_->Partitions(tp.first, kTimeout);
     const int want = std::max(in ? *in : 0, tp.second + 1);
-    if (auto c = consumer_->CreateCompacted(opt_.state_topic, want, kTimeout); !c) {
+    if (auto c = consumer_->CreateTopic(opt_.state_topic, want, /*compacted=*/true, kTimeout); !c) {
       log_(c.error().message);
     } else {
       log_("kafka: created the state topic " + opt_.state_topic + " (compacted, " +
@@ -320,14 +372,20 @@ void KafkaInput::OnRevoked(const source::TopicPartition& tp) {
   if (auto it = partitions_.find(tp); it != partitions_.end()) {
     if (it->second.lag != nullptr) it->second.lag->store(0, std::memory_order_relaxed);
     stage_->Close(it->second.gate, /*gone=*/false);
+    for (auto& [name, o] : it->second.origins) stage_->Close(o.gate, /*gone=*/false);
     partitions_.erase(it);
   }
   ++changes_;
 }
 
 uint32_t KafkaInput::StreamFor(const source::TopicPartition& tp, const record::Envelope& e,
-                               std::string_view key) {
+                               std::string_view key, std::string_view origin) {
+  // repartition: a container's records handed on from several input
+  // partitions are one stream per input partition, each in its order; the
+  // merge on event time puts them together.
   std::string k = TpName(tp);
+  k += '\x1f';
+  k += origin;
   k += '\x1f';
   k += e.namespace_;
   k += '\x1f';
@@ -342,6 +400,7 @@ uint32_t KafkaInput::StreamFor(const source::TopicPartition& tp, const record::E
   // and checkpoints.
   o.path = KafkaStreamPrefix(tp.first, tp.second) + std::string(e.namespace_) + "/" + std::string(e.pod) +
            "/" + std::string(e.container);
+  if (!origin.empty()) o.path += "@" + std::string(origin);
   o.name.pod = std::string(e.pod.empty() ? key : e.pod);
   o.name.namespace_ = std::string(e.namespace_);
   o.name.container = std::string(e.container);
@@ -365,40 +424,83 @@ uint32_t KafkaInput::StreamFor(const source::TopicPartition& tp, const record::E
   return id;
 }
 
+KafkaInput::Partition::Origin& KafkaInput::OriginOf(const source::TopicPartition& tp, Partition& p,
+                                                    std::string_view name) {
+  auto it = p.origins.find(name);
+  if (it != p.origins.end()) return it->second;
+  Partition::Origin& o = p.origins[std::string(name)];
+  o.format = opt_.format;
+  o.gate = (*next_id_)++;
+  record::Origin g;
+  g.path = "kafka:" + TpName(tp) + "@" + std::string(name);
+  g.name.pod = g.path;
+  g.format = record::LogFormat::kCri;
+  stage_->Open(o.gate, g);
+  ordering_->Add(o.gate);
+  stage_->Behind(o.gate);
+  ++changes_;
+  return o;
+}
+
+void KafkaInput::OnMark(const source::TopicPartition& tp, Partition& p,
+                        const source::KafkaRecord& r) {
+  if (r.mark == "gone") {
+    // Its forwarder let it go: the next one's marks will say where it is.
+    // (Not heard of for 10 minutes, it stops being waited for.)
+    if (auto it = p.origins.find(r.from); it != p.origins.end()) {
+      it->second.end = false;
+      it->second.heard = r.timestamp != kNoTime ? r.timestamp : WallNow();
+    }
+    return;
+  }
+  Partition::Origin& o = OriginOf(tp, p, r.from);
+  o.end = r.mark == "end";
+  o.heard = r.timestamp != kNoTime ? r.timestamp : WallNow();
+}
+
 void KafkaInput::OnRecord(const source::KafkaRecord& r) {
-  counters_.received->fetch_add(1, std::memory_order_relaxed);
   ++changes_;
   const source::TopicPartition tp{std::string(r.topic), r.partition};
   Partition& p = partitions_[tp];
+  if (!r.mark.empty()) {  // repartition: a forwarder's mark, not a record
+    OnMark(tp, p, r);
+    std::lock_guard<std::mutex> lock(mu_);
+    next_read_[tp] = r.offset + 1;
+    return;
+  }
+  counters_.received->fetch_add(1, std::memory_order_relaxed);
+  std::string_view origin, key = r.key;
+  record::EnvelopeFormat* format = &p.format;
+  if (!r.from.empty()) {
+    // repartition: "<topic>/<partition>/<offset>" it was read at, there.
+    const size_t slash = r.from.rfind('/');
+    origin = r.from.substr(0, slash == std::string_view::npos ? 0 : slash);
+    const int64_t at = slash == std::string_view::npos
+                           ? -1
+                           : std::strtoll(std::string(r.from.substr(slash + 1)).c_str(), nullptr, 10);
+    // Each input partition's records keep their own format (auto).
+    format = &OriginOf(tp, p, origin).format;
+    auto [seen, added] = seen_.try_emplace({tp, std::string(origin)}, at);
+    if (!added) {
+      if (at <= seen->second) {
+        // Handed on twice (its forwarder stopped before committing it).
+        ++repeats_;
+        if (repeats_ <= 3 || (repeats_ & (repeats_ - 1)) == 0) {
+          log_("kafka: " + TpName(tp) + " offset " + std::to_string(r.offset) + ": " +
+               std::string(r.from) + " was handed on before: dropped, " +
+               std::to_string(repeats_) + " so far");
+        }
+        std::lock_guard<std::mutex> lock(mu_);
+        next_read_[tp] = r.offset + 1;
+        return;
+      }
+      seen->second = at;
+    }
+    key = r.from_key;
+  }
   record::Envelope e;
   std::string why;
-  bool ok;
-  if (p.format == record::EnvelopeFormat::kAuto) {
-    // The partition's first well-formed record decides its format (a
-    // producer writes one shape). A record that starts like JSON but is no
-    // JSON object (truncated, say) is poison and decides nothing: else one
-    // bad record would make a shipper's partition raw. A JSON object
-    // without an envelope's message field is a raw line (a node's own JSON
-    // log shipped as is).
-    ok = decoder_.Decode(record::EnvelopeFormat::kAuto, r.value, r.key, &e, &why);
-    const size_t first = r.value.find_first_not_of(" \t\r\n");
-    if (ok && e.format == record::EnvelopeFormat::kRaw && first != std::string_view::npos &&
-        (r.value[first] == '{' || r.value[first] == '[')) {
-      std::string detail;
-      record::Envelope probe;
-      if (!decoder_.Decode(record::EnvelopeFormat::kFluentBit, r.value, r.key, &probe, &detail) &&
-          (detail == "not JSON" || detail == "not a JSON object")) {
-        ok = false;
-        why = "format auto: " + detail;
-      } else {
-        // The probe reused the decoder's buffers: decode the line again.
-        ok = decoder_.Decode(record::EnvelopeFormat::kRaw, r.value, r.key, &e, &why);
-      }
-    }
-    if (ok) p.format = e.format;
-  } else {
-    ok = decoder_.Decode(p.format, r.value, r.key, &e, &why);
-  }
+  const bool ok = decoder_.DecodeSticky(format, r.value, key, &e, &why);
   if (!ok) {
     // Counted and skipped; its offset moves on with the partition's.
     ++p.poison;
@@ -412,7 +514,7 @@ void KafkaInput::OnRecord(const source::KafkaRecord& r) {
     next_read_[tp] = r.offset + 1;
     return;
   }
-  const uint32_t id = StreamFor(tp, e, r.key);
+  const uint32_t id = StreamFor(tp, e, key, origin);
   const Nanos t = e.time != kNoTime ? e.time : r.timestamp != kNoTime ? r.timestamp : WallNow();
   // One CRI line per line of the message (a multi-line message is several
   // lines, as the runtime would have written them).
@@ -474,6 +576,14 @@ int64_t KafkaInput::UpdateLag() {
     }
     if (it->second.lag != nullptr) it->second.lag->store(lag, std::memory_order_relaxed);
     total += lag;
+  }
+  if (forwarder_ != nullptr) {
+    // repartition: the input partitions' records not handed on yet.
+    for (const auto& [tp, lag] : forwarder_->Lags()) {
+      lags_[tp] = lag;
+      if (lag < 0) known = false;
+      else total += lag;
+    }
   }
   return known ? total : -1;
 }

@@ -13,6 +13,11 @@
 // the offset below which every record is handled or was skipped — what the
 // consumer may store once that checkpoint is durable (at-least-once).
 //
+// repartition: true: the consumer reads the by-chain topic a KafkaForwarder
+// (pipeline/kafka_forward.h) fills; its records carry where they were read
+// (one stream per input partition and container, repeats dropped) and its
+// marks open and close a gate per input partition.
+//
 // Threading: everything but Committable() and Store() runs on the reading
 // thread; those two run on the detector's (one lock between).
 #pragma once
@@ -46,7 +51,12 @@ struct KafkaSourceOptions {
   size_t max_line_bytes = 1 << 20;
   // The changelog (state handoff between the group's members; empty: none).
   std::string state_topic;
+  // repartition: true: the consumer reads this topic (records re-keyed by
+  // chain, with marks), fed by `forwarder` (pipeline/kafka_forward.h).
+  std::string by_chain_topic;
 };
+
+class KafkaForwarder;
 
 class KafkaInput : public source::KafkaHandler {
  public:
@@ -54,11 +64,15 @@ class KafkaInput : public source::KafkaHandler {
   KafkaInput(const KafkaSourceOptions& opt, std::unique_ptr<source::KafkaConsumer> consumer,
              record::RecordStage* stage, Ordering* ordering, uint32_t* next_id, Metrics* metrics,
              std::function<void(const std::string&)> log);
+  ~KafkaInput() override;
+  // repartition: true: reads the input and hands it on to the by-chain topic
+  // this input reads; polled with it (made by the caller, it needs the stage).
+  void SetForwarder(std::unique_ptr<KafkaForwarder> f);
 
   // Reads what is waiting (at most `max_records`); false when nothing was.
   size_t Poll(size_t max_records);
-  bool more() const { return consumer_->more(); }
-  int wait_fd() const { return consumer_->wait_fd(); }
+  bool more() const;
+  std::vector<int> wait_fds() const;
   uint64_t changes() const { return changes_; }
   // Updates the per-partition lag gauges; returns the records behind in
   // all, or -1 while it is not known (no partition assigned yet, or one
@@ -66,7 +80,7 @@ class KafkaInput : public source::KafkaHandler {
   int64_t UpdateLag();
   // Per assigned partition, its lag as of the last UpdateLag (-1: not known).
   const std::map<source::TopicPartition, int64_t>& lags() const { return lags_; }
-  uint64_t poison() const { return poison_; }
+  uint64_t poison() const;
   // A checkpoint's offsets: a partition of this source assigned and not
   // read before the next checkpoint keeps its offset there.
   void SetStartOffsets(const std::map<source::TopicPartition, int64_t>& offsets) {
@@ -85,7 +99,7 @@ class KafkaInput : public source::KafkaHandler {
     }
     consumer_->Store(offsets);
   }
-  void Close() { consumer_->Close(); }
+  void Close();
 
   // Reading thread, after Poll: the chains' states the changelog handed
   // over with partitions assigned since the last call, to be merged into
@@ -126,7 +140,26 @@ class KafkaInput : public source::KafkaHandler {
     size_t pending = 0;   // bytes of its records waiting in the ordering
     bool leader_down = false;
     std::vector<uint32_t> streams;
+    // repartition: the input partitions ("<topic>/<p>") whose records come
+    // here, each with a record-less stream like `gate` that is at its end
+    // only while its forwarder's last mark, a recent one, says "end".
+    struct Origin {
+      uint32_t gate = 0;
+      bool end = false;
+      record::EnvelopeFormat format = record::EnvelopeFormat::kAuto;  // its records'
+      Nanos heard = kNoTime;  // the last mark's time (its producer's clock)
+    };
+    std::map<std::string, Origin, std::less<>> origins;
   };
+  // A forwarder's mark (repartition).
+  void OnMark(const source::TopicPartition& tp, Partition& p, const source::KafkaRecord& r);
+  Partition::Origin& OriginOf(const source::TopicPartition& tp, Partition& p, std::string_view name);
+  std::unique_ptr<KafkaForwarder> forwarder_;
+  // repartition: per (partition, input partition) the last input offset
+  // read: a record handed on again (its forwarder died before committing)
+  // is dropped.
+  std::map<std::pair<source::TopicPartition, std::string>, int64_t> seen_;
+  uint64_t repeats_ = 0;
   void UpdateGates();
   // The changelog's value for each of the partition's chains, queued for
   // the detector; the offset they reflect (-1: none).
@@ -154,7 +187,7 @@ class KafkaInput : public source::KafkaHandler {
     std::deque<std::pair<uint64_t, int64_t>> ends;  // (byte position after a record, its offset)
   };
   uint32_t StreamFor(const source::TopicPartition& tp, const record::Envelope& e,
-                     std::string_view key);
+                     std::string_view key, std::string_view origin);
 
   KafkaSourceOptions opt_;
   std::unique_ptr<source::KafkaConsumer> consumer_;

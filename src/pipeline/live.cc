@@ -18,6 +18,7 @@
 #include "common/time.h"
 #include "detect/state_codec.h"
 #include "match/hs_prefilter.h"
+#include "pipeline/kafka_forward.h"
 #include "pipeline/ordering.h"
 #include "pipeline/stages.h"
 #include "record/record_stage.h"
@@ -440,12 +441,28 @@ Result<LiveOutcome> RunLive(const LiveOptions& opt, match::Registry& registry,
   Reader reader(&stage, &ordering, &polled, &next_id);
   std::vector<std::unique_ptr<KafkaInput>> kafka;
   for (const auto& k : opt.kafka) {
-    auto c = source::KafkaConsumer::Create(k.consumer);
+    source::KafkaOptions co = k.consumer;
+    if (!k.by_chain_topic.empty()) {
+      // repartition: this member reads the by-chain topic; the input is
+      // read (in a group of its own) and handed on to it by the forwarder.
+      co.topics = {k.by_chain_topic};
+      co.topic_pattern.clear();
+      co.read_headers = true;
+    }
+    auto c = source::KafkaConsumer::Create(co);
     if (!c) return tl::unexpected(c.error());
     (*c)->SetStartOffsets(kafka_start);
     kafka.push_back(std::make_unique<KafkaInput>(k, std::move(*c), &stage, &ordering, &next_id,
                                                  metrics, ctx.log));
     kafka.back()->SetStartOffsets(kafka_start);
+    if (!k.by_chain_topic.empty()) {
+      source::KafkaOptions fo = k.consumer;
+      fo.group += ".forward";
+      auto f = source::KafkaConsumer::Create(fo);
+      if (!f) return tl::unexpected(f.error());
+      kafka.back()->SetForwarder(std::make_unique<KafkaForwarder>(
+          k.by_chain_topic, k.format, k.fields, std::move(*f), &stage, metrics, ctx.log));
+    }
   }
   {
     std::vector<KafkaInput*> inputs;
@@ -660,7 +677,9 @@ Result<LiveOutcome> RunLive(const LiveOptions& opt, match::Registry& registry,
     for (const auto& t : tailers) {
       if (t->wait_fd() >= 0) fds.push_back({t->wait_fd(), POLLIN, 0});
     }
-    for (const auto& k : kafka) fds.push_back({k->wait_fd(), POLLIN, 0});
+    for (const auto& k : kafka) {
+      for (int fd : k->wait_fds()) fds.push_back({fd, POLLIN, 0});
+    }
     if (got > 0 && !more) {
       // Lines are coming: the next round is at kCoalesce after this one
       // whatever happens meanwhile (a signal still wakes at once), so the

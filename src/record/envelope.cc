@@ -278,4 +278,26 @@ bool EnvelopeDecoder::Decode(EnvelopeFormat format, std::string_view value, std:
   return true;
 }
 
+bool EnvelopeDecoder::DecodeSticky(EnvelopeFormat* sticky, std::string_view value,
+                                   std::string_view key, Envelope* out, std::string* why) {
+  if (*sticky != EnvelopeFormat::kAuto) return Decode(*sticky, value, key, out, why);
+  bool ok = Decode(EnvelopeFormat::kAuto, value, key, out, why);
+  const size_t first = value.find_first_not_of(" \t\r\n");
+  if (ok && out->format == EnvelopeFormat::kRaw && first != std::string_view::npos &&
+      (value[first] == '{' || value[first] == '[')) {
+    std::string detail;
+    Envelope probe;
+    if (!Decode(EnvelopeFormat::kFluentBit, value, key, &probe, &detail) &&
+        (detail == "not JSON" || detail == "not a JSON object")) {
+      ok = false;
+      *why = "format auto: " + detail;
+    } else {
+      // The probe reused the decoder's buffers: decode the line again.
+      ok = Decode(EnvelopeFormat::kRaw, value, key, out, why);
+    }
+  }
+  if (ok) *sticky = out->format;
+  return ok;
+}
+
 }  // namespace qw::record

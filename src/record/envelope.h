@@ -75,6 +75,16 @@ class EnvelopeDecoder {
   bool Decode(EnvelopeFormat format, std::string_view value, std::string_view key, Envelope* out,
               std::string* why);
 
+  // Decode for one partition's records: `*sticky` is the partition's format
+  // (kAuto until decided). With kAuto the first well-formed record decides
+  // it (a producer writes one shape); a record that starts like JSON but is
+  // no JSON object (truncated, say) fails and decides nothing, else one bad
+  // record would make a shipper's partition raw. A JSON object without an
+  // envelope's message field is a raw line (a node's own JSON log shipped
+  // as is).
+  bool DecodeSticky(EnvelopeFormat* sticky, std::string_view value, std::string_view key,
+                    Envelope* out, std::string* why);
+
  private:
   using Path = std::vector<std::string>;  // the segments of a dotted path
   struct Paths {

@@ -249,6 +249,11 @@ std::string RecordStage::chain(uint32_t id) const {
   return s.decided ? s.place.chain : std::string();
 }
 
+std::string RecordStage::ChainKey(const StreamName& name) const {
+  Placement p = Place(routing_, registry_, name);
+  return !p.chain.empty() ? p.chain : p.name.namespace_;
+}
+
 std::string RecordStage::Who(const Stream& s) const {
   return s.origin.path.empty() ? s.place.name.pod : s.origin.path;
 }

@@ -205,6 +205,14 @@ class RecordStage {
   LogFormat format(uint32_t id) const;
   // The stream's chain once its family is decided (else "").
   std::string chain(uint32_t id) const;
+  // Before any of its records is read: a name shared by every stream that
+  // can end up in one chain (Kafka repartition keys records by it). The
+  // chain a `streams:` rule (or replay's --chain) names; else the
+  // namespace, as an automatic chain is one per family and namespace; ""
+  // without Kubernetes names (all such streams together). A chain of the
+  // configuration whose nodes are in several namespaces needs a rule naming
+  // it (docs/KAFKA.md, "Repartition").
+  std::string ChainKey(const StreamName& name) const;
   const StageStats& stats() const { return stats_; }
 
  private:

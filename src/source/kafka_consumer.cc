@@ -36,12 +36,16 @@ struct KafkaConsumer::Impl {
   std::mutex aux_mu;
   rd_kafka_t* reader = nullptr;
   rd_kafka_t* producer = nullptr;
+  rd_kafka_t* forwarder = nullptr;  // Send's (the reading thread's)
   // Of the current WriteChangelog: its delivery reports run inside its
   // rd_kafka_flush, on its thread (guarded by delivery_mu all the same).
   std::mutex delivery_mu;
   uint64_t delivery_failures = 0;
   std::string delivery_error;
-  Result<rd_kafka_t*> Aux(rd_kafka_type_t type);
+  // Of Send: what the brokers took or refused for good (guarded by delivery_mu).
+  std::vector<Delivery> delivered;
+  // `forward`: the producer of Send (retries for ever); else the changelog's.
+  Result<rd_kafka_t*> Aux(rd_kafka_type_t type, bool forward = false);
 
   void Stats(std::string_view json);
 
@@ -70,8 +74,15 @@ int StatsCb(rd_kafka_t* rk, char* json, size_t len, void* opaque) {
 
 void DeliveryCb(rd_kafka_t* rk, const rd_kafka_message_t* m, void* opaque) {
   (void)rk;
-  if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) return;
   auto* impl = static_cast<KafkaConsumer::Impl*>(opaque);
+  if (m->_private != nullptr) {  // Send's: its tag + 1
+    const uint64_t tag = reinterpret_cast<uintptr_t>(m->_private) - 1;
+    std::lock_guard<std::mutex> lock(impl->delivery_mu);
+    impl->delivered.push_back({tag, m->err != RD_KAFKA_RESP_ERR_NO_ERROR,
+                               m->err != RD_KAFKA_RESP_ERR_NO_ERROR ? rd_kafka_err2str(m->err) : ""});
+    return;
+  }
+  if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) return;
   std::lock_guard<std::mutex> lock(impl->delivery_mu);
   ++impl->delivery_failures;
   impl->delivery_error = rd_kafka_err2str(m->err);
@@ -299,6 +310,19 @@ size_t KafkaConsumer::Poll(KafkaHandler* h, size_t max_records) {
     rd_kafka_timestamp_type_t tt;
     const int64_t ms = rd_kafka_message_timestamp(m, &tt);
     r.timestamp = ms >= 0 ? ms * kMillisecond : kNoTime;
+    rd_kafka_headers_t* hdrs = nullptr;
+    if (impl_->opt.read_headers &&
+        rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR && hdrs != nullptr) {
+      for (auto [name, view] : {std::pair{"qw-from", &r.from}, std::pair{"qw-key", &r.from_key},
+                                std::pair{"qw-mark", &r.mark}}) {
+        const void* v = nullptr;
+        size_t size = 0;
+        if (rd_kafka_header_get_last(hdrs, name, &v, &size) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+            v != nullptr) {
+          *view = std::string_view(static_cast<const char*>(v), size);
+        }
+      }
+    }
     h->OnRecord(r);
     rd_kafka_message_destroy(m);
     ++n;
@@ -385,10 +409,11 @@ void KafkaConsumer::Close() {
   rd_kafka_queue_destroy(impl_->queue);
   rd_kafka_destroy(impl_->rk);
   impl_->rk = nullptr;
-  if (impl_->producer != nullptr) {
-    rd_kafka_flush(impl_->producer, 5000);
-    rd_kafka_destroy(impl_->producer);
-    impl_->producer = nullptr;
+  for (rd_kafka_t** p : {&impl_->producer, &impl_->forwarder}) {
+    if (*p == nullptr) continue;
+    rd_kafka_flush(*p, 5000);
+    rd_kafka_destroy(*p);
+    *p = nullptr;
   }
   if (impl_->reader != nullptr) {
     rd_kafka_consumer_close(impl_->reader);
@@ -400,9 +425,9 @@ void KafkaConsumer::Close() {
 // ---------------------------------------------------------------------------
 // The changelog
 
-Result<rd_kafka_t*> KafkaConsumer::Impl::Aux(rd_kafka_type_t type) {
+Result<rd_kafka_t*> KafkaConsumer::Impl::Aux(rd_kafka_type_t type, bool forward) {
   std::lock_guard<std::mutex> lock(aux_mu);
-  rd_kafka_t*& h = type == RD_KAFKA_PRODUCER ? producer : reader;
+  rd_kafka_t*& h = type == RD_KAFKA_PRODUCER ? (forward ? forwarder : producer) : reader;
   if (h != nullptr) return h;
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   char err[512];
@@ -414,6 +439,10 @@ Result<rd_kafka_t*> KafkaConsumer::Impl::Aux(rd_kafka_type_t type) {
     // Writes of one key stay in order through retries (a newer state is
     // never overtaken by an older one).
     props.insert(props.end(), {{"enable.idempotence", "true"}, {"linger.ms", "5"}});
+    // Handed-on records are retried until the brokers take them (0: no
+    // limit): their offsets are not stored before, and a gap in a chain's
+    // records would read as its nodes falling silent.
+    if (forward) props.insert(props.end(), {{"message.timeout.ms", "0"}, {"client.id", "quorumwatch-forward"}});
   } else {
     // Assigned by hand, never subscribed, commits nothing: the group id
     // only lets librdkafka's consumer calls work.
@@ -470,15 +499,15 @@ Result<int> KafkaConsumer::Partitions(const std::string& topic, Nanos timeout) {
   return n;
 }
 
-Result<void> KafkaConsumer::CreateCompacted(const std::string& topic, int partitions,
-                                            Nanos timeout) {
+Result<void> KafkaConsumer::CreateTopic(const std::string& topic, int partitions, bool compacted,
+                                        Nanos timeout) {
   auto rk = impl_->Aux(RD_KAFKA_PRODUCER);
   if (!rk) return tl::unexpected(rk.error());
   char err[512];
   rd_kafka_NewTopic_t* nt =
       rd_kafka_NewTopic_new(topic.c_str(), partitions, -1, err, sizeof err);  // -1: brokers' replication
   if (nt == nullptr) return Fail("kafka: creating " + topic + ": " + err);
-  rd_kafka_NewTopic_set_config(nt, "cleanup.policy", "compact");
+  if (compacted) rd_kafka_NewTopic_set_config(nt, "cleanup.policy", "compact");
   rd_kafka_queue_t* q = rd_kafka_queue_new(*rk);
   rd_kafka_AdminOptions_t* o = rd_kafka_AdminOptions_new(*rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
   rd_kafka_AdminOptions_set_request_timeout(o, MillisOf(timeout), err, sizeof err);
@@ -594,6 +623,58 @@ Result<void> KafkaConsumer::WriteChangelog(const std::string& topic,
                 " failed: " + impl_->delivery_error);
   }
   return {};
+}
+
+
+// ---------------------------------------------------------------------------
+// Repartition
+
+Result<void> KafkaConsumer::Send(const std::string& topic, int32_t partition, std::string_view key,
+                                 std::string_view value, const std::vector<Header>& headers,
+                                 uint64_t tag) {
+  auto rk = impl_->Aux(RD_KAFKA_PRODUCER, /*forward=*/true);
+  if (!rk) return tl::unexpected(rk.error());
+  Nanos reported = SteadyNow();
+  while (true) {
+    rd_kafka_headers_t* h = rd_kafka_headers_new(headers.size());
+    for (const auto& x : headers) {
+      rd_kafka_header_add(h, x.name, -1, x.value.data(), static_cast<ssize_t>(x.value.size()));
+    }
+    const rd_kafka_resp_err_t r = rd_kafka_producev(
+        *rk, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition),
+        RD_KAFKA_V_KEY(key.data(), key.size()),
+        RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h),
+        RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<uintptr_t>(tag + 1))),
+        RD_KAFKA_V_END);
+    if (r == RD_KAFKA_RESP_ERR_NO_ERROR) return {};  // the headers are librdkafka's now
+    rd_kafka_headers_destroy(h);
+    if (r != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+      return Fail("kafka: handing a record on to " + topic + ": " + rd_kafka_err2str(r));
+    }
+    // The brokers are slow or away: wait for room (what was read waits too).
+    rd_kafka_poll(*rk, 50);
+    if (SteadyNow() - reported > 10 * kSecond) {
+      reported = SteadyNow();
+      impl_->log("kafka: handing records on to " + topic + ": " +
+                 std::to_string(rd_kafka_outq_len(*rk)) +
+                 " waiting for the brokers; reading waits");
+    }
+  }
+}
+
+std::vector<KafkaConsumer::Delivery> KafkaConsumer::Delivered() {
+  if (impl_->forwarder != nullptr) rd_kafka_poll(impl_->forwarder, 0);
+  std::vector<Delivery> out;
+  std::lock_guard<std::mutex> lock(impl_->delivery_mu);
+  out.swap(impl_->delivered);
+  return out;
+}
+
+size_t KafkaConsumer::FlushSends(Nanos timeout) {
+  if (impl_->forwarder == nullptr) return 0;
+  rd_kafka_flush(impl_->forwarder, MillisOf(timeout));
+  return static_cast<size_t>(rd_kafka_outq_len(impl_->forwarder));
 }
 
 }  // namespace qw::source

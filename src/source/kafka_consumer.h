@@ -40,6 +40,9 @@ struct KafkaOptions {
   // after quorumwatch's own, so an operator can override them.
   std::vector<std::pair<std::string, std::string>> properties;
   std::function<void(const std::string&)> log;
+  // Hand on the "qw-" headers of each record (KafkaRecord::from, ...): for
+  // the by-chain topic only, the others have none to look for.
+  bool read_headers = false;
 };
 
 struct KafkaRecord {
@@ -48,6 +51,11 @@ struct KafkaRecord {
   int64_t offset = 0;
   std::string_view key, value;
   Nanos timestamp = kNoTime;  // the record's (producer's or broker's) time
+  // Headers of a record quorumwatch handed on itself (repartition,
+  // docs/KAFKA.md): "qw-from" (<topic>/<partition>/<offset> it was read
+  // at), "qw-key" (its key there), "qw-mark" (a forwarder's progress
+  // mark). Empty when absent.
+  std::string_view from, from_key, mark;
 };
 
 // (topic, partition)
@@ -113,10 +121,10 @@ class KafkaConsumer {
   //
   // Partitions of `topic` (0 when it does not exist).
   [[nodiscard]] Result<int> Partitions(const std::string& topic, Nanos timeout);
-  // Creates `topic` compacted with `partitions` partitions (no error when it
-  // exists).
-  [[nodiscard]] Result<void> CreateCompacted(const std::string& topic, int partitions,
-                                             Nanos timeout);
+  // Creates `topic` with `partitions` partitions, compacted or not (no
+  // error when it exists).
+  [[nodiscard]] Result<void> CreateTopic(const std::string& topic, int partitions, bool compacted,
+                                         Nanos timeout);
   // Partition `partition` of `topic` from its beginning to its high
   // watermark: the last value of each key (a tombstone removes the key).
   [[nodiscard]] Result<std::map<std::string, std::string>> ReadChangelog(const std::string& topic,
@@ -130,6 +138,30 @@ class KafkaConsumer {
   [[nodiscard]] Result<void> WriteChangelog(const std::string& topic,
                                             const std::vector<ChangelogRecord>& records,
                                             Nanos timeout);
+
+  // Repartition (docs/KAFKA.md): hands a record on to `topic`/`partition`
+  // through a producer of its own (idempotent, so records to one partition
+  // keep their order; librdkafka retries until the brokers take them,
+  // however long they are away). Waits while librdkafka's queue is full.
+  // `tag` comes back from Delivered() once the brokers have the record (or,
+  // with `failed`, once they refused it for good: too large, not allowed).
+  struct Header {
+    const char* name;
+    std::string_view value;
+  };
+  [[nodiscard]] Result<void> Send(const std::string& topic, int32_t partition, std::string_view key,
+                                  std::string_view value, const std::vector<Header>& headers,
+                                  uint64_t tag);
+  struct Delivery {
+    uint64_t tag;
+    bool failed;
+    std::string error;
+  };
+  // Serves the producer's delivery reports; those since the last call.
+  std::vector<Delivery> Delivered();
+  // Waits (at most `timeout`) until every record sent is delivered; the
+  // records still waiting.
+  size_t FlushSends(Nanos timeout);
 
   struct Impl;  // librdkafka's side (its callbacks reach it)
 

@@ -643,3 +643,186 @@ def test_takeover(kafka, qw, qw_bin, tmp_path, how):
         for r in runs:
             r.cleanup()
         recv.down()
+
+
+# --------------------------------------------------------------------------
+# 5. Unkeyed input, repartition: true
+
+
+def spread(recs, partitions, run_length):
+    """Records as a shipper without keys sends them (librdkafka's sticky
+    partitioner: a run of records to one partition, the next run to the
+    next): partition -> [(None key, value)], each in the records' order. A
+    pod's records end up on every partition."""
+    out = {p: [] for p in range(partitions)}
+    for i, (_, value) in enumerate(recs):
+        out[(i // run_length) % partitions].append((None, value))
+    return out
+
+
+def received_at(port):
+    """Records the kafka source received, from /metrics (None while it is
+    not listening yet)."""
+    try:
+        return metric(http_get("http://127.0.0.1:%d/metrics" % port)[1],
+                      "quorumwatch_component_received_total", {"kind": "source", "component": "kafka"})
+    except OSError:
+        return None
+
+
+REPARTITION = {
+    # scenario, envelope, instances
+    "ban_31min-fluentbit": ("ban_31min", "fluentbit", 1),
+    "node_stall-vector": ("node_stall", "vector", 1),
+    "ban_31min-two-members": ("ban_31min", "fluentbit", 2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REPARTITION))
+def test_repartition(kafka, qw, qw_bin, tmp_path, name):
+    """Records without keys, spread over three partitions in runs of 5 (so
+    every pod's records are on all three, and a run on one partition is
+    read before or after the runs before it on the others): with
+    `repartition: true` quorumwatch hands each record on to <group>-by-chain
+    keyed by its chain, reads that, and its events equal a replay of the
+    files. The by-chain topic holds each record once, keyed by the chain
+    the streams rule names, all in one partition; no chain is reported split
+    over partitions (the key is the chain a streams rule names, else the
+    pods' namespace). With two members in the group both hand records on
+    (each holds some input partitions) and one judges the chain: the two
+    events files together equal replay's, each event once."""
+    from kafka_mock import kcat_consume
+    scenario, shape, members = REPARTITION[name]
+    case = golden_case(qw, str(tmp_path), os.path.join(GOLDEN, scenario))
+    want = case.want()
+    files = [os.path.join(case.cwd, f) for f in case.files]
+    recs = [(k, v) for _, k, v in records(files, lambda i: shape, None)]
+    topic = "unkeyed-" + name
+    group = "g-" + topic
+    kafka.create_topic(topic, PARTITIONS)
+    kafka.create_topic(group + "-by-chain", PARTITIONS)
+    runs, ports = [], []
+    for i in range(members):
+        root = str(tmp_path / ("run%d" % i))
+        ports.append(free_port())
+        cfg = kafka_config(root, kafka, case.base, case.rules, topics=[topic], group=group,
+                           metrics_port=ports[-1], create_state=i == 0)
+        cfg = cfg.replace("    group: %s\n" % group, "    group: %s\n    repartition: true\n" % group)
+        runs.append(KafkaRun(qw_bin, root, cfg))
+    received = lambda: sum(received_at(port) or 0 for port in ports)
+    count = lambda r, what: len(re.findall(r"kafka: %s \d+ partition" % what, r.current_stderr()))
+    try:
+        # Each member is in two groups (<group>.forward reads the input,
+        # <group> the by-chain topic): an assignment in each.
+        runs[0].start()
+        runs[0].wait(lambda: count(runs[0], "assigned") == 2, "A assigned in both groups",
+                     timeout=DEADLINE)
+        if members == 2:
+            # B joins both: A gives up its partitions and gets some back in
+            # each. The records come after, so the chain is judged by one
+            # member from its first record.
+            runs[1].start()
+            runs[1].wait(lambda: count(runs[1], "assigned") == 2 and count(runs[0], "revoked") == 2
+                         and count(runs[0], "assigned") == 4, "both members settled in both groups",
+                         timeout=DEADLINE, observe=lambda: [r.current_stderr()[-800:] for r in runs])
+        for p, part in spread(recs, PARTITIONS, 5).items():
+            kcat_produce(kafka.bootstraps, topic, part, partition=p)
+        runs[0].wait(lambda: received() >= len(recs), "every record read from the by-chain topic",
+                     timeout=DEADLINE, observe=lambda: "received %s; stderr tail %r" % (
+                         received(), runs[0].current_stderr()[-600:]))
+        for r in runs:
+            r.wait(r.outage, "input outage once everything is judged", timeout=DEADLINE)
+        for r in runs:
+            r.stop()
+        by_chain = kcat_consume(kafka.bootstraps, group + "-by-chain")
+        data = [(p, k) for p, _, k, v in by_chain if v]
+        expect_eq(len(data), len(recs), "records in the by-chain topic (each handed on once)")
+        # The chain the streams rule names; without one, the namespace (an
+        # automatic chain is one per family and namespace).
+        keys = ({case.rules[0][1]} if case.rules else {kube_names(f)[1] for f in files})
+        expect_eq(len(keys), 1, "setup: the scenario is one chain: %s" % keys)
+        expect_eq({k for _, k in data}, {k.encode() for k in keys}, "their key")
+        expect_eq(len({p for p, _ in data}), 1, "the chain's records in one partition")
+        marks = [v for p, _, k, v in by_chain if not v]
+        expect(marks, "the forwarders' marks are in the by-chain topic too")
+        for r in runs:
+            split = [l for l in r.err_lines if "arrives on more than one partition" in l]
+            expect(not split, "no chain reported split: %s" % split)
+        got = b"".join(r.data() for r in runs)
+        same_events(want, got, "forbid")
+    finally:
+        for r in runs:
+            r.cleanup()
+
+
+def test_repartition_broker_outage(kafka, qw, qw_bin, tmp_path):
+    """test_broker_outage with repartition: val-a's records on input
+    partition 0 (leader broker 1), val-b's on partition 1 (leader 2), the
+    by-chain topic's leaders on broker 3. Broker 1 goes down after the
+    first halves were judged; val-b's second half (to 13:38, 20 minutes
+    past val-a's last record) is handed on and read meanwhile. The
+    forwarder cannot read partition 0, so its marks say "behind" and the
+    reader holds the merge: val-a is not judged silent. Broker 1 comes
+    back, val-a's second half follows: nothing lost, nothing repeated."""
+    case = golden_case(qw, str(tmp_path), os.path.join(GOLDEN, "ban_31min"))
+    files = [os.path.join(case.cwd, f) for f in case.files]
+    expect_eq([kube_names(f)[0] for f in files], ["val-a", "val-b"], "setup: the scenario's pods")
+    topic, group = "outage-rp", "g-outage-rp"
+    kafka.create_topic(topic, PARTITIONS)
+    kafka.create_topic(group + "-by-chain", PARTITIONS)
+    pa, pb = 0, 1
+    kafka.set_leader(topic, pa, 1)
+    kafka.set_leader(topic, pb, 2)
+    for p in range(PARTITIONS):
+        kafka.set_leader(group + "-by-chain", p, 3)
+    expect_eq([leader_of(kafka, topic, p) for p in (pa, pb)], [1, 2], "setup: the input's leaders")
+    timed = []
+    for i, path in enumerate(files):
+        for t, ns, stream, msg in shipped(path):
+            timed.append((ns, i, envelope("fluentbit", path, t, stream, msg)))
+    timed.sort(key=lambda r: r[:2])
+    mid = timed[len(timed) // 2][0]
+    halves_of = lambda i: ([(None, v) for ns, j, v in timed if j == i and ns < mid],
+                           [(None, v) for ns, j, v in timed if j == i and ns >= mid])
+    a1, a2 = halves_of(0)
+    b1, b2 = halves_of(1)
+    port = free_port()
+    cfg = kafka_config(str(tmp_path / "run"), kafka, case.base, case.rules, topics=[topic],
+                       group=group, metrics_port=port)
+    cfg = cfg.replace("    group: %s\n" % group, "    group: %s\n    repartition: true\n" % group)
+    run = KafkaRun(qw_bin, str(tmp_path / "run"), cfg)
+    received = lambda: received_at(port)
+    try:
+        kcat_produce(kafka.bootstraps, topic, a1, partition=pa)
+        kcat_produce(kafka.bootstraps, topic, b1, partition=pb)
+        run.start()
+        run.wait(lambda: received() == len(a1) + len(b1), "the first halves read from the by-chain topic",
+                 timeout=DEADLINE)
+        kafka.broker_down(1)
+        run.wait(lambda: "%s/%d: its leader broker cannot be reached: marked behind" % (topic, pa)
+                 in run.current_stderr(), "the forwarder sees val-a's partition leader down",
+                 timeout=DEADLINE)
+        kcat_produce(kafka.bootstraps, topic, b2, partition=pb)
+        done = {}
+        th = threading.Thread(target=lambda: done.setdefault(
+            "ok", kcat_produce(kafka.bootstraps, topic, a2, partition=pa, timeout=2 * DEADLINE) or True))
+        th.start()
+        run.wait(lambda: received() == len(a1) + len(b1) + len(b2),
+                 "val-b's second half handed on and read while val-a's leader is down",
+                 timeout=DEADLINE)
+        time.sleep(1)  # (a second more for the merge to go wrong, were it not held)
+        expect(not [e for e in read_events_file(run.events) if e.get("node") == "val-a"],
+               "no event of val-a while its input partition cannot be read")
+        kafka.broker_up(1)
+        th.join(2 * DEADLINE)
+        expect("ok" in done, "val-a's second half was produced once its leader was back")
+        run.wait(lambda: received() == len(a1) + len(a2) + len(b1) + len(b2), "everything read",
+                 timeout=DEADLINE)
+        run.wait(run.outage, "input outage once everything is judged", timeout=DEADLINE)
+        run.stop()
+        ids = [e["id"] for e in read_events_file(run.events)]
+        expect(len(ids) == len(set(ids)), "no event repeated: %s" % ids)
+        expect(any(e.get("node") == "val-b" and e.get("event") == "ban"
+                   for e in read_events_file(run.events)), "val-b banned in the end")
+    finally:
+        run.cleanup()

@@ -164,6 +164,13 @@ TEST_CASE("bad configuration is refused with file:line and the reason") {
             "qw.yaml:5: 'group' must not be empty"},
            {"sources:\n  - type: kafka\n    brokers: [b:9092]\n    topics: [t]\n    state_topic: ''\n",
             "qw.yaml:5: 'state_topic' must not be empty (none: no state handoff"},
+           {"sources:\n  - type: kafka\n    brokers: [b:9092]\n    topics: [t]\n    by_chain_topic: x\n",
+            "qw.yaml:5: 'by_chain_topic' is for 'repartition: true'"},
+           {"sources:\n  - type: kafka\n    brokers: [b:9092]\n    topics: [t]\n    repartition: true\n"
+            "    by_chain_topic: t\n",
+            "qw.yaml:2: the by-chain topic t must be a topic of its own"},
+           {"sources:\n  - type: kafka\n    brokers: [b:9092]\n    topics: [t]\n    repartition: yes please\n",
+            "qw.yaml:5:"},
            {"sources:\n  - type: file\n    include: [a]\n    brokers: [b:9092]\n",
             "qw.yaml:4: unknown key 'brokers'"},
            {"sources:\n  - type: pipe\n", "qw.yaml:2: source type 'pipe' is not supported (known: file, kafka)"},
@@ -222,9 +229,19 @@ TEST_CASE("a kafka source's keys") {
                        "  - type: kafka\n"
                        "    brokers: k:9092\n"
                        "    topics: [a]\n"
-                       "    state_topic: none\n");
+                       "    state_topic: none\n"
+                       "  - type: kafka\n"
+                       "    brokers: k:9092\n"
+                       "    topics: [a]\n"
+                       "    group: g\n"
+                       "    repartition: true\n"
+                       "  - type: kafka\n"
+                       "    brokers: k:9092\n"
+                       "    topics: [a]\n"
+                       "    repartition: true\n"
+                       "    by_chain_topic: rekeyed\n");
   REQUIRE(c);
-  REQUIRE(c->sources.size() == 4);
+  REQUIRE(c->sources.size() == 6);
   const auto& k = c->sources[0].kafka;
   CHECK(c->sources[0].type == "kafka");
   CHECK(k.brokers == std::vector<std::string>{"k-0:9092", "k-1:9092"});
@@ -249,6 +266,12 @@ TEST_CASE("a kafka source's keys") {
   CHECK(d.state_topic == "quorumwatch-state");
   CHECK(c->sources[2].kafka.state_topic == "qw-changelog");
   CHECK(c->sources[3].kafka.state_topic.empty());
+  // repartition: off unless asked; the by-chain topic <group>-by-chain unless named.
+  CHECK_FALSE(k.repartition);
+  CHECK(k.by_chain_topic.empty());
+  CHECK(c->sources[4].kafka.repartition);
+  CHECK(c->sources[4].kafka.by_chain_topic == "g-by-chain");
+  CHECK(c->sources[5].kafka.by_chain_topic == "rekeyed");
 }
 
 TEST_CASE("an empty configuration takes every default") {

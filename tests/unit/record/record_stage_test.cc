@@ -491,3 +491,37 @@ TEST_CASE("a collector prefix comes off; the node's own stamp wins, the prefix's
   CHECK(o.times[0] == kT0);
   CHECK(o.times[1] == ParseRfc3339("1970-05-05T13:00:05Z"));
 }
+
+TEST_CASE("the chain key (Kafka repartition): the chain a rule names, else the namespace") {
+  auto reg = TestRegistry();
+  Routing routing;
+  StreamRule named;
+  named.pod_re = std::make_shared<RE2>("val-.*");
+  named.chain = "cosmoshub";
+  routing.rules.push_back(named);
+  StreamRule family;  // a family as the chain's name: that chain
+  family.pod_re = std::make_shared<RE2>("tz-.*");
+  family.chain = "t";
+  routing.rules.push_back(family);
+  StreamRule open;  // auto: the family decides, one chain per family and namespace
+  open.chain = "auto";
+  routing.rules.push_back(open);
+  RecordStage stage(*reg, routing, {}, [](const std::string&) {});
+  auto name = [](std::string pod, std::string ns) {
+    return StreamName{std::move(pod), std::move(ns), "app", true};
+  };
+  CHECK(stage.ChainKey(name("val-a", "ns1")) == "cosmoshub");
+  CHECK(stage.ChainKey(name("val-b", "ns2")) == "cosmoshub");  // whatever the namespace
+  CHECK(stage.ChainKey(name("tz-0", "ns1")) == "t");
+  CHECK(stage.ChainKey(name("other", "osmo")) == "osmo");
+  CHECK(stage.ChainKey(StreamName{"bare", "", "", false}) == "");
+  // Every stream of an automatic chain ("<family>/<namespace>") has its key.
+  Out o = Run(*reg, Routing{}, "[2021-05-05|12:03:00.000] tblock committed\n", 64,
+              "pod-0_ns_app-0123456789ab.log");
+  REQUIRE(o.starts.size() == 1);
+  RecordStage plain(*reg, Routing{}, {}, [](const std::string&) {});
+  CHECK(o.starts[0].chain == "t/" + plain.ChainKey(NameFromPath("pod-0_ns_app-0123456789ab.log")));
+  Routing forced = Forced(*reg);  // replay --chain
+  RecordStage all(*reg, forced, {}, [](const std::string&) {});
+  CHECK(all.ChainKey(name("x", "ns1")) == forced.forced_chain);
+}
