@@ -167,8 +167,19 @@ void KafkaInput::UpdateGates() {
       }
       if (p.paused || (o->second.end && silent < kForwardMarkStale)) {
         stage_->AtEnd(o->second.gate, now);
+        o->second.waiting_since = kNoTime;
       } else {
         stage_->Behind(o->second.gate);
+        // Said when it has held the merge for 10 s, then every minute.
+        if (o->second.waiting_since == kNoTime) o->second.waiting_since = now;
+        if (now - o->second.waiting_since >= 10 * kSecond &&
+            (o->second.told == kNoTime || now - o->second.told >= 60 * kSecond)) {
+          o->second.told = now;
+          log_("kafka: " + TpName(l.tp) + ": waiting for input partition " + o->first +
+               " to be handed on (its forwarder's last mark: " +
+               (o->second.end ? "end, " : "behind or none, ") + std::to_string(silent / kSecond) +
+               " s ago): nothing is judged past it meanwhile");
+        }
       }
       ++o;
     }
@@ -271,7 +282,7 @@ int64_t KafkaInput::Restore(const source::TopicPartition& tp) {
 
 Result<void> KafkaInput::WriteState(
     const Checkpoint& cp, const std::map<source::TopicPartition, int64_t>& offsets,
-    const std::vector<std::pair<std::string, std::string>>& stream_chains) {
+    const std::vector<std::pair<std::string, std::string>>& stream_chains, bool handoff) {
   if (opt_.state_topic.empty()) return {};
   // Chains by the partition their streams come from ("kafka:<topic>/<p>/...").
   // A chain split over several partitions (reported: not keyed by chain)
@@ -303,7 +314,8 @@ Result<void> KafkaInput::WriteState(
       out.push_back({tp.second, chain, EncodeCheckpoint(v)});
     }
   }
-  return consumer_->WriteChangelog(opt_.state_topic, out, 10 * kSecond);
+  return consumer_->WriteChangelog(opt_.state_topic, out, handoff ? 10 * kSecond : kSecond,
+                                   /*if_earlier_done=*/!handoff);
 }
 
 int64_t KafkaInput::OnAssigned(const source::TopicPartition& tp) {
@@ -323,6 +335,20 @@ int64_t KafkaInput::OnAssigned(const source::TopicPartition& tp) {
   o.format = record::LogFormat::kCri;
   stage_->Open(p.gate, o);
   ordering_->Add(p.gate);
+  if (forwarder_ != nullptr) {
+    // repartition: every partition of the input topics holds the merge
+    // until a mark says it was handed on to its end, not only those heard
+    // of so far (else records of one not yet taken up by any forwarder
+    // could be overtaken). Topics by pattern are known by their marks only.
+    for (const auto& topic : opt_.consumer.topics) {
+      int& n = input_partitions_[topic];
+      if (n == 0) {
+        auto m = consumer_->Partitions(topic, 10 * kSecond);
+        if (m) n = *m;
+      }
+      for (int i = 0; i < n; ++i) OriginOf(tp, p, topic + "/" + std::to_string(i));
+    }
+  }
   if (metrics_ != nullptr && p.lag == nullptr) {
     p.lag = metrics_->Gauge("quorumwatch_kafka_consumer_lag",
                             {{"topic", tp.first}, {"partition", std::to_string(tp.second)}},
@@ -368,6 +394,11 @@ void KafkaInput::OnRevoked(const source::TopicPartition& tp) {
       it = it->second.tp == tp ? mapped_.erase(it) : std::next(it);
     }
     next_read_.erase(tp);
+  }
+  // repartition: what was read of it here says nothing about where the
+  // next reading starts (the state's offset, maybe before it).
+  for (auto it = seen_.lower_bound({tp, std::string()}); it != seen_.end() && it->first.first == tp;) {
+    it = seen_.erase(it);
   }
   if (auto it = partitions_.find(tp); it != partitions_.end()) {
     if (it->second.lag != nullptr) it->second.lag->store(0, std::memory_order_relaxed);
@@ -430,6 +461,8 @@ KafkaInput::Partition::Origin& KafkaInput::OriginOf(const source::TopicPartition
   if (it != p.origins.end()) return it->second;
   Partition::Origin& o = p.origins[std::string(name)];
   o.format = opt_.format;
+  // Not heard of: behind (and, never heard of for 10 minutes, let go).
+  o.heard = WallNow() - kForwardMarkStale;
   o.gate = (*next_id_)++;
   record::Origin g;
   g.path = "kafka:" + TpName(tp) + "@" + std::string(name);

@@ -110,9 +110,13 @@ class KafkaInput : public source::KafkaHandler {
   // state of each chain with a stream on it (`stream_chains`: stream path,
   // chain; Driver::StreamChains) with that offset. Fails when the brokers
   // did not take them all: the offsets must not be stored then.
+  // It waits for the brokers at most 1 s (the detector waits meanwhile), and
+  // not at all while an earlier write is still unacknowledged (a changelog
+  // leader that is down costs one wait, not one per checkpoint); with
+  // `handoff` (a revoke, the last checkpoint) up to 10 s.
   [[nodiscard]] Result<void> WriteState(
       const Checkpoint& cp, const std::map<source::TopicPartition, int64_t>& offsets,
-      const std::vector<std::pair<std::string, std::string>>& stream_chains);
+      const std::vector<std::pair<std::string, std::string>>& stream_chains, bool handoff);
 
   // KafkaHandler (reading thread, inside Poll).
   int64_t OnAssigned(const source::TopicPartition& tp) override;
@@ -148,6 +152,7 @@ class KafkaInput : public source::KafkaHandler {
       bool end = false;
       record::EnvelopeFormat format = record::EnvelopeFormat::kAuto;  // its records'
       Nanos heard = kNoTime;  // the last mark's time (its producer's clock)
+      Nanos waiting_since = kNoTime, told = kNoTime;  // steady clock: holding the merge
     };
     std::map<std::string, Origin, std::less<>> origins;
   };
@@ -155,6 +160,7 @@ class KafkaInput : public source::KafkaHandler {
   void OnMark(const source::TopicPartition& tp, Partition& p, const source::KafkaRecord& r);
   Partition::Origin& OriginOf(const source::TopicPartition& tp, Partition& p, std::string_view name);
   std::unique_ptr<KafkaForwarder> forwarder_;
+  std::map<std::string, int> input_partitions_;  // repartition: input topic -> partitions
   // repartition: per (partition, input partition) the last input offset
   // read: a record handed on again (its forwarder died before committing)
   // is dropped.

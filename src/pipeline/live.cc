@@ -117,7 +117,7 @@ class Consumer {
       SendStatus(now);
     }
     if (operator_changes || b.checkpoint || now - last_checkpoint_ >= opt_.checkpoint_interval) {
-      WriteCheckpoint(now);
+      WriteCheckpoint(now, /*handoff=*/b.checkpoint);
     }
     if (b.checkpoint) {
       std::lock_guard<std::mutex> lock(flush_mu_);
@@ -143,7 +143,7 @@ class Consumer {
   void Close() {
     const Nanos now = WallNow();
     SendStatus(now);
-    WriteCheckpoint(now);
+    WriteCheckpoint(now, /*handoff=*/true);
   }
 
  private:
@@ -208,8 +208,10 @@ class Consumer {
   }
 
   // The events written so far are made durable first, then the state that
-  // implies them, with the events decided and not yet written.
-  void WriteCheckpoint(Nanos now) {
+  // implies them, with the events decided and not yet written. `handoff`:
+  // partitions are being revoked, or this is the last checkpoint: the
+  // changelog write may wait longer (KafkaInput::WriteState).
+  void WriteCheckpoint(Nanos now, bool handoff = false) {
     last_checkpoint_ = now;
     bool synced = true;
     for (sink::EventSink* s : sinks_.all) synced = s->Sync() && synced;
@@ -237,7 +239,7 @@ class Consumer {
       // The changelog first (the state another member would take over),
       // then this checkpoint; the offsets are stored for the group only
       // when both hold them.
-      auto w = k->WriteState(cp, offsets.back(), stream_chains);
+      auto w = k->WriteState(cp, offsets.back(), stream_chains, handoff);
       if (!w) {
         state_log_.FailedBecause("write", w.error().message);
       } else {

