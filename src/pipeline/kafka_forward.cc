@@ -5,10 +5,6 @@
 namespace qw::pipeline {
 namespace {
 
-std::string TpName(const source::TopicPartition& tp) {
-  return tp.first + "/" + std::to_string(tp.second);
-}
-
 // A stable hash of the chain key (FNV-1a): every member of the group puts
 // a chain in the same partition.
 uint32_t KeyHash(std::string_view s) {
@@ -23,6 +19,22 @@ uint32_t KeyHash(std::string_view s) {
 constexpr int kSlotShift = 40;  // tag = slot << 40 | offset (0: a mark)
 
 }  // namespace
+
+std::string TopicPartitionName(const source::TopicPartition& tp) {
+  return tp.first + "/" + std::to_string(tp.second);
+}
+
+void CountPoison(const source::TopicPartition& tp, int64_t offset, const std::string& why,
+                 uint64_t* count, uint64_t* total, const ComponentCounters& counters,
+                 const std::function<void(const std::string&)>& log) {
+  const uint64_t n = ++*count;
+  ++*total;
+  counters.dropped->fetch_add(1, std::memory_order_relaxed);
+  if (n <= 3 || (n & (n - 1)) == 0) {
+    log("kafka: " + TopicPartitionName(tp) + " offset " + std::to_string(offset) +
+        ": skipped a record (" + why + "), " + std::to_string(n) + " so far in this partition");
+  }
+}
 
 KafkaForwarder::KafkaForwarder(std::string by_chain_topic, record::EnvelopeFormat format,
                                const record::EnvelopeFields& fields,
@@ -88,7 +100,7 @@ size_t KafkaForwarder::Poll(size_t max_records) {
         Mark(l.tp, "behind");
         it->second.reached_end = false;
       }
-      log_("kafka: " + TpName(l.tp) +
+      log_("kafka: " + TopicPartitionName(l.tp) +
            (l.leader_down ? ": its leader broker cannot be reached: marked behind, the readers of " +
                                 topic_ + " wait for it (nothing is judged past its last record)"
                           : std::string(": its leader broker is reachable again")));
@@ -111,7 +123,7 @@ size_t KafkaForwarder::Poll(size_t max_records) {
 
 void KafkaForwarder::Mark(const source::TopicPartition& tp, std::string_view state) {
   const int n = partitions_;
-  name_ = TpName(tp);
+  name_ = TopicPartitionName(tp);
   for (int32_t q = 0; q < n; ++q) {
     auto r = consumer_->Send(topic_, q, {}, {}, {{"qw-from", name_}, {"qw-mark", state}}, 0);
     if (!r) log_(r.error().message);
@@ -135,7 +147,7 @@ void KafkaForwarder::Acknowledge() {
       ++refused_;
       counters_.dropped->fetch_add(1, std::memory_order_relaxed);
       if (refused_ <= 3 || (refused_ & (refused_ - 1)) == 0) {
-        log_("kafka: " + TpName(tp) + " offset " + std::to_string(offset) +
+        log_("kafka: " + TopicPartitionName(tp) + " offset " + std::to_string(offset) +
              ": the brokers refused its copy for " + topic_ + " (" + d.error + "), " +
              std::to_string(refused_) + " so far");
       }
@@ -214,13 +226,7 @@ void KafkaForwarder::OnRecord(const source::KafkaRecord& r) {
   std::string why;
   if (!decoder_.DecodeSticky(&in.format, r.value, r.key, &e, &why)) {
     // Counted and skipped, as the reader of a keyed topic would.
-    ++in.poison;
-    ++poison_;
-    counters_.dropped->fetch_add(1, std::memory_order_relaxed);
-    if (in.poison <= 3 || (in.poison & (in.poison - 1)) == 0) {
-      log_("kafka: " + TpName(tp) + " offset " + std::to_string(r.offset) + ": skipped a record (" +
-           why + "), " + std::to_string(in.poison) + " so far in this partition");
-    }
+    CountPoison(tp, r.offset, why, &in.poison, &poison_, counters_, log_);
     if (in.unsent.empty()) consumer_->Store({{tp, in.next}});
     return;
   }
@@ -237,7 +243,7 @@ void KafkaForwarder::OnRecord(const source::KafkaRecord& r) {
   }
   const std::string& key = k->second;
   const int32_t q = static_cast<int32_t>(KeyHash(key) % static_cast<uint32_t>(partitions_));
-  from_ = TpName(tp) + "/" + std::to_string(r.offset);
+  from_ = TopicPartitionName(tp) + "/" + std::to_string(r.offset);
   const uint64_t tag = (uint64_t{in.slot} << kSlotShift) | static_cast<uint64_t>(r.offset);
   in.unsent.insert(r.offset);
   auto sent = consumer_->Send(topic_, q, key, r.value, {{"qw-from", from_}, {"qw-key", r.key}}, tag);

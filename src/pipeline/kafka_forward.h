@@ -48,6 +48,15 @@ namespace qw::pipeline {
 constexpr Nanos kForwardMarkEvery = kSecond;
 constexpr Nanos kForwardMarkStale = 10 * kSecond;
 
+// Shared by the forwarder and KafkaInput: "<topic>/<partition>".
+std::string TopicPartitionName(const source::TopicPartition& tp);
+// A record that is not what its format says: counted (in the partition's
+// `*count`, in `*total`, as dropped), logged (the partition's first 3,
+// then at powers of two) and skipped.
+void CountPoison(const source::TopicPartition& tp, int64_t offset, const std::string& why,
+                 uint64_t* count, uint64_t* total, const ComponentCounters& counters,
+                 const std::function<void(const std::string&)>& log);
+
 class KafkaForwarder : public source::KafkaHandler {
  public:
   // `consumer`: subscribed to the input topics in the group `<group>.forward`.

@@ -31,10 +31,6 @@ void AppendCriTime(std::string& out, Nanos t) {
 // partitions stop fetching (resumed below half of it).
 constexpr size_t kPendingBudget = 32u << 20;
 
-std::string TpName(const source::TopicPartition& tp) {
-  return tp.first + "/" + std::to_string(tp.second);
-}
-
 }  // namespace
 
 KafkaInput::KafkaInput(const KafkaSourceOptions& opt,
@@ -89,7 +85,7 @@ void KafkaInput::CheckChains() {
     auto [first, added] = chain_tp_.emplace(chain, it->second);
     if (!added && first->second != it->second && split_reported_.insert(chain).second) {
       log_("kafka: chain " + chain + " arrives on more than one partition (" +
-           TpName(first->second) + " and " + TpName(it->second) +
+           TopicPartitionName(first->second) + " and " + TopicPartitionName(it->second) +
            "): its records are not keyed by chain; with several instances in the group its "
            "nodes are judged apart and it can look halted or stalled (docs/KAFKA.md, "
            "\"Producers\")");
@@ -135,7 +131,7 @@ void KafkaInput::UpdateGates() {
     const bool at_end = known_end || p.paused;
     if (l.leader_down != p.leader_down) {
       p.leader_down = l.leader_down;
-      log_("kafka: " + TpName(l.tp) +
+      log_("kafka: " + TopicPartitionName(l.tp) +
            (l.leader_down ? ": its leader broker cannot be reached: the merge on event time waits "
                             "for it (nothing is judged past its last record)"
                           : ": its leader broker is reachable again"));
@@ -158,7 +154,7 @@ void KafkaInput::UpdateGates() {
       if (silent > 600 * kSecond) {
         // Not heard of for so long that it is no longer read (a topic taken
         // out of the subscription): it stops holding anything.
-        log_("kafka: " + TpName(l.tp) + ": no mark from the forwarder of " + o->first +
+        log_("kafka: " + TopicPartitionName(l.tp) + ": no mark from the forwarder of " + o->first +
              " for 10 minutes: no longer waited for");
         stage_->Close(o->second.gate, /*gone=*/false);
         o = p.origins.erase(o);
@@ -175,7 +171,7 @@ void KafkaInput::UpdateGates() {
         if (now - o->second.waiting_since >= 10 * kSecond &&
             (o->second.told == kNoTime || now - o->second.told >= 60 * kSecond)) {
           o->second.told = now;
-          log_("kafka: " + TpName(l.tp) + ": waiting for input partition " + o->first +
+          log_("kafka: " + TopicPartitionName(l.tp) + ": waiting for input partition " + o->first +
                " to be handed on (its forwarder's last mark: " +
                (o->second.end ? "end, " : "behind or none, ") + std::to_string(silent / kSecond) +
                " s ago): nothing is judged past it meanwhile");
@@ -225,7 +221,7 @@ int64_t KafkaInput::Restore(const source::TopicPartition& tp) {
   if (StatePartitions(tp) <= tp.second) {
     if (no_state_reported_ != state_partitions_) {
       no_state_reported_ = state_partitions_;
-      log_("kafka: " + TpName(tp) + ": the state topic " + opt_.state_topic + " has " +
+      log_("kafka: " + TopicPartitionName(tp) + ": the state topic " + opt_.state_topic + " has " +
            std::to_string(state_partitions_) + " partition(s), none numbered " +
            std::to_string(tp.second) + ": the state of the chains of input partitions numbered " +
            std::to_string(state_partitions_) + " and up is not kept there (a member that takes " +
@@ -242,7 +238,7 @@ int64_t KafkaInput::Restore(const source::TopicPartition& tp) {
     if (values) break;
   }
   if (!values) {
-    log_("kafka: " + TpName(tp) + ": the state of its chains could not be read (" +
+    log_("kafka: " + TopicPartitionName(tp) + ": the state of its chains could not be read (" +
          values.error().message + "): it starts from this instance's checkpoint or the group's "
          "offset, with the state this instance has of them");
     return -1;
@@ -273,7 +269,7 @@ int64_t KafkaInput::Restore(const source::TopicPartition& tp) {
         cp->kafka_offsets.end());
     restores_.push_back(std::move(*cp));
   }
-  log_("kafka: " + TpName(tp) + ": " +
+  log_("kafka: " + TopicPartitionName(tp) + ": " +
        (n == 0 ? std::string("no state in ") + opt_.state_topic
                : "restored the state of " + std::to_string(n) + " chain(s) (" + names + ") from " +
                      opt_.state_topic + ", resuming at offset " + std::to_string(from)));
@@ -330,7 +326,7 @@ int64_t KafkaInput::OnAssigned(const source::TopicPartition& tp) {
   }
   p.gate = (*next_id_)++;
   record::Origin o;
-  o.path = "kafka:" + TpName(tp);
+  o.path = "kafka:" + TopicPartitionName(tp);
   o.name.pod = o.path;
   o.format = record::LogFormat::kCri;
   stage_->Open(p.gate, o);
@@ -380,7 +376,7 @@ void KafkaInput::OnRevoked(const source::TopicPartition& tp) {
   // Without a changelog (state_topic: none) nothing would hand their state
   // back: the nodes stay (as one member alone in its group wants).
   const bool gone = !opt_.state_topic.empty();
-  const std::string prefix = TpName(tp) + "\x1f";
+  const std::string prefix = TopicPartitionName(tp) + "\x1f";
   for (auto it = stream_ids_.lower_bound(prefix);
        it != stream_ids_.end() && it->first.compare(0, prefix.size(), prefix) == 0;) {
     stage_->Close(it->second, gone);
@@ -414,7 +410,7 @@ uint32_t KafkaInput::StreamFor(const source::TopicPartition& tp, const record::E
   // repartition: a container's records handed on from several input
   // partitions are one stream per input partition, each in its order; the
   // merge on event time puts them together.
-  std::string k = TpName(tp);
+  std::string k = TopicPartitionName(tp);
   k += '\x1f';
   k += origin;
   k += '\x1f';
@@ -436,7 +432,7 @@ uint32_t KafkaInput::StreamFor(const source::TopicPartition& tp, const record::E
   o.name.namespace_ = std::string(e.namespace_);
   o.name.container = std::string(e.container);
   o.name.kubernetes = !e.namespace_.empty() || !e.container.empty();
-  if (o.name.pod.empty()) o.name.pod = TpName(tp);
+  if (o.name.pod.empty()) o.name.pod = TopicPartitionName(tp);
   o.format = record::LogFormat::kCri;
   o.max_line_bytes = opt_.max_line_bytes;
   {
@@ -465,7 +461,7 @@ KafkaInput::Partition::Origin& KafkaInput::OriginOf(const source::TopicPartition
   o.heard = WallNow() - kForwardMarkStale;
   o.gate = (*next_id_)++;
   record::Origin g;
-  g.path = "kafka:" + TpName(tp) + "@" + std::string(name);
+  g.path = "kafka:" + TopicPartitionName(tp) + "@" + std::string(name);
   g.name.pod = g.path;
   g.format = record::LogFormat::kCri;
   stage_->Open(o.gate, g);
@@ -519,7 +515,7 @@ void KafkaInput::OnRecord(const source::KafkaRecord& r) {
         // Handed on twice (its forwarder stopped before committing it).
         ++repeats_;
         if (repeats_ <= 3 || (repeats_ & (repeats_ - 1)) == 0) {
-          log_("kafka: " + TpName(tp) + " offset " + std::to_string(r.offset) + ": " +
+          log_("kafka: " + TopicPartitionName(tp) + " offset " + std::to_string(r.offset) + ": " +
                std::string(r.from) + " was handed on before: dropped, " +
                std::to_string(repeats_) + " so far");
         }
@@ -536,13 +532,7 @@ void KafkaInput::OnRecord(const source::KafkaRecord& r) {
   const bool ok = decoder_.DecodeSticky(format, r.value, key, &e, &why);
   if (!ok) {
     // Counted and skipped; its offset moves on with the partition's.
-    ++p.poison;
-    ++poison_;
-    counters_.dropped->fetch_add(1, std::memory_order_relaxed);
-    if (p.poison <= 3 || (p.poison & (p.poison - 1)) == 0) {
-      log_("kafka: " + TpName(tp) + " offset " + std::to_string(r.offset) + ": skipped a record (" +
-           why + "), " + std::to_string(p.poison) + " so far in this partition");
-    }
+    CountPoison(tp, r.offset, why, &p.poison, &poison_, counters_, log_);
     std::lock_guard<std::mutex> lock(mu_);
     next_read_[tp] = r.offset + 1;
     return;
