@@ -393,12 +393,37 @@ Result<void> Driver::Merge(const Checkpoint& cp) {
       if (s.node < 0 || s.info.path.compare(0, prefix.size(), prefix) != 0) continue;
       detect::NodeState& n = detector_.mutable_node(s.node);
       if (n.open_streams > 0) --n.open_streams;
-      if (n.open_streams == 0) n.retired = true;
       s.node = -1;
     }
   }
   last_ = nullptr;
   if (cp.detector.is_null()) return {};
+  // Every node of the state is live here from now on, as it was where the
+  // state was written (a Kafka pod's node lives while its partition is
+  // held), whether or not its pod has logged here yet: a pod that logs
+  // nothing more (hung) is judged silent by the others' time and banned
+  // on time, not when (if ever) it logs again; and its votes stay.
+  if (const auto nodes = cp.detector.find("nodes");
+      nodes != cp.detector.end() && nodes->is_object()) {
+    for (const auto& [name, family] : cp.chains) {
+      const std::string prefix = name + "|";
+      for (const auto& item : nodes->items()) {
+        const std::string& key = item.key();
+        if (key.compare(0, prefix.size(), prefix) != 0) continue;
+        // <chain>|[<namespace>/]<pod> (detect::Detector::NodeKey)
+        const std::string rest = key.substr(prefix.size());
+        const size_t slash = rest.find('/');
+        record::StreamName pod;
+        pod.namespace_ = slash == std::string::npos ? "" : rest.substr(0, slash);
+        pod.pod = slash == std::string::npos ? rest : rest.substr(slash + 1);
+        auto it = nodes_.find(std::make_tuple(name, pod.namespace_, pod.pod));
+        const int node = it != nodes_.end()
+                             ? it->second
+                             : NewNode(EnsureChain(name, registry_.Find(family)), pod);
+        detector_.mutable_node(node).retired = false;
+      }
+    }
+  }
   return detect::DecodeStateJson(cp.detector, &detector_);
 }
 

@@ -77,8 +77,10 @@ class Driver {
   // changelog: a checkpoint of that chain alone, without streams): its
   // chains, its events decided and not yet written (those pending here
   // already are not repeated), then its detector state, merged into the
-  // running one (other chains and nodes are left as they are). On failure
-  // (a damaged state) nothing of the detector state is applied.
+  // running one (other chains and nodes are left as they are). Its nodes
+  // are live from then on, whether their pods have logged here yet or not.
+  // On failure (a damaged state) nothing of the detector state is applied
+  // (its nodes are there, as new ones).
   [[nodiscard]] Result<void> Merge(const Checkpoint& cp);
   // (path, chain) of every stream placed on a node.
   std::vector<std::pair<std::string, std::string>> StreamChains() const;

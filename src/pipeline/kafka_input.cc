@@ -368,18 +368,28 @@ void KafkaInput::BeforeRevoke(const std::vector<source::TopicPartition>& parts) 
 }
 
 void KafkaInput::OnRevoked(const source::TopicPartition& tp) {
-  // Its streams end here, as gone: their nodes retire in this instance
-  // (once what was read of them has gone through the pipeline), so they
-  // are not judged silent by the time of the partitions still read here;
-  // the member that holds the partition now judges them, with the state
-  // the changelog hands it.
+  // Its streams end here, as gone: their nodes retire in this instance, so
+  // they are not judged silent by the time of the partitions still read
+  // here; the member that holds the partition now judges them, with the
+  // state the changelog hands it. What was read of them and not judged by
+  // the flush before the revoke (held in the merge for another partition)
+  // is dropped, not judged here: the state written at the flush does not
+  // reflect it, so the next holder reads it again; judged here too, it
+  // would move this member's nodes past the state it handed on, and a
+  // partition given back to this member would be judged twice (a second
+  // out_of_consensus for a node already banned).
   // Without a changelog (state_topic: none) nothing would hand their state
-  // back: the nodes stay (as one member alone in its group wants).
+  // back: the nodes stay and what was read is judged (as one member alone
+  // in its group wants).
   const bool gone = !opt_.state_topic.empty();
   const std::string prefix = TopicPartitionName(tp) + "\x1f";
   for (auto it = stream_ids_.lower_bound(prefix);
        it != stream_ids_.end() && it->first.compare(0, prefix.size(), prefix) == 0;) {
-    stage_->Close(it->second, gone);
+    if (gone) {
+      stage_->Abandon(it->second);
+    } else {
+      stage_->Close(it->second, /*gone=*/false);
+    }
     paths_.erase(it->second);
     stream_tp_.erase(it->second);
     it = stream_ids_.erase(it);

@@ -789,6 +789,27 @@ void RecordStage::Close(uint32_t id, bool gone) {
   s.out.ready = s.out.entries.size();
 }
 
+void RecordStage::Abandon(uint32_t id) {
+  Stream& s = S(id);
+  if (s.closed) return;
+  s.out.entries.resize(s.out.head);
+  s.out.ready = s.out.head;
+  s.provisional_begin.clear();
+  s.untimed_bytes = 0;
+  s.held.clear();
+  s.held_arena.clear();
+  s.carry.clear();
+  s.carry_cut = false;
+  s.in_partial = false;
+  s.partial.clear();
+  // The lines dropped are counted by whoever reads them again.
+  s.uncounted = LineCounts{};
+  s.closed = true;
+  s.out.entries.push_back(
+      Entry{EntryKind::kEnd, -1, 0, 0, 0, 0, kNoTime, s.offset, static_cast<uint8_t>(kEntryGone)});
+  s.out.ready = s.out.entries.size();
+}
+
 Output* RecordStage::output(uint32_t id) { return &S(id).out; }
 
 Output* RecordStage::output(Stream& s) { return &s.out; }

@@ -168,6 +168,12 @@ class RecordStage {
   // else it is the end of what there is to read (replay), which says
   // nothing about the node.
   void Close(uint32_t id, bool gone);
+  // No more bytes ever, and what was read and not handed on yet is
+  // dropped: records held back or waiting in the output, an incomplete
+  // line. Then the stream's end, gone. For a Kafka partition revoked: the
+  // state written at the revoke reflects what was handed on; the member
+  // that takes the partition over reads the rest again, from there.
+  void Abandon(uint32_t id);
   // Live: releases what has waited long enough. Returns the next time
   // (steady clock) at which something would be released, or kNoTime.
   Nanos Expire(Nanos now);

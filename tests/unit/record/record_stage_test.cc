@@ -525,3 +525,35 @@ TEST_CASE("the chain key (Kafka repartition): the chain a rule names, else the n
   RecordStage all(*reg, forced, {}, [](const std::string&) {});
   CHECK(all.ChainKey(name("x", "ns1")) == forced.forced_chain);
 }
+
+TEST_CASE("abandoned (a Kafka partition revoked): what was not taken is dropped, then a gone end") {
+  auto reg = TestRegistry();
+  RecordStage stage(*reg, Forced(*reg), {}, [](const std::string&) {});
+  Origin origin;
+  origin.path = "kafka:t/0/ns/pod/app";
+  stage.Open(0, origin);
+  Out o;
+  // One record taken (handled, as by the flush before the revoke); the
+  // next waits for what may continue it; two more fed and not taken
+  // (waiting in the merge), and half a line.
+  stage.Feed(0, "[2021-05-05|12:03:00.000] one\n[2021-05-05|12:03:01.000] two\n", 0);
+  Take(*stage.output(0), &o);
+  REQUIRE(o.texts == std::vector<std::string>{"[2021-05-05|12:03:00.000] one"});
+  stage.Feed(0, "[2021-05-05|12:03:02.000] three\n[2021-05-05|12:03:03.000] four\n[2021-05-05|12:0",
+             0);
+  stage.Abandon(0);
+  Out rest;
+  Take(*stage.output(0), &rest);
+  CHECK(rest.texts.empty());
+  CHECK(rest.ended);
+  // Lines dropped are not counted here: whoever reads them again counts them.
+  CHECK(rest.lines == 0);
+  const Output& out = *stage.output(0);
+  REQUIRE(out.head > 0);
+  CHECK((out.entries[out.head - 1].flags & kEntryGone) != 0);
+  CHECK(stage.ended(0));
+  // Nothing more comes of it, and a Close after it adds nothing.
+  stage.Close(0, false);
+  Take(*stage.output(0), &rest);
+  CHECK(rest.texts.empty());
+}
