@@ -54,32 +54,27 @@ int KafkaForwarder::Partitions() {
   }
   partitions_asked_ = now;
   constexpr Nanos kTimeout = 10 * kSecond;
-  auto n = consumer_->Partitions(topic_, kTimeout);
-  if (n && *n == 0 && !create_tried_) {
-    create_tried_ = true;
-    // As many partitions as the input has (the first input topic's), at least 1.
-    int want = 1;
-    for (const auto& [tp, in] : inputs_) {
-      if (auto m = consumer_->Partitions(tp.first, kTimeout); m) want = std::max(want, *m);
-    }
-    if (auto c = consumer_->CreateTopic(topic_, want, /*compacted=*/false, kTimeout); !c) {
-      log_(c.error().message);
-    } else {
-      log_("kafka: created the by-chain topic " + topic_ + " (" + std::to_string(want) +
-           " partitions)");
-    }
-    n = consumer_->Partitions(topic_, kTimeout);
-  }
+  // Made when missing: as many partitions as the input topics have.
+  auto n = consumer_->EnsureTopic(
+      topic_,
+      [&] {
+        int want = 1;
+        for (const auto& [tp, in] : inputs_) {
+          if (auto m = consumer_->Partitions(tp.first, kTimeout); m) want = std::max(want, *m);
+        }
+        return want;
+      },
+      /*compacted=*/false, kTimeout);
   if (!n) {
     log_(n.error().message);
     return partitions_;
   }
-  if (*n == 0 && partitions_ != 0) partitions_ = 0;
-  if (*n == 0) {
+  if (*n == 0 && !missing_logged_) {
     log_("kafka: the by-chain topic " + topic_ + " does not exist: nothing is handed on (or " +
          "read) until it does; create it with as many partitions as the input topics have " +
          "(docs/KAFKA.md, \"Repartition\")");
   }
+  missing_logged_ = *n == 0;
   partitions_ = *n;
   return partitions_;
 }
@@ -105,10 +100,7 @@ size_t KafkaForwarder::Poll(size_t max_records) {
                                 topic_ + " wait for it (nothing is judged past its last record)"
                           : std::string(": its leader broker is reachable again")));
     }
-    const bool at_end =
-        !l.leader_down && l.high_watermark >= 0 &&
-        (l.position >= 0 ? l.position >= l.high_watermark : l.high_watermark == l.low_watermark);
-    if (at_end) it->second.reached_end = true;
+    if (l.at_end()) it->second.reached_end = true;
   }
   const Nanos now = SteadyNow();
   if (marked_ == kNoTime || now - marked_ >= kForwardMarkEvery) {
@@ -167,14 +159,7 @@ void KafkaForwarder::Acknowledge() {
 std::map<source::TopicPartition, int64_t> KafkaForwarder::Lags() const {
   std::map<source::TopicPartition, int64_t> out;
   for (const auto& l : consumer_->Lag()) {
-    if (inputs_.count(l.tp) == 0) continue;
-    int64_t lag = -1;
-    if (l.high_watermark >= 0 && l.position >= 0) {
-      lag = std::max<int64_t>(0, l.high_watermark - l.position);
-    } else if (l.high_watermark >= 0 && l.high_watermark == l.low_watermark) {
-      lag = 0;
-    }
-    out[l.tp] = lag;
+    if (inputs_.count(l.tp) != 0) out[l.tp] = l.lag();
   }
   return out;
 }

@@ -110,7 +110,7 @@ class KafkaForwarder : public source::KafkaHandler {
   std::unordered_map<std::string, std::string> keys_;  // names -> chain key
   int partitions_ = 0;
   Nanos partitions_asked_ = kNoTime;
-  bool create_tried_ = false;
+  bool missing_logged_ = false;  // "does not exist" logged (again once it came and went)
   Nanos marked_ = kNoTime;
   uint64_t poison_ = 0, refused_ = 0;
   std::string from_, name_;  // scratch

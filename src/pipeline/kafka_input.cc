@@ -1,7 +1,7 @@
 #include "pipeline/kafka_input.h"
 
 #include <algorithm>
-#include <cstdlib>
+#include <charconv>
 
 #include "common/time.h"
 #include "detect/state_codec.h"
@@ -125,10 +125,7 @@ void KafkaInput::UpdateGates() {
     // the last high watermark heard: its nodes' records may be waiting there,
     // and judging the others' time without them would see them silent
     // (stalled, the chain halted) for as long as the broker is down.
-    const bool known_end =
-        !l.leader_down && l.high_watermark >= 0 &&
-        (l.position >= 0 ? l.position >= l.high_watermark : l.high_watermark == l.low_watermark);
-    const bool at_end = known_end || p.paused;
+    const bool at_end = l.at_end() || p.paused;
     if (l.leader_down != p.leader_down) {
       p.leader_down = l.leader_down;
       log_("kafka: " + TopicPartitionName(l.tp) +
@@ -194,21 +191,15 @@ int KafkaInput::StatePartitions(const source::TopicPartition& tp) {
   if (state_checked_ != kNoTime && now - state_checked_ < 30 * kSecond) return state_partitions_;
   state_checked_ = now;
   constexpr Nanos kTimeout = 10 * kSecond;
-  auto n = consumer_->Partitions(opt_.state_topic, kTimeout);
-  if (n && *n == 0 && !create_tried_) {
-    // As many partitions as the input topic (or as this one needs). Tried
-    // once: brokers that refuse it will not change their mind.
-    create_tried_ = true;
-    auto in = consumer_->Partitions(tp.first, kTimeout);
-    const int want = std::max(in ? *in : 0, tp.second + 1);
-    if (auto c = consumer_->CreateTopic(opt_.state_topic, want, /*compacted=*/true, kTimeout); !c) {
-      log_(c.error().message);
-    } else {
-      log_("kafka: created the state topic " + opt_.state_topic + " (compacted, " +
-           std::to_string(want) + " partitions)");
-    }
-    n = consumer_->Partitions(opt_.state_topic, kTimeout);
-  }
+  // Made when missing: as many partitions as the input topic (or as this
+  // one needs).
+  auto n = consumer_->EnsureTopic(
+      opt_.state_topic,
+      [&] {
+        auto in = consumer_->Partitions(tp.first, kTimeout);
+        return std::max(in ? *in : 0, tp.second + 1);
+      },
+      /*compacted=*/true, kTimeout);
   if (!n) {
     log_(n.error().message);
     return 0;
@@ -401,11 +392,6 @@ void KafkaInput::OnRevoked(const source::TopicPartition& tp) {
     }
     next_read_.erase(tp);
   }
-  // repartition: what was read of it here says nothing about where the
-  // next reading starts (the state's offset, maybe before it).
-  for (auto it = seen_.lower_bound({tp, std::string()}); it != seen_.end() && it->first.first == tp;) {
-    it = seen_.erase(it);
-  }
   if (auto it = partitions_.find(tp); it != partitions_.end()) {
     if (it->second.lag != nullptr) it->second.lag->store(0, std::memory_order_relaxed);
     stage_->Close(it->second.gate, /*gone=*/false);
@@ -514,14 +500,15 @@ void KafkaInput::OnRecord(const source::KafkaRecord& r) {
     // repartition: "<topic>/<partition>/<offset>" it was read at, there.
     const size_t slash = r.from.rfind('/');
     origin = r.from.substr(0, slash == std::string_view::npos ? 0 : slash);
-    const int64_t at = slash == std::string_view::npos
-                           ? -1
-                           : std::strtoll(std::string(r.from.substr(slash + 1)).c_str(), nullptr, 10);
+    int64_t at = -1;
+    if (slash != std::string_view::npos) {
+      std::from_chars(r.from.data() + slash + 1, r.from.data() + r.from.size(), at);
+    }
+    Partition::Origin& from = OriginOf(tp, p, origin);
     // Each input partition's records keep their own format (auto).
-    format = &OriginOf(tp, p, origin).format;
-    auto [seen, added] = seen_.try_emplace({tp, std::string(origin)}, at);
-    if (!added) {
-      if (at <= seen->second) {
+    format = &from.format;
+    if (at >= 0) {
+      if (at <= from.last_read) {
         // Handed on twice (its forwarder stopped before committing it).
         ++repeats_;
         if (repeats_ <= 3 || (repeats_ & (repeats_ - 1)) == 0) {
@@ -533,7 +520,7 @@ void KafkaInput::OnRecord(const source::KafkaRecord& r) {
         next_read_[tp] = r.offset + 1;
         return;
       }
-      seen->second = at;
+      from.last_read = at;
     }
     key = r.from_key;
   }
@@ -596,12 +583,7 @@ int64_t KafkaInput::UpdateLag() {
   for (const auto& l : consumer_->Lag()) {
     auto it = partitions_.find(l.tp);
     if (it == partitions_.end()) continue;
-    int64_t lag = -1;
-    if (l.high_watermark >= 0 && l.position >= 0) {
-      lag = std::max<int64_t>(0, l.high_watermark - l.position);
-    } else if (l.high_watermark >= 0 && l.high_watermark == l.low_watermark) {
-      lag = 0;  // empty: nothing to read, so no position yet
-    }
+    const int64_t lag = l.lag();
     lags_[l.tp] = lag;
     if (lag < 0) {
       known = false;

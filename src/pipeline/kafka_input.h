@@ -153,6 +153,11 @@ class KafkaInput : public source::KafkaHandler {
       record::EnvelopeFormat format = record::EnvelopeFormat::kAuto;  // its records'
       Nanos heard = kNoTime;  // the last mark's time (its producer's clock)
       Nanos waiting_since = kNoTime, told = kNoTime;  // steady clock: holding the merge
+      // The last input offset read from it: a record handed on again (its
+      // forwarder stopped before committing it) is dropped. Forgotten with
+      // the partition at a revoke: reading starts again at the state's
+      // offset, maybe before what was read here.
+      int64_t last_read = -1;
     };
     std::map<std::string, Origin, std::less<>> origins;
   };
@@ -161,10 +166,6 @@ class KafkaInput : public source::KafkaHandler {
   Partition::Origin& OriginOf(const source::TopicPartition& tp, Partition& p, std::string_view name);
   std::unique_ptr<KafkaForwarder> forwarder_;
   std::map<std::string, int> input_partitions_;  // repartition: input topic -> partitions
-  // repartition: per (partition, input partition) the last input offset
-  // read: a record handed on again (its forwarder died before committing)
-  // is dropped.
-  std::map<std::pair<source::TopicPartition, std::string>, int64_t> seen_;
   uint64_t repeats_ = 0;
   void UpdateGates();
   // The changelog's value for each of the partition's chains, queued for
@@ -175,7 +176,6 @@ class KafkaInput : public source::KafkaHandler {
   std::function<void()> flush_;
   std::map<source::TopicPartition, int64_t> lags_;
   std::atomic<int> state_partitions_{0};  // read by WriteState (detector thread)
-  bool create_tried_ = false;
   std::vector<Checkpoint> restores_;
   Nanos state_checked_ = kNoTime;   // when the state topic's partitions were last asked
   int no_state_reported_ = -1;      // the partition count last reported too small

@@ -28,6 +28,7 @@ struct KafkaConsumer::Impl {
   // is unknown until then; guarded by mu).
   std::map<TopicPartition, int64_t> starts_at;
   std::string last_error;  // the last consumer error logged (repeats are not)
+  std::set<std::string> create_tried;  // EnsureTopic: topics it tried to create
   // From librdkafka's statistics (every second): partitions whose leader
   // broker this client is not connected to (guarded by mu).
   std::set<TopicPartition> leader_down;
@@ -592,6 +593,20 @@ Result<void> KafkaConsumer::CreateTopic(const std::string& topic, int partitions
   rd_kafka_queue_destroy(q);
   if (!failure.empty()) return Fail("kafka: creating " + topic + ": " + failure);
   return {};
+}
+
+Result<int> KafkaConsumer::EnsureTopic(const std::string& topic, const std::function<int()>& want,
+                                       bool compacted, Nanos timeout) {
+  auto n = Partitions(topic, timeout);
+  if (!n || *n > 0 || !impl_->create_tried.insert(topic).second) return n;
+  const int partitions = std::max(1, want());
+  if (auto c = CreateTopic(topic, partitions, compacted, timeout); !c) {
+    impl_->log(c.error().message);
+  } else {
+    impl_->log("kafka: created the topic " + topic + " (" + std::to_string(partitions) +
+               " partitions" + (compacted ? ", compacted)" : ")"));
+  }
+  return Partitions(topic, timeout);
 }
 
 Result<std::map<std::string, std::string>> KafkaConsumer::ReadChangelog(const std::string& topic,

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <algorithm>
 #include <functional>
 #include <map>
 #include <memory>
@@ -84,6 +85,16 @@ struct PartitionLag {
   // Its leader broker is not reachable (as of librdkafka's last statistics,
   // at most a second old): its high watermark is the last one heard.
   bool leader_down = false;
+
+  // Records not read yet (-1: not known). Before a record is consumed the
+  // position is not known; an empty partition has nothing to read.
+  int64_t lag() const {
+    if (high_watermark >= 0 && position >= 0) return std::max<int64_t>(0, high_watermark - position);
+    return high_watermark >= 0 && high_watermark == low_watermark ? 0 : -1;
+  }
+  // Known to be read to its end: the leader reachable (else the last high
+  // watermark heard says nothing) and nothing left to read.
+  bool at_end() const { return !leader_down && lag() == 0; }
 };
 
 class KafkaConsumer {
@@ -125,6 +136,12 @@ class KafkaConsumer {
   // error when it exists).
   [[nodiscard]] Result<void> CreateTopic(const std::string& topic, int partitions, bool compacted,
                                          Nanos timeout);
+  // Partitions of `topic`; when it does not exist, it is created (the
+  // first time only: brokers that refuse will not change their mind) with
+  // want() partitions (at least 1), compacted or not, and asked again. The
+  // creation, or why it failed, is logged.
+  [[nodiscard]] Result<int> EnsureTopic(const std::string& topic, const std::function<int()>& want,
+                                        bool compacted, Nanos timeout);
   // Partition `partition` of `topic` from its beginning to its high
   // watermark: the last value of each key (a tombstone removes the key).
   [[nodiscard]] Result<std::map<std::string, std::string>> ReadChangelog(const std::string& topic,
