@@ -320,6 +320,7 @@ int64_t KafkaInput::OnAssigned(const source::TopicPartition& tp) {
   o.path = "kafka:" + TopicPartitionName(tp);
   o.name.pod = o.path;
   o.format = record::LogFormat::kCri;
+  o.gate = true;
   stage_->Open(p.gate, o);
   ordering_->Add(p.gate);
   if (forwarder_ != nullptr) {
@@ -460,6 +461,7 @@ KafkaInput::Partition::Origin& KafkaInput::OriginOf(const source::TopicPartition
   g.path = "kafka:" + TopicPartitionName(tp) + "@" + std::string(name);
   g.name.pod = g.path;
   g.format = record::LogFormat::kCri;
+  g.gate = true;
   stage_->Open(o.gate, g);
   ordering_->Add(o.gate);
   stage_->Behind(o.gate);

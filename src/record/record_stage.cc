@@ -200,10 +200,12 @@ void RecordStage::Decide(Stream& s, int family) {
   s.sample_bytes = 0;
 
   // The start goes before any provisional record (they are this stream's).
-  Entry start{EntryKind::kStart, -1, static_cast<uint32_t>(s.out.infos.size()), 0, 0, 0, kNoTime, 0};
-  s.out.infos.push_back(Placed(s));
-  s.out.entries.insert(s.out.entries.begin() + static_cast<std::ptrdiff_t>(s.out.ready), start);
-  s.out.ready++;
+  if (!s.origin.gate) {
+    Entry start{EntryKind::kStart, -1, static_cast<uint32_t>(s.out.infos.size()), 0, 0, 0, kNoTime, 0};
+    s.out.infos.push_back(Placed(s));
+    s.out.entries.insert(s.out.entries.begin() + static_cast<std::ptrdiff_t>(s.out.ready), start);
+    s.out.ready++;
+  }
 
   // Records held while undecided now go the usual way.
   auto held = std::move(s.held);

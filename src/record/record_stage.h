@@ -46,6 +46,9 @@ struct Origin {
   uint64_t start_offset = 0;      // where the bytes fed begin
   std::string saved_family;       // a checkpoint's decision: used when the rules leave it open
   Nanos saved_last_time = kNoTime;  // a checkpoint's last good time of the stream
+  // Fed nothing ever, only there to hold the merge back (a Kafka
+  // partition's gate): never placed, so no rule makes a node of it.
+  bool gate = false;
 };
 
 // A stream as the detector side sees it: at open (identity, path, where

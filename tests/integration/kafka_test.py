@@ -374,6 +374,56 @@ def test_restart(kafka, qw, qw_bin, tmp_path, stop):
         run.cleanup()
 
 
+def test_nothing_new_to_read(kafka, qw, qw_bin, tmp_path):
+    """A member that takes over a partition committed at its end (records
+    there, all read before) has nothing of it to read, so librdkafka gives
+    no position for it; it must not hold the merge of the partitions that
+    do get records (before the fix it held it for ever: nothing judged, no
+    ban). Partition 0's records are the poison ones keyed "x": the first
+    is no JSON, so with format auto the partition is raw lines, node "x"
+    (of the chain the catch-all rule names), which never commits."""
+    case = golden_case(qw, str(tmp_path), os.path.join(GOLDEN, "ban_31min"))
+    want = case.want()
+    files = [os.path.join(case.cwd, f) for f in case.files]
+    recs = [(k, v) for _, k, v in records(files, lambda i: "fluentbit", "cosmoshub")]
+    topic = "nothing-new"
+    group = "g-" + topic
+    kafka.create_topic(topic, PARTITIONS)
+    first = KafkaRun(qw_bin, str(tmp_path / "first"),
+                     kafka_config(str(tmp_path / "first"), kafka, case.base, case.rules,
+                                  topics=[topic], group=group))
+    port = free_port()
+    second = KafkaRun(qw_bin, str(tmp_path / "second"),
+                      kafka_config(str(tmp_path / "second"), kafka, case.base, case.rules,
+                                   topics=[topic], group=group, create_state=False,
+                                   metrics_port=port))
+    try:
+        kcat_produce(kafka.bootstraps, topic, [("x", bad) for bad in POISON], partition=0)
+        first.start()
+        first.wait(lambda: first.consumed({topic: len(POISON)}),
+                   "partition 0's records read, their offsets in the checkpoint", timeout=DEADLINE)
+        first.stop()  # SIGTERM: its offsets committed, it leaves the group
+        # Another member (its own state_dir): partition 0 starts at the
+        # group's offset, its end; the chain's records go to partition 1.
+        kcat_produce(kafka.bootstraps, topic, recs, partition=1)
+        second.start()
+        produced = {topic: len(recs) + len(POISON)}
+        second.wait(lambda: second.consumed(produced) and second.outage(),
+                    "every record in the checkpoint, then \"input outage\"", timeout=DEADLINE,
+                    observe=lambda: "checkpoint offsets %s" % (second.offsets()[1],))
+        # The streams rule names a chain for everything: the partitions'
+        # gates (streams that only hold the merge) must not become its
+        # nodes; "x" comes with the chain's state from the first member.
+        nodes = set(re.findall(r'node="([^"]*)"', http_get("http://127.0.0.1:%d/metrics" % port)[1]))
+        expect_eq(nodes, {kube_names(f)[0] for f in files} | {"x"}, "the nodes on /metrics")
+        second.stop()
+        same_events(want, second.data(), "forbid")
+        expect(not first.data().strip(), "the first member decided nothing (x's lines only)")
+    finally:
+        first.cleanup()
+        second.cleanup()
+
+
 def leader_of(kafka, topic, partition):
     import subprocess
     out = subprocess.run([kcat_path(), "-b", kafka.bootstraps, "-L", "-t", topic, "-J"],
@@ -864,7 +914,9 @@ def test_repartition_broker_outage(kafka, qw, qw_bin, tmp_path):
         th = threading.Thread(target=lambda: done.setdefault(
             "ok", kcat_produce(kafka.bootstraps, topic, a2, partition=pa, timeout=2 * DEADLINE) or True))
         th.start()
-        run.wait(lambda: received() == len(a1) + len(b1) + len(b2),
+        # At least: a forwarder may hand a record on twice (the reader drops
+        # the repeat, after counting it received).
+        run.wait(lambda: received() >= len(a1) + len(b1) + len(b2),
                  "val-b's second half handed on and read while val-a's leader is down",
                  timeout=DEADLINE)
         time.sleep(1)  # (a second more for the merge to go wrong, were it not held)
@@ -873,7 +925,7 @@ def test_repartition_broker_outage(kafka, qw, qw_bin, tmp_path):
         kafka.broker_up(1)
         th.join(2 * DEADLINE)
         expect("ok" in done, "val-a's second half was produced once its leader was back")
-        run.wait(lambda: received() == len(a1) + len(a2) + len(b1) + len(b2), "everything read",
+        run.wait(lambda: received() >= len(a1) + len(a2) + len(b1) + len(b2), "everything read",
                  timeout=DEADLINE)
         run.wait(run.outage, "input outage once everything is judged", timeout=DEADLINE)
         run.stop()
