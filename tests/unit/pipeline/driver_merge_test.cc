@@ -20,8 +20,10 @@
 #include "pipeline/checkpoint.h"
 #include "pipeline/driver.h"
 #include "pipeline/stages.h"
+#include "test_topology.h"
 
 using namespace qw;
+using qw::testing::PlainTopology;
 
 namespace {
 
@@ -31,24 +33,9 @@ class Collect : public sink::EventSink {
   std::vector<Event> events;
 };
 
-// Chains take the family's name; nodes have no configuration. The built-in
-// thresholds are the cometbft family's defaults (docs/DETECTION.md,
-// "Defaults": stall_after 60s, max_lag 5; ban_after 30m, unban_after 10m).
-class PlainTopology : public pipeline::Topology {
- public:
-  explicit PlainTopology(const match::Registry& reg) : reg_(reg) {}
-  detect::ChainSpec Chain(const std::string& name, int family) const override {
-    detect::ChainSpec spec;
-    spec.name = name;
-    spec.family = family >= 0 ? reg_.file(static_cast<size_t>(family)).family : "unknown";
-    return spec;
-  }
-  void Node(detect::NodeSpec*) const override {}
-
- private:
-  const match::Registry& reg_;
-};
-
+// Chains take the family's built-in thresholds: the cometbft family's
+// defaults (docs/DETECTION.md, "Defaults": stall_after 60s, max_lag 5;
+// ban_after 30m, unban_after 10m).
 constexpr char kTopic[] = "t";
 constexpr char kChain[] = "cosmoshub";
 constexpr Nanos kT0 = 1735786800LL * kSecond;  // 2025-01-02T03:00:00Z

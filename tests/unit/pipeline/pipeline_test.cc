@@ -9,8 +9,10 @@
 #include "pipeline/replay.h"
 #include "pipeline/stages.h"
 #include "source/byte_source.h"
+#include "test_topology.h"
 
 using namespace qw;
+using qw::testing::PlainTopology;
 
 namespace {
 
@@ -22,22 +24,6 @@ class Collect : public sink::EventSink {
     lines.push_back(s);
   }
   std::vector<std::string> lines;
-};
-
-// Chains take the family's name; nodes have no configuration.
-class PlainTopology : public pipeline::Topology {
- public:
-  explicit PlainTopology(const match::Registry& reg) : reg_(reg) {}
-  detect::ChainSpec Chain(const std::string& name, int family) const override {
-    detect::ChainSpec spec;
-    spec.name = name;
-    spec.family = family >= 0 ? reg_.file(static_cast<size_t>(family)).family : "unknown";
-    return spec;
-  }
-  void Node(detect::NodeSpec*) const override {}
-
- private:
-  const match::Registry& reg_;
 };
 
 std::string Stamp(Nanos t) {
