@@ -90,6 +90,19 @@ void KafkaInput::CheckChains() {
            "nodes are judged apart and it can look halted or stalled (docs/KAFKA.md, "
            "\"Producers\")");
     }
+    // On one partition so far, but keyed by something finer than the chain
+    // (the pod, say): the partitions its nodes hash to may go to other
+    // members, which this one cannot see.
+    if (auto k = stream_key_.find(it->first); k != stream_key_.end()) {
+      auto [known, fresh] = chain_key_.emplace(chain, k->second);
+      if (!fresh && known->second != k->second && split_reported_.insert(chain).second) {
+        log_("kafka: chain " + chain + "'s records carry more than one key (\"" + known->second +
+             "\" and \"" + k->second + "\"): they are not keyed by chain; with several " +
+             "instances in the group its nodes can arrive on partitions other members hold, be "
+             "judged apart and look halted or stalled (docs/KAFKA.md, \"Producers\")");
+      }
+      stream_key_.erase(k);
+    }
     it = stream_tp_.erase(it);
   }
 }
@@ -384,6 +397,7 @@ void KafkaInput::OnRevoked(const source::TopicPartition& tp) {
     }
     paths_.erase(it->second);
     stream_tp_.erase(it->second);
+    stream_key_.erase(it->second);
     it = stream_ids_.erase(it);
   }
   {
@@ -443,6 +457,7 @@ uint32_t KafkaInput::StreamFor(const source::TopicPartition& tp, const record::E
   ordering_->Add(id);
   partitions_[tp].streams.push_back(id);
   stream_tp_.emplace(id, tp);
+  if (origin.empty() && e.format != record::EnvelopeFormat::kRaw) stream_key_.emplace(id, key);
   stream_ids_.emplace(std::move(k), id);
   paths_[id] = o.path;  // the checkpoint names streams by path
   return id;

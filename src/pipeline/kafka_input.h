@@ -185,6 +185,10 @@ class KafkaInput : public source::KafkaHandler {
   void CheckChains();
   std::unordered_map<uint32_t, source::TopicPartition> stream_tp_;  // streams not yet checked
   std::map<std::string, source::TopicPartition> chain_tp_;  // chain -> its first partition
+  // Keyed input in an envelope (raw records are keyed by node): the record
+  // key of each stream not yet checked, and of each chain's first stream.
+  std::unordered_map<uint32_t, std::string> stream_key_;
+  std::map<std::string, std::string> chain_key_;
   std::set<std::string> split_reported_;
   // Shared with the detector thread under mu_.
   struct Mapped {

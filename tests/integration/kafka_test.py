@@ -424,6 +424,36 @@ def test_nothing_new_to_read(kafka, qw, qw_bin, tmp_path):
         second.cleanup()
 
 
+def test_keyed_by_pod_reported(kafka, qw, qw_bin, tmp_path):
+    """Records keyed by pod, all on one partition (one member sees no split):
+    the chain's records carrying several keys is reported once, since with
+    more partitions and members its pods would hash apart; detection is
+    unchanged (events == replay)."""
+    case = golden_case(qw, str(tmp_path), os.path.join(GOLDEN, "ban_31min"))
+    want = case.want()
+    files = [os.path.join(case.cwd, f) for f in case.files]
+    recs = [(json.loads(v)["kubernetes"]["pod_name"], v)
+            for _, _, v in records(files, lambda i: "fluentbit", None)]
+    expect_eq({k for k, _ in recs}, {"val-a", "val-b"}, "setup: keyed by the two pods")
+    topic = "keyed-by-pod"
+    kafka.create_topic(topic, PARTITIONS)
+    kcat_produce(kafka.bootstraps, topic, recs, partition=0)
+    run = KafkaRun(qw_bin, str(tmp_path / "run"),
+                   kafka_config(str(tmp_path / "run"), kafka, case.base, case.rules, topics=[topic],
+                                group="g-" + topic))
+    try:
+        run.start()
+        run.finish({topic: len(recs)})
+        same_events(want, run.data(), "forbid")
+        told = [l for l in run.err_lines if "carry more than one key" in l]
+        expect(len(told) == 1 and "chain cosmoshub's" in told[0] and '"val-a"' in told[0] and
+               '"val-b"' in told[0], "one report of the chain keyed by pod: %s" % told)
+        expect(not [l for l in run.err_lines if "arrives on more than one partition" in l],
+               "no split over partitions reported (there is none)")
+    finally:
+        run.cleanup()
+
+
 def leader_of(kafka, topic, partition):
     import subprocess
     out = subprocess.run([kcat_path(), "-b", kafka.bootstraps, "-L", "-t", topic, "-J"],
