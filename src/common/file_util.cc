@@ -42,10 +42,22 @@ Result<void> WriteFileAtomic(const std::string& path, std::string_view data,
     ::unlink(tmp.c_str());
     return Fail(tmp + ": " + std::strerror(err));
   }
-  if (!previous.empty() && ::rename(path.c_str(), previous.c_str()) != 0 && errno != ENOENT) {
-    err = errno;
-    ::unlink(tmp.c_str());
-    return Fail(previous + ": " + std::strerror(err));
+  if (!previous.empty()) {
+    // The contents being replaced get a second name, so that `path` itself
+    // exists throughout: a reader (or a crash) between the steps still finds
+    // a whole file under `path`. Only where hard links are not possible is
+    // `path` renamed away first.
+    if (::unlink(previous.c_str()) != 0 && errno != ENOENT) {
+      err = errno;
+      ::unlink(tmp.c_str());
+      return Fail(previous + ": " + std::strerror(err));
+    }
+    if (::link(path.c_str(), previous.c_str()) != 0 && errno != ENOENT &&
+        ::rename(path.c_str(), previous.c_str()) != 0 && errno != ENOENT) {
+      err = errno;
+      ::unlink(tmp.c_str());
+      return Fail(previous + ": " + std::strerror(err));
+    }
   }
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     err = errno;

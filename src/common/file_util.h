@@ -24,7 +24,9 @@ bool FsyncDir(const std::string& dir);
 // replacing <path>: <reason>".
 // With `previous`, the contents being replaced are kept under that name
 // first (one older generation, for a reader to fall back to when `path` is
-// damaged; a crash between the two renames leaves only `previous`).
+// damaged). `path` is never missing meanwhile: the older generation gets
+// its name by a hard link (on a filesystem without them, by a rename: there
+// a crash between the two renames leaves only `previous`).
 [[nodiscard]] Result<void> WriteFileAtomic(const std::string& path, std::string_view data,
                                            const std::string& previous = "");
 
