@@ -91,6 +91,19 @@ std::string Detector::NodeKey(const std::string& chain, const std::string& names
   return chain + "|" + (namespace_.empty() ? pod : namespace_ + "/" + pod);
 }
 
+bool Detector::SplitNodeKey(std::string_view key, NodeKeyParts* out) {
+  const size_t bar = key.find('|');
+  if (bar == std::string_view::npos || bar == 0) return false;
+  const std::string_view rest = key.substr(bar + 1);
+  const size_t slash = rest.find('/');
+  const std::string_view pod = slash == std::string_view::npos ? rest : rest.substr(slash + 1);
+  if (pod.empty()) return false;
+  out->chain = std::string(key.substr(0, bar));
+  out->namespace_ = slash == std::string_view::npos ? "" : std::string(rest.substr(0, slash));
+  out->pod = std::string(pod);
+  return true;
+}
+
 void Detector::AddRestoredNode(std::string key, NodeState state) {
   restored_[std::move(key)] = std::move(state);
 }

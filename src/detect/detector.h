@@ -92,6 +92,12 @@ class Detector {
   // "chain|namespace/pod" (or "chain|pod"): a node's identity in saved state.
   static std::string NodeKey(const std::string& chain, const std::string& namespace_,
                              const std::string& pod);
+  // The parts of a NodeKey; false when `key` is not one (no '|', or an
+  // empty chain or pod).
+  struct NodeKeyParts {
+    std::string chain, namespace_, pod;
+  };
+  static bool SplitNodeKey(std::string_view key, NodeKeyParts* out);
   // A restored node state whose node is not added yet: AddNode takes it
   // (keeping the new spec) when a node with that key is added.
   void AddRestoredNode(std::string key, NodeState state);

@@ -552,10 +552,10 @@ Json ChainStateJson(const Json& state, const std::string& chain) {
   out["chains"] = std::move(chains);
   if (auto h = state.find("holds"); h != state.end()) out["holds"] = *h;
   Json nodes = Json::object();
-  const std::string prefix = chain + "|";
   if (auto n = state.find("nodes"); n != state.end() && n->is_object()) {
+    Detector::NodeKeyParts parts;
     for (const auto& [key, value] : n->items()) {
-      if (key.compare(0, prefix.size(), prefix) == 0) nodes[key] = value;
+      if (Detector::SplitNodeKey(key, &parts) && parts.chain == chain) nodes[key] = value;
     }
   }
   out["nodes"] = std::move(nodes);

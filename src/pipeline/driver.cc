@@ -405,23 +405,23 @@ Result<void> Driver::Merge(const Checkpoint& cp) {
   // on time, not when (if ever) it logs again; and its votes stay.
   if (const auto nodes = cp.detector.find("nodes");
       nodes != cp.detector.end() && nodes->is_object()) {
-    for (const auto& [name, family] : cp.chains) {
-      const std::string prefix = name + "|";
-      for (const auto& item : nodes->items()) {
-        const std::string& key = item.key();
-        if (key.compare(0, prefix.size(), prefix) != 0) continue;
-        // <chain>|[<namespace>/]<pod> (detect::Detector::NodeKey)
-        const std::string rest = key.substr(prefix.size());
-        const size_t slash = rest.find('/');
+    detect::Detector::NodeKeyParts key;
+    for (const auto& item : nodes->items()) {
+      if (!detect::Detector::SplitNodeKey(item.key(), &key)) continue;
+      const auto chain = std::find_if(cp.chains.begin(), cp.chains.end(),
+                                      [&](const auto& c) { return c.first == key.chain; });
+      if (chain == cp.chains.end()) continue;
+      auto it = nodes_.find(std::make_tuple(key.chain, key.namespace_, key.pod));
+      int node = 0;
+      if (it != nodes_.end()) {
+        node = it->second;
+      } else {
         record::StreamName pod;
-        pod.namespace_ = slash == std::string::npos ? "" : rest.substr(0, slash);
-        pod.pod = slash == std::string::npos ? rest : rest.substr(slash + 1);
-        auto it = nodes_.find(std::make_tuple(name, pod.namespace_, pod.pod));
-        const int node = it != nodes_.end()
-                             ? it->second
-                             : NewNode(EnsureChain(name, registry_.Find(family)), pod);
-        detector_.mutable_node(node).retired = false;
+        pod.namespace_ = key.namespace_;
+        pod.pod = key.pod;
+        node = NewNode(EnsureChain(key.chain, registry_.Find(chain->second)), pod);
       }
+      detector_.mutable_node(node).retired = false;
     }
   }
   return detect::DecodeStateJson(cp.detector, &detector_);

@@ -16,8 +16,8 @@
 // may be called from another (librdkafka's handle is thread-safe for it).
 #pragma once
 
-#include <cstdint>
 #include <algorithm>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>

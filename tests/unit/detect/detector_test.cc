@@ -1522,3 +1522,18 @@ TEST_CASE("operator unban: unbans at once with detail.operator; still out restar
   CHECK(bans[1].time == at + 30 * kMinute);
   CHECK(bans[1].id == MakeEventId(kChain, "a", EventKind::kBan, Ms(at)));
 }
+
+TEST_CASE("a node key splits back into the chain, namespace and pod it was made of") {
+  Detector::NodeKeyParts p;
+  REQUIRE(Detector::SplitNodeKey(Detector::NodeKey("cosmoshub", "validators", "val-a-0"), &p));
+  CHECK(p.chain == "cosmoshub");
+  CHECK(p.namespace_ == "validators");
+  CHECK(p.pod == "val-a-0");
+  REQUIRE(Detector::SplitNodeKey(Detector::NodeKey("osmosis", "", "val-b"), &p));
+  CHECK(p.chain == "osmosis");
+  CHECK(p.namespace_.empty());
+  CHECK(p.pod == "val-b");
+  CHECK_FALSE(Detector::SplitNodeKey("no-bar", &p));
+  CHECK_FALSE(Detector::SplitNodeKey("|pod", &p));
+  CHECK_FALSE(Detector::SplitNodeKey("chain|ns/", &p));
+}
