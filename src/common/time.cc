@@ -225,12 +225,21 @@ void AppendRfc3339Millis(std::string& out, Nanos t) {
   int64_t y;
   unsigned m, d;
   CivilFromDays(days, &y, &m, &d);
-  char buf[40];
-  int n = std::snprintf(buf, sizeof buf, "%04lld-%02u-%02uT%02lld:%02lld:%02lld.%03lldZ",
-                        static_cast<long long>(y), m, d, static_cast<long long>(sod / 3600),
-                        static_cast<long long>(sod / 60 % 60), static_cast<long long>(sod % 60),
-                        static_cast<long long>(rem / kMillisecond));
-  out.append(buf, static_cast<size_t>(n));
+  // Nanoseconds since 1970 in 64 bits span the years 1677-2262: always four
+  // digits. Digit by digit: this runs once per Kafka record (snprintf was
+  // ~4 % of a record's CPU there).
+  char b[25] = "0000-00-00T00:00:00.000Z";
+  auto put = [&b](int at, int64_t v, int width) {
+    for (int i = at + width - 1; i >= at; --i, v /= 10) b[i] = static_cast<char>('0' + v % 10);
+  };
+  put(0, y, 4);
+  put(5, m, 2);
+  put(8, d, 2);
+  put(11, sod / 3600, 2);
+  put(14, sod / 60 % 60, 2);
+  put(17, sod % 60, 2);
+  put(20, rem / kMillisecond, 3);
+  out.append(b, 24);
 }
 
 std::string FormatRfc3339Millis(Nanos t) {

@@ -41,6 +41,10 @@ TEST_CASE("times format as RFC 3339 UTC with milliseconds") {
   CHECK(FormatRfc3339Millis(-1) == "1969-12-31T23:59:59.999Z");
   CHECK(YearOf(-1) == 1969);
   CHECK(FormatRfc3339Millis(kNoTime) == "1677-09-21T00:12:43.145Z");
+  // Every field at its widest: 2099-12-31T23:59:59 is 4102444799 s.
+  CHECK(FormatRfc3339Millis(4102444799LL * kSecond + 987654321) == "2099-12-31T23:59:59.987Z");
+  // INT64_MAX ns: 9223372036.854775807 s.
+  CHECK(FormatRfc3339Millis(INT64_MAX) == "2262-04-11T23:47:16.854Z");
   CHECK(YearOf(kNoTime) == 1677);
 }
 
