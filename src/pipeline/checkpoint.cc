@@ -138,7 +138,13 @@ std::string EncodeCheckpoint(const Checkpoint& cp) {
   if (!cp.kafka_offsets.empty()) {
     Json offsets = Json::array();
     for (const auto& o : cp.kafka_offsets) {
-      offsets.push_back({{"topic", o.topic}, {"partition", o.partition}, {"offset", o.offset}});
+      Json one = {{"topic", o.topic}, {"partition", o.partition}, {"offset", o.offset}};
+      if (!o.origins.empty()) {
+        Json origins = Json::object();
+        for (const auto& [name, at] : o.origins) origins[name] = at;
+        one["origins"] = std::move(origins);
+      }
+      offsets.push_back(std::move(one));
     }
     j["kafka_offsets"] = std::move(offsets);
   }
@@ -189,9 +195,15 @@ Result<Checkpoint> DecodeCheckpoint(std::string_view text) {
     }
     if (j.contains("kafka_offsets")) {
       for (const auto& o : j.at("kafka_offsets")) {
-        cp.kafka_offsets.push_back(KafkaOffset{o.at("topic").get<std::string>(),
-                                               Num<int32_t>(o.at("partition")),
-                                               Num<int64_t>(o.at("offset"))});
+        KafkaOffset k{o.at("topic").get<std::string>(), Num<int32_t>(o.at("partition")),
+                      Num<int64_t>(o.at("offset")), {}};
+        if (o.contains("origins")) {
+          if (!o.at("origins").is_object()) return Fail("kafka_offsets: origins is not an object");
+          for (const auto& [name, at] : o.at("origins").items()) {
+            k.origins.emplace_back(name, Num<int64_t>(at));
+          }
+        }
+        cp.kafka_offsets.push_back(std::move(k));
       }
     }
     if (j.contains("detector")) cp.detector = j.at("detector");

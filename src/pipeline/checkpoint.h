@@ -34,6 +34,11 @@ struct KafkaOffset {
   std::string topic;
   int32_t partition = 0;
   int64_t offset = 0;
+  // repartition (a by-chain partition): per input partition ("<topic>/<p>")
+  // whose records come here, the input offset of the last of them read
+  // before `offset`. Whoever resumes at `offset` drops a record handed on
+  // again (its input offset not past this) as the member that wrote it did.
+  std::vector<std::pair<std::string, int64_t>> origins;
 };
 
 // How a Kafka partition's streams are named (their paths, in checkpoints

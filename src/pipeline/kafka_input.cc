@@ -221,7 +221,8 @@ int KafkaInput::StatePartitions(const source::TopicPartition& tp) {
   return state_partitions_;
 }
 
-int64_t KafkaInput::Restore(const source::TopicPartition& tp) {
+int64_t KafkaInput::Restore(const source::TopicPartition& tp,
+                            std::vector<std::pair<std::string, int64_t>>* origins) {
   if (StatePartitions(tp) <= tp.second) {
     if (no_state_reported_ != state_partitions_) {
       no_state_reported_ = state_partitions_;
@@ -250,6 +251,7 @@ int64_t KafkaInput::Restore(const source::TopicPartition& tp) {
   int64_t from = -1;
   std::string names;
   size_t n = 0;
+  std::vector<std::pair<int64_t, std::vector<std::pair<std::string, int64_t>>>> seen;
   for (auto& [chain, text] : *values) {
     auto cp = DecodeCheckpoint(text);
     if (!cp) {
@@ -262,6 +264,7 @@ int64_t KafkaInput::Restore(const source::TopicPartition& tp) {
       if (o.topic == tp.first && o.partition == tp.second) {
         mine = true;
         from = std::max(from, o.offset);
+        seen.emplace_back(o.offset, o.origins);
       }
     }
     if (!mine) continue;
@@ -273,6 +276,17 @@ int64_t KafkaInput::Restore(const source::TopicPartition& tp) {
         cp->kafka_offsets.end());
     restores_.push_back(std::move(*cp));
   }
+  // Reading resumes at the greatest of the offsets: the origins of the
+  // values written there say what was read before it.
+  std::map<std::string, int64_t> last;
+  for (const auto& [offset, list] : seen) {
+    if (offset != from) continue;
+    for (const auto& [name, at] : list) {
+      auto [it, added] = last.emplace(name, at);
+      if (!added) it->second = std::max(it->second, at);
+    }
+  }
+  origins->assign(last.begin(), last.end());
   log_("kafka: " + TopicPartitionName(tp) + ": " +
        (n == 0 ? std::string("no state in ") + opt_.state_topic
                : "restored the state of " + std::to_string(n) + " chain(s) (" + names + ") from " +
@@ -302,6 +316,7 @@ Result<void> KafkaInput::WriteState(
   std::vector<source::KafkaConsumer::ChangelogRecord> out;
   for (const auto& [tp, names] : chains) {
     if (tp.second >= state_partitions_) continue;  // no room: logged at assignment
+    const auto origins = OriginsBefore(tp, offsets.at(tp));
     for (const auto& chain : names) {
       Checkpoint v;
       v.written = cp.written;
@@ -309,7 +324,7 @@ Result<void> KafkaInput::WriteState(
       for (const auto& e : cp.pending) {
         if (e.chain == chain) v.pending.push_back(e);
       }
-      v.kafka_offsets.push_back(KafkaOffset{tp.first, tp.second, offsets.at(tp)});
+      v.kafka_offsets.push_back(KafkaOffset{tp.first, tp.second, offsets.at(tp), origins});
       v.detector = detect::ChainStateJson(cp.detector, chain);
       out.push_back({tp.second, chain, EncodeCheckpoint(v)});
     }
@@ -321,12 +336,22 @@ Result<void> KafkaInput::WriteState(
 int64_t KafkaInput::OnAssigned(const source::TopicPartition& tp) {
   // Before anything of the partition is read: its chains' states, merged
   // into the detector ahead of its records (TakeRestores).
-  const int64_t from = opt_.state_topic.empty() ? -1 : Restore(tp);
+  std::vector<std::pair<std::string, int64_t>> origins;
+  const int64_t from = opt_.state_topic.empty() ? -1 : Restore(tp, &origins);
   Partition& p = partitions_[tp];
   p.format = opt_.format;
+  int64_t origins_at = from;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (auto s = start_.find(tp); s != start_.end()) next_read_.emplace(tp, s->second);
+    auto s = start_.find(tp);
+    if (s != start_.end()) next_read_.emplace(tp, s->second);
+    if (from < 0 && s != start_.end()) {
+      // This instance's checkpoint, when its offset is where reading starts.
+      if (auto o = start_origins_.find(tp); o != start_origins_.end() && o->second.first == s->second) {
+        origins = o->second.second;
+        origins_at = s->second;
+      }
+    }
   }
   p.gate = (*next_id_)++;
   record::Origin o;
@@ -348,6 +373,17 @@ int64_t KafkaInput::OnAssigned(const source::TopicPartition& tp) {
         if (m) n = *m;
       }
       for (int i = 0; i < n; ++i) OriginOf(tp, p, topic + "/" + std::to_string(i));
+    }
+  }
+  if (!origins.empty()) {
+    // What was read from each origin before the offset reading resumes at:
+    // a record handed on again after it is dropped here too.
+    std::lock_guard<std::mutex> lock(mu_);
+    OriginReads& reads = origin_reads_[tp];
+    for (const auto& [name, at] : origins) {
+      Partition::Origin& o = OriginOf(tp, p, name);
+      o.last_read = std::max(o.last_read, at);
+      reads[name].assign(1, {origins_at - 1, at});
     }
   }
   if (metrics_ != nullptr && p.lag == nullptr) {
@@ -406,6 +442,7 @@ void KafkaInput::OnRevoked(const source::TopicPartition& tp) {
       it = it->second.tp == tp ? mapped_.erase(it) : std::next(it);
     }
     next_read_.erase(tp);
+    origin_reads_.erase(tp);
   }
   if (auto it = partitions_.find(tp); it != partitions_.end()) {
     if (it->second.lag != nullptr) it->second.lag->store(0, std::memory_order_relaxed);
@@ -538,6 +575,11 @@ void KafkaInput::OnRecord(const source::KafkaRecord& r) {
         return;
       }
       from.last_read = at;
+      std::lock_guard<std::mutex> lock(mu_);
+      OriginReads& reads = origin_reads_[tp];
+      auto it = reads.find(origin);
+      if (it == reads.end()) it = reads.emplace(std::string(origin), OriginReads::mapped_type{}).first;
+      it->second.emplace_back(r.offset, at);
     }
     key = r.from_key;
   }
@@ -589,6 +631,20 @@ std::map<source::TopicPartition, int64_t> KafkaInput::Committable(
     if (m.ends.empty()) continue;
     auto o = out.find(m.tp);
     if (o != out.end()) o->second = std::min(o->second, m.ends.front().second);
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, int64_t>> KafkaInput::OriginsBefore(
+    const source::TopicPartition& tp, int64_t offset) {
+  std::vector<std::pair<std::string, int64_t>> out;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto reads = origin_reads_.find(tp);
+  if (reads == origin_reads_.end()) return out;
+  for (auto& [name, d] : reads->second) {
+    // Only the last read before `offset` is needed, now and later.
+    while (d.size() >= 2 && d[1].first < offset) d.pop_front();
+    if (!d.empty() && d.front().first < offset) out.emplace_back(name, d.front().second);
   }
   return out;
 }

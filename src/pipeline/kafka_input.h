@@ -83,14 +83,21 @@ class KafkaInput : public source::KafkaHandler {
   uint64_t poison() const;
   // A checkpoint's offsets: a partition of this source assigned and not
   // read before the next checkpoint keeps its offset there.
-  void SetStartOffsets(const std::map<source::TopicPartition, int64_t>& offsets) {
+  void SetStartOffsets(const std::vector<KafkaOffset>& offsets) {
     std::lock_guard<std::mutex> lock(mu_);
-    start_ = offsets;
+    for (const auto& o : offsets) {
+      start_[{o.topic, o.partition}] = o.offset;
+      if (!o.origins.empty()) start_origins_[{o.topic, o.partition}] = {o.offset, o.origins};
+    }
   }
 
   // Detector thread: the offsets every partition may be committed at,
   // given the streams' handled positions in `handled` (a checkpoint's).
   std::map<source::TopicPartition, int64_t> Committable(const std::vector<SavedStream>& handled);
+  // Detector thread, with an offset of Committable's (no smaller than the
+  // last asked for the partition): KafkaOffset::origins for it.
+  std::vector<std::pair<std::string, int64_t>> OriginsBefore(const source::TopicPartition& tp,
+                                                             int64_t offset);
   // Detector thread, once the checkpoint holding them is durable.
   void Store(const std::map<source::TopicPartition, int64_t>& offsets) {
     {
@@ -170,7 +177,9 @@ class KafkaInput : public source::KafkaHandler {
   void UpdateGates();
   // The changelog's value for each of the partition's chains, queued for
   // the detector; the offset they reflect (-1: none).
-  int64_t Restore(const source::TopicPartition& tp);
+  // The origins' last input offsets before it (KafkaOffset::origins) in
+  // `origins`.
+  int64_t Restore(const source::TopicPartition& tp, std::vector<std::pair<std::string, int64_t>>* origins);
   // Partitions of the changelog (created when missing); 0 when unknown.
   int StatePartitions(const source::TopicPartition& tp);
   std::function<void()> flush_;
@@ -219,6 +228,15 @@ class KafkaInput : public source::KafkaHandler {
   std::map<source::TopicPartition, int64_t> start_;  // the last durable offsets
   std::unordered_map<std::string, Mapped> mapped_;  // by stream path
   std::map<source::TopicPartition, int64_t> next_read_;
+  // repartition: per by-chain partition and origin, (offset here, input
+  // offset) of the records read from it whose offset here may still be
+  // committed, after the last one before the committed offset.
+  using OriginReads = std::map<std::string, std::deque<std::pair<int64_t, int64_t>>, std::less<>>;
+  std::map<source::TopicPartition, OriginReads> origin_reads_;
+  // A checkpoint's KafkaOffset::origins, with the offset they go with.
+  std::map<source::TopicPartition,
+           std::pair<int64_t, std::vector<std::pair<std::string, int64_t>>>>
+      start_origins_;
 };
 
 }  // namespace qw::pipeline

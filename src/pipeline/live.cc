@@ -234,7 +234,7 @@ class Consumer {
     for (KafkaInput* k : kafka_) {
       offsets.push_back(k->Committable(cp.streams));
       for (const auto& [tp, off] : offsets.back()) {
-        cp.kafka_offsets.push_back(KafkaOffset{tp.first, tp.second, off});
+        cp.kafka_offsets.push_back(KafkaOffset{tp.first, tp.second, off, k->OriginsBefore(tp, off)});
       }
       // The changelog first (the state another member would take over),
       // then this checkpoint; the offsets are stored for the group only
@@ -358,6 +358,7 @@ Result<LiveOutcome> RunLive(const LiveOptions& opt, match::Registry& registry,
   Nanos saved_written = kNoTime;
   bool had_checkpoint = false;
   std::map<source::TopicPartition, int64_t> kafka_start;  // the checkpoint's Kafka offsets
+  std::vector<KafkaOffset> kafka_saved;                   // the same, with their origins
   // The newest checkpoint, else the one before it. Both damaged: refused,
   // not a silent fresh start (read_from: end would skip what was written
   // while quorumwatch was down, and beginning decide history again).
@@ -396,6 +397,7 @@ Result<LiveOutcome> RunLive(const LiveOptions& opt, match::Registry& registry,
     had_checkpoint = true;
     saved_written = cp->written;
     for (const auto& o : cp->kafka_offsets) kafka_start[{o.topic, o.partition}] = o.offset;
+    kafka_saved = cp->kafka_offsets;
     for (const auto& s : cp->streams) {
       saved.push_back(source::SavedPosition{s.path, s.identity, s.offset, s.family, s.last_time});
     }
@@ -456,7 +458,7 @@ Result<LiveOutcome> RunLive(const LiveOptions& opt, match::Registry& registry,
     (*c)->SetStartOffsets(kafka_start);
     kafka.push_back(std::make_unique<KafkaInput>(k, std::move(*c), &stage, &ordering, &next_id,
                                                  metrics, ctx.log));
-    kafka.back()->SetStartOffsets(kafka_start);
+    kafka.back()->SetStartOffsets(kafka_saved);
     if (!k.by_chain_topic.empty()) {
       source::KafkaOptions fo = k.consumer;
       fo.group += ".forward";

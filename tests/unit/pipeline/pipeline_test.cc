@@ -332,3 +332,34 @@ TEST_CASE("stages: a small batch dispatched with none in flight is matched and c
   CHECK(seen[2].heights == std::vector<int64_t>{300, 301});
   CHECK(stages.matched() == 15);
 }
+
+TEST_CASE("checkpoint: a Kafka offset keeps the input offsets read before it (repartition), old ones read") {
+  pipeline::Checkpoint cp;
+  cp.written = 1620216180LL * kSecond;
+  cp.kafka_offsets.push_back(pipeline::KafkaOffset{"g-by-chain", 2, 118, {{"in/0", 41}, {"in/3", 7}}});
+  cp.kafka_offsets.push_back(pipeline::KafkaOffset{"logs", 0, 5, {}});
+  auto back = pipeline::DecodeCheckpoint(pipeline::EncodeCheckpoint(cp));
+  REQUIRE(back);
+  REQUIRE(back->kafka_offsets.size() == 2);
+  const auto& a = back->kafka_offsets[0];
+  CHECK(a.topic == "g-by-chain");
+  CHECK(a.partition == 2);
+  CHECK(a.offset == 118);
+  REQUIRE(a.origins.size() == 2);
+  CHECK(a.origins[0] == std::pair<std::string, int64_t>{"in/0", 41});
+  CHECK(a.origins[1] == std::pair<std::string, int64_t>{"in/3", 7});
+  CHECK(back->kafka_offsets[1].origins.empty());
+  // Written before origins existed: read, none.
+  auto old = pipeline::DecodeCheckpoint(
+      R"({"version":2,"written":1620216180000000000,"chains":[],"streams":[],)"
+      R"("pending_events":[],"kafka_offsets":[{"topic":"t","partition":1,"offset":9}]})");
+  REQUIRE_MESSAGE(old, (old ? "" : old.error().message));
+  REQUIRE(old->kafka_offsets.size() == 1);
+  CHECK(old->kafka_offsets[0].offset == 9);
+  CHECK(old->kafka_offsets[0].origins.empty());
+  // Damaged: refused with a reason, not half read.
+  auto bad = pipeline::DecodeCheckpoint(
+      R"({"version":2,"written":1620216180000000000,"chains":[],"streams":[],)"
+      R"("pending_events":[],"kafka_offsets":[{"topic":"t","partition":1,"offset":9,"origins":[1]}]})");
+  CHECK_FALSE(bad);
+}
