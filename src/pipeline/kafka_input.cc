@@ -238,9 +238,11 @@ int64_t KafkaInput::Restore(const source::TopicPartition& tp,
   // Partition n of the changelog holds the chains of partition n of every
   // input topic: each value names the partition it reflects.
   Result<std::map<std::string, std::string>> values = Fail("");
-  for (int attempt = 0; attempt < 3; ++attempt) {
+  if (auto it = prefetched_.find(tp.second); it != prefetched_.end()) {
+    values = it->second;  // (kept: input partitions of other topics share its number)
+  }
+  for (int attempt = 0; !values && attempt < 3; ++attempt) {
     values = consumer_->ReadChangelog(opt_.state_topic, tp.second, 10 * kSecond);
-    if (values) break;
   }
   if (!values) {
     log_("kafka: " + TopicPartitionName(tp) + ": the state of its chains could not be read (" +
@@ -331,6 +333,27 @@ Result<void> KafkaInput::WriteState(
   }
   return consumer_->WriteChangelog(opt_.state_topic, out, handoff ? 10 * kSecond : kSecond,
                                    /*if_earlier_done=*/!handoff);
+}
+
+void KafkaInput::BeforeAssign(const std::vector<source::TopicPartition>& parts) {
+  // The changelog partitions of all of them in one read: a member given
+  // many partitions at once (a takeover) waits for one read, not one per
+  // partition. Restore reads a partition missing here by itself.
+  prefetched_.clear();
+  if (opt_.state_topic.empty() || parts.empty()) return;
+  std::set<int32_t> numbers;
+  for (const auto& tp : parts) {
+    if (tp.second < StatePartitions(tp)) numbers.insert(tp.second);
+  }
+  if (numbers.size() < 2) return;
+  auto all = consumer_->ReadChangelogs(opt_.state_topic, {numbers.begin(), numbers.end()},
+                                       30 * kSecond);
+  if (!all) {
+    log_("kafka: reading the state of " + std::to_string(numbers.size()) + " partitions at once " +
+         "failed (" + all.error().message + "): read one by one");
+    return;
+  }
+  prefetched_ = std::move(*all);
 }
 
 int64_t KafkaInput::OnAssigned(const source::TopicPartition& tp) {

@@ -24,8 +24,8 @@
 
 #include <atomic>
 #include <cstdint>
-#include <functional>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -126,6 +126,7 @@ class KafkaInput : public source::KafkaHandler {
       const std::vector<std::pair<std::string, std::string>>& stream_chains, bool handoff);
 
   // KafkaHandler (reading thread, inside Poll).
+  void BeforeAssign(const std::vector<source::TopicPartition>& parts) override;
   int64_t OnAssigned(const source::TopicPartition& tp) override;
   void BeforeRevoke(const std::vector<source::TopicPartition>& parts) override;
   void OnRevoked(const source::TopicPartition& tp) override;
@@ -180,6 +181,9 @@ class KafkaInput : public source::KafkaHandler {
   // The origins' last input offsets before it (KafkaOffset::origins) in
   // `origins`.
   int64_t Restore(const source::TopicPartition& tp, std::vector<std::pair<std::string, int64_t>>* origins);
+  // The changelog partitions of the partitions being assigned, read at once
+  // by BeforeAssign (by partition number), taken by Restore.
+  std::map<int32_t, source::KafkaConsumer::ChangelogValues> prefetched_;
   // Partitions of the changelog (created when missing); 0 when unknown.
   int StatePartitions(const source::TopicPartition& tp);
   std::function<void()> flush_;

@@ -149,6 +149,11 @@ void KafkaConsumer::Impl::Rebalance(rd_kafka_resp_err_t err,
   const char* protocol = rd_kafka_rebalance_protocol(rk);
   const bool cooperative = protocol != nullptr && std::strcmp(protocol, "COOPERATIVE") == 0;
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    if (handler != nullptr) {
+      std::vector<TopicPartition> tps;
+      for (int i = 0; i < parts->cnt; ++i) tps.emplace_back(parts->elems[i].topic, parts->elems[i].partition);
+      handler->BeforeAssign(tps);
+    }
     for (int i = 0; i < parts->cnt; ++i) {
       auto& p = parts->elems[i];
       TopicPartition tp{p.topic, p.partition};
@@ -609,53 +614,94 @@ Result<int> KafkaConsumer::EnsureTopic(const std::string& topic, const std::func
   return Partitions(topic, timeout);
 }
 
-Result<std::map<std::string, std::string>> KafkaConsumer::ReadChangelog(const std::string& topic,
-                                                                        int32_t partition,
-                                                                        Nanos timeout) {
+Result<std::map<int32_t, KafkaConsumer::ChangelogValues>> KafkaConsumer::ReadChangelogs(
+    const std::string& topic, const std::vector<int32_t>& partitions, Nanos timeout) {
+  std::map<int32_t, ChangelogValues> out;
+  if (partitions.empty()) return out;
   auto rk = impl_->Aux(RD_KAFKA_CONSUMER);
   if (!rk) return tl::unexpected(rk.error());
   const Nanos deadline = SteadyNow() + timeout;
-  int64_t low = -1, high = -1;
-  rd_kafka_resp_err_t r =
-      rd_kafka_query_watermark_offsets(*rk, topic.c_str(), partition, &low, &high, MillisOf(timeout));
-  if (r != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    return Fail("kafka: " + topic + "/" + std::to_string(partition) +
-                ": high watermark: " + rd_kafka_err2str(r));
+  const std::string where = topic + "/" + (partitions.size() == 1
+                                               ? std::to_string(partitions[0])
+                                               : std::to_string(partitions.size()) + " partitions");
+  // Each partition's low and high watermarks: ListOffsets for the logical
+  // times "earliest" (-2) and "latest" (-1) of every partition at once.
+  std::map<int32_t, std::pair<int64_t, int64_t>> marks;
+  for (int64_t which : {int64_t{RD_KAFKA_OFFSET_BEGINNING}, int64_t{RD_KAFKA_OFFSET_END}}) {
+    rd_kafka_topic_partition_list_t* list =
+        rd_kafka_topic_partition_list_new(static_cast<int>(partitions.size()));
+    for (int32_t p : partitions) rd_kafka_topic_partition_list_add(list, topic.c_str(), p)->offset = which;
+    rd_kafka_resp_err_t r = rd_kafka_offsets_for_times(*rk, list, MillisOf(timeout));
+    std::string failed;
+    for (int i = 0; r == RD_KAFKA_RESP_ERR_NO_ERROR && i < list->cnt; ++i) {
+      const auto& e = list->elems[i];
+      if (e.err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        failed = "partition " + std::to_string(e.partition) + ": " + rd_kafka_err2str(e.err);
+        break;
+      }
+      auto& m = marks[e.partition];
+      (which == RD_KAFKA_OFFSET_BEGINNING ? m.first : m.second) = e.offset;
+    }
+    rd_kafka_topic_partition_list_destroy(list);
+    if (r != RD_KAFKA_RESP_ERR_NO_ERROR) failed = rd_kafka_err2str(r);
+    if (!failed.empty()) return Fail("kafka: " + where + ": watermarks: " + failed);
   }
-  std::map<std::string, std::string> out;
-  if (high <= low) return out;
-  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
-  rd_kafka_topic_partition_list_add(list, topic.c_str(), partition)->offset = RD_KAFKA_OFFSET_BEGINNING;
-  r = rd_kafka_assign(*rk, list);
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(static_cast<int>(partitions.size()));
+  std::map<int32_t, int64_t> todo;  // partition -> its high watermark
+  for (int32_t p : partitions) {
+    out[p];
+    const auto [low, high] = marks[p];
+    if (high <= low || high < 0) continue;  // empty
+    todo[p] = high;
+    rd_kafka_topic_partition_list_add(list, topic.c_str(), p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+  }
+  if (todo.empty()) {
+    rd_kafka_topic_partition_list_destroy(list);
+    return out;
+  }
+  rd_kafka_resp_err_t r = rd_kafka_assign(*rk, list);
   rd_kafka_topic_partition_list_destroy(list);
   if (r != RD_KAFKA_RESP_ERR_NO_ERROR) return Fail("kafka: assign " + topic + ": " + rd_kafka_err2str(r));
   std::string error;
-  bool done = false;
-  while (!done && SteadyNow() < deadline) {
+  while (!todo.empty() && SteadyNow() < deadline) {
     rd_kafka_message_t* m = rd_kafka_consumer_poll(*rk, 100);
     if (m == nullptr) continue;
+    auto it = todo.find(m->partition);
     if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-      done = m->offset >= high;
+      if (it != todo.end() && m->offset >= it->second) todo.erase(it);
     } else if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
       error = rd_kafka_message_errstr(m);
-    } else {
+    } else if (it != todo.end()) {
+      ChangelogValues& values = out[m->partition];
       std::string key(static_cast<const char*>(m->key), m->key != nullptr ? m->key_len : 0);
       if (m->payload == nullptr) {
-        out.erase(key);  // a tombstone
+        values.erase(key);  // a tombstone
       } else {
-        out[key].assign(static_cast<const char*>(m->payload), m->len);
+        values[key].assign(static_cast<const char*>(m->payload), m->len);
       }
-      done = m->offset + 1 >= high;
+      if (m->offset + 1 >= it->second) todo.erase(it);
     }
     rd_kafka_message_destroy(m);
   }
   rd_kafka_assign(*rk, nullptr);
-  if (!done) {
-    return Fail("kafka: " + topic + "/" + std::to_string(partition) + ": not read to its high " +
-                "watermark " + std::to_string(high) + " within " + FormatDuration(timeout) +
-                (error.empty() ? "" : " (" + error + ")"));
+  if (!todo.empty()) {
+    std::string left;
+    for (const auto& [p, high] : todo) {
+      left += (left.empty() ? "" : ", ") + std::to_string(p) + " (high watermark " +
+              std::to_string(high) + ")";
+    }
+    return Fail("kafka: " + topic + ": partition(s) " + left + " not read to their high watermark " +
+                "within " + FormatDuration(timeout) + (error.empty() ? "" : " (" + error + ")"));
   }
   return out;
+}
+
+Result<KafkaConsumer::ChangelogValues> KafkaConsumer::ReadChangelog(const std::string& topic,
+                                                                    int32_t partition,
+                                                                    Nanos timeout) {
+  auto all = ReadChangelogs(topic, {partition}, timeout);
+  if (!all) return tl::unexpected(all.error());
+  return std::move((*all)[partition]);
 }
 
 Result<void> KafkaConsumer::WriteChangelog(const std::string& topic,

@@ -68,6 +68,9 @@ class KafkaHandler {
   // Before the partition is read: the offset it starts at (the state's),
   // or -1 for the one given by SetStartOffsets, else the group's.
   virtual int64_t OnAssigned(const TopicPartition& tp) = 0;
+  // Before OnAssigned of each of `parts` (assigned together): the moment
+  // to fetch what they need all at once.
+  virtual void BeforeAssign(const std::vector<TopicPartition>& parts) { (void)parts; }
   // Partitions about to be revoked while still this member's (not when
   // lost: another member may own them already): the moment to write their
   // state and store their offsets (committed right after).
@@ -142,11 +145,16 @@ class KafkaConsumer {
   // creation, or why it failed, is logged.
   [[nodiscard]] Result<int> EnsureTopic(const std::string& topic, const std::function<int()>& want,
                                         bool compacted, Nanos timeout);
-  // Partition `partition` of `topic` from its beginning to its high
-  // watermark: the last value of each key (a tombstone removes the key).
-  [[nodiscard]] Result<std::map<std::string, std::string>> ReadChangelog(const std::string& topic,
-                                                                         int32_t partition,
-                                                                         Nanos timeout);
+  // Partitions `partitions` of `topic`, each from its beginning to its high
+  // watermark, all at once (one offsets request per broker, one
+  // assignment): per partition, the last value of each key (a tombstone
+  // removes the key). Fails unless every one was read to its end.
+  using ChangelogValues = std::map<std::string, std::string>;
+  [[nodiscard]] Result<std::map<int32_t, ChangelogValues>> ReadChangelogs(
+      const std::string& topic, const std::vector<int32_t>& partitions, Nanos timeout);
+  // The same for one partition.
+  [[nodiscard]] Result<ChangelogValues> ReadChangelog(const std::string& topic, int32_t partition,
+                                                      Nanos timeout);
   struct ChangelogRecord {
     int32_t partition;
     std::string key, value;

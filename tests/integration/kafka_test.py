@@ -652,6 +652,10 @@ def test_takeover(kafka, qw, qw_bin, tmp_path, how):
             m = restored.search(a.current_stderr()[before:])
             expect(m is not None and int(m.group(2)) == n1[topic],
                    "A restores the chain at the end of the first half: %r" % (m and m.group(0)))
+            # The three partitions' changelog partitions were read in one go
+            # (KafkaInput::BeforeAssign), not one by one after a failure.
+            expect("at once failed" not in a.current_stderr(),
+                   "the changelog read at once: %r" % [l for l in a.err_lines if "at once" in l])
             n2 = produce(kafka, {topic: second})
             a.wait(lambda: recv.decisions("ban"), "the ban delivered", timeout=DEADLINE)
             a.finish({topic: n1[topic] + n2[topic]})
