@@ -141,7 +141,7 @@ class Member {
     for (const auto& e : cp.pending) {
       if (e.chain == kChain) v.pending.push_back(e);
     }
-    v.kafka_offsets.push_back(pipeline::KafkaOffset{kTopic, 0, offset});
+    v.kafka_offsets.push_back(pipeline::KafkaOffset{kTopic, 0, offset, {}});
     v.detector = detect::ChainStateJson(cp.detector, kChain);
     auto back = pipeline::DecodeCheckpoint(pipeline::EncodeCheckpoint(v));
     REQUIRE(back);
