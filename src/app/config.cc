@@ -104,6 +104,11 @@ Result<void> LoadOverrides(const std::string& path, const YAML::Node& n, Thresho
   QW_TRY(dur("ban_after", &o->ban_after));
   QW_TRY(dur("stable_after", &o->stable_after));
   QW_TRY(dur("unban_after", &o->unban_after));
+  if (n["replace_window"]) {  // 0s: pods are never taken as replaced
+    Nanos v = 0;
+    QW_TRY(yamlutil::GetDuration(path, n, "replace_window", &v, /*allow_zero=*/true));
+    o->replace_window = v;
+  }
   QW_TRY(num(n, "max_lag", 0, 1'000'000'000, &o->max_lag));
   QW_TRY(num(n, "max_bans", 0, 1'000'000, &o->max_bans));
   if (const auto& m = n["missed"]) {
@@ -119,7 +124,7 @@ Result<void> LoadOverrides(const std::string& path, const YAML::Node& n, Thresho
 
 #define QW_THRESHOLD_KEYS                                                                    \
   "stall_after", "max_lag", "missed", "ban_after", "stable_after", "unban_after", "auto_unban", \
-      "max_bans", "require_healthy_peer", "ban_on_double_sign"
+      "max_bans", "require_healthy_peer", "ban_on_double_sign", "replace_window"
 
 Result<std::shared_ptr<RE2>> WholeRegex(const std::string& path, const YAML::Node& v) {
   if (!v.IsScalar()) return Fail(Where(path, v) + "a match value must be a regex string");
@@ -464,6 +469,7 @@ void ThresholdOverrides::ApplyTo(detect::Thresholds* t) const {
   if (ban_after) t->ban_after = *ban_after;
   if (stable_after) t->stable_after = *stable_after;
   if (unban_after) t->unban_after = *unban_after;
+  if (replace_window) t->replace_window = *replace_window;
   if (max_lag) t->max_lag = *max_lag;
   if (missed_window) t->missed_window = static_cast<int>(*missed_window);
   if (missed_max) t->missed_max = static_cast<int>(*missed_max);

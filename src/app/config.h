@@ -21,7 +21,7 @@ namespace qw::app {
 
 // Threshold keys that a chain or a node may set; unset ones inherit.
 struct ThresholdOverrides {
-  std::optional<Nanos> stall_after, ban_after, stable_after, unban_after;
+  std::optional<Nanos> stall_after, ban_after, stable_after, unban_after, replace_window;
   std::optional<int64_t> max_lag, missed_window, missed_max, max_bans;
   std::optional<bool> auto_unban, require_healthy_peer, ban_on_double_sign;
   void ApplyTo(detect::Thresholds* t) const;

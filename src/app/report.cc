@@ -181,6 +181,12 @@ void Report::Write(const Event& e) {
       CloseSpan(c, node, "ban_held", t);
       CloseSpan(c, node, "banned", t);
       break;
+    case EventKind::kNodeReplaced:
+      // Gone (a newer pod took its place): what was open about it ends here.
+      for (const char* span : {"stalled", "out_of_consensus", "ban_held", "syncing", "upgrade_halt"}) {
+        CloseSpan(c, node, span, t);
+      }
+      break;
     default: break;
   }
   auto ev = evidence_.find(e.id);

@@ -10,11 +10,11 @@
 namespace qw {
 
 std::string_view EventKindName(EventKind k) {
-  static constexpr std::array<std::string_view, 14> kNames = {
+  static constexpr std::array<std::string_view, 15> kNames = {
       "back_in_consensus", "ban",           "chain_halted",    "chain_resumed",
       "consensus_failure", "double_sign_risk", "missed_precommit", "node_recovered",
       "node_stalled",      "node_synced",   "node_syncing",    "out_of_consensus",
-      "unban",             "upgrade_halt"};
+      "unban",             "upgrade_halt",  "node_replaced"};
   return kNames[static_cast<size_t>(k)];
 }
 

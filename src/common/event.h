@@ -28,6 +28,7 @@ enum class EventKind : uint8_t {
   kOutOfConsensus,
   kUnban,
   kUpgradeHalt,
+  kNodeReplaced,  // added later: kept last so the older values stay
 };
 std::string_view EventKindName(EventKind k);
 

@@ -104,6 +104,36 @@ bool Detector::SplitNodeKey(std::string_view key, NodeKeyParts* out) {
   return true;
 }
 
+namespace {
+
+// Kubernetes' generated names use these characters only (no vowels, no
+// 0/1/3: k8s.io/apimachinery's rand.String and SafeEncodeString).
+bool GeneratedPart(std::string_view s, size_t min, size_t max) {
+  if (s.size() < min || s.size() > max) return false;
+  for (char c : s) {
+    if (std::string_view("bcdfghjklmnpqrstvwxz2456789").find(c) == std::string_view::npos) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string Detector::Workload(std::string_view pod) {
+  size_t dash = pod.rfind('-');
+  if (dash == std::string_view::npos || dash == 0 || !GeneratedPart(pod.substr(dash + 1), 5, 5)) {
+    return "";
+  }
+  std::string_view base = pod.substr(0, dash);
+  // A Deployment's ReplicaSet adds its pod-template hash (6 to 10 characters).
+  dash = base.rfind('-');
+  if (dash != std::string_view::npos && dash > 0 && GeneratedPart(base.substr(dash + 1), 6, 10)) {
+    base = base.substr(0, dash);
+  }
+  return std::string(base);
+}
+
 void Detector::AddRestoredNode(std::string key, NodeState state) {
   restored_[std::move(key)] = std::move(state);
 }
@@ -117,8 +147,9 @@ int Detector::AddNode(NodeSpec spec) {
     n = std::move(restored->second);
     restored_.erase(restored);
     n.spec = std::move(spec);
+    n.workload = Workload(n.spec.name);
     n.open_streams = 0;
-    n.retired = false;
+    n.retired = !n.replaced_by.empty();
     if (n.missed_ring.size() != static_cast<size_t>(std::max(1, n.spec.thresholds.missed_window))) {
       n.missed_ring.assign(static_cast<size_t>(std::max(1, n.spec.thresholds.missed_window)), 0);
       n.missed_ring_pos = 0;
@@ -131,6 +162,7 @@ int Detector::AddNode(NodeSpec spec) {
     return index;
   }
   n.spec = std::move(spec);
+  n.workload = Workload(n.spec.name);
   n.signer = n.spec.signer;
   n.validator = n.spec.validator_address;
   n.own_precommit.fill(-1);
@@ -154,18 +186,24 @@ void Detector::MoveNode(int n, NodeSpec spec) {
     node.missed_in_window = 0;
   }
   node.spec = std::move(spec);
+  node.workload = Workload(node.spec.name);
   next_check_ = kNoTime;
 }
 
 void Detector::AttachStream(int n) {
   N(n).open_streams++;
-  N(n).retired = false;
+  N(n).retired = !N(n).replaced_by.empty();  // a replaced pod stays retired until it signals
 }
 
 void Detector::DetachStream(int n, Nanos now) {
   NodeState& node = N(n);
   if (node.open_streams > 0) node.open_streams--;
   if (node.open_streams > 0 || node.retired) return;
+  Retire(n, now);
+}
+
+void Detector::Retire(int n, Nanos now) {
+  NodeState& node = N(n);
   node.retired = true;
   node.stall_pending = false;
   if (node.ooc) {
@@ -182,6 +220,85 @@ void Detector::DetachStream(int n, Nanos now) {
   CheckLag(node.spec.chain, now);
   ResolvePendingStalls(node.spec.chain, now);
   next_check_ = kNoTime;
+}
+
+// ---------------------------------------------------------------------------
+// A pod replaced by a newer one (DETECTION.md): a Deployment's pod comes back
+// under a new name, and nothing but the logs says the old one is gone.
+
+bool Detector::OlderSibling(int n, int v) const {
+  const NodeState& c = nodes_[static_cast<size_t>(n)];
+  const NodeState& p = nodes_[static_cast<size_t>(v)];
+  return v != n && !c.workload.empty() && p.workload == c.workload &&
+         p.spec.namespace_ == c.spec.namespace_ && p.first_seen != kNoTime &&
+         p.first_seen < c.first_seen;
+}
+
+void Detector::NoteSeen(int n, Nanos now) {
+  NodeState& node = N(n);
+  if (node.first_seen == kNoTime) {
+    node.first_seen = now;
+    ChainState& chain = C(node.spec.chain);
+    if (chain.first_seen == kNoTime) {
+      chain.first_seen = now;
+    } else if (!node.workload.empty() && node.spec.thresholds.replace_window > 0 &&
+               now - chain.first_seen >= node.spec.thresholds.stall_after) {
+      // Started after the chain was first seen (not one of the pods found
+      // running): it may replace an older pod of its workload.
+      node.successor_open = true;
+      next_check_ = kNoTime;
+    }
+  }
+  // A later last_seen only moves deadlines later: next_check_ stays a lower bound.
+  node.last_seen = now;
+}
+
+Nanos Detector::ReplaceDeadline(int n) const {
+  // Every older pod, retired or not, counts: the deadline then only moves
+  // later (as they signal), never into the past.
+  const NodeState& c = nodes_[static_cast<size_t>(n)];
+  Nanos at = c.first_seen;
+  for (int v : chains_[static_cast<size_t>(c.spec.chain)].nodes) {
+    if (!OlderSibling(n, v)) continue;
+    const NodeState& p = nodes_[static_cast<size_t>(v)];
+    at = std::max(at, p.last_seen + p.spec.thresholds.stall_after);
+  }
+  return std::min(at, c.first_seen + c.spec.thresholds.replace_window);
+}
+
+void Detector::DecideReplacement(int n, Nanos at) {
+  NodeState& c = N(n);
+  c.successor_open = false;
+  int best = -1;
+  for (int v : C(c.spec.chain).nodes) {
+    if (!OlderSibling(n, v)) continue;
+    const NodeState& p = N(v);
+    if (p.retired) continue;                                       // gone already
+    if (at - p.last_seen < p.spec.thresholds.stall_after) continue;  // still logging
+    // The one that went silent last is the one replaced.
+    if (best < 0 || p.last_seen > N(best).last_seen ||
+        (p.last_seen == N(best).last_seen && p.spec.name < N(best).spec.name)) {
+      best = v;
+    }
+  }
+  if (best < 0) return;
+  NodeState& p = N(best);
+  p.replaced_by = c.spec.name;
+  Event e = MakeEvent(best, EventKind::kNodeReplaced, Severity::kInfo, at, p.last_height, Ms(at));
+  e.AddDetailString("by", c.spec.name);
+  e.AddDetail("last_seen", JsonString(FormatRfc3339Millis(p.last_seen)));
+  Emit(std::move(e));
+  Retire(best, at);
+  // Gone: nothing about it is pending. Should it log again, it is judged
+  // from there as a node that was not seen for a while.
+  p.stalled = false;
+  p.lagging = false;
+  p.stall_base = kNoTime;
+  p.period_open = false;
+  p.period_start = kNoTime;
+  p.back_since = kNoTime;
+  p.ban_held = false;
+  p.ban_held_rail.clear();
 }
 
 Event Detector::MakeEvent(int n, EventKind kind, Severity sev, Nanos at, int64_t height,
@@ -227,6 +344,7 @@ Nanos Detector::NextDeadline(int n, Timer* which) const {
   if (!node.stalled && !node.stall_pending && node.stall_base != kNoTime && !chain.halted) {
     consider(node.stall_base + t.stall_after, Timer::kStall);
   }
+  if (node.successor_open) consider(ReplaceDeadline(n), Timer::kReplace);
   if (node.period_open && !node.banned) {
     if (!node.ooc && node.back_since != kNoTime) {
       consider(node.back_since + t.stable_after, Timer::kPeriodEnd);
@@ -285,6 +403,9 @@ void Detector::Fire(int n, Timer which, Nanos at) {
     case Timer::kUnban:
       Unban(n, at);
       break;
+    case Timer::kReplace:
+      DecideReplacement(n, at);
+      break;
     default:
       break;
   }
@@ -292,7 +413,14 @@ void Detector::Fire(int n, Timer which, Nanos at) {
 
 void Detector::OnSignal(int n, Nanos now, const Signal& s, std::string_view line) {
   NodeState& node = N(n);
-  if (node.retired) return;
+  if (node.retired) {
+    if (node.replaced_by.empty()) return;
+    // A replaced pod that signals again was not gone: it is judged again.
+    node.replaced_by.clear();
+    node.retired = false;
+    next_check_ = kNoTime;
+  }
+  NoteSeen(n, now);
   switch (s.kind) {
     case SignalKind::kBlockCommitted:
     case SignalKind::kBlockProduced:

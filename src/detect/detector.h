@@ -53,6 +53,12 @@ class Detector {
   // A stream of the node ended (file finished or removed); the node retires
   // with its last stream.
   void DetachStream(int node, Nanos now);
+  // The workload a pod name belongs to: the name without the suffixes
+  // Kubernetes generates for the pods of a Deployment (`-<hash>-<5>`), a
+  // ReplicaSet, DaemonSet or Job (`-<5>`); "" when it has none (a
+  // StatefulSet's `val-0`, a file name). Pods of one workload may replace
+  // one another (docs/DETECTION.md).
+  static std::string Workload(std::string_view pod);
 
   // Fires every timer due at or before `now`, each at its own deadline.
   void OnTick(Nanos now);
@@ -111,7 +117,7 @@ class Detector {
   const ChainState& chain(int i) const { return chains_[static_cast<size_t>(i)]; }
 
  private:
-  enum class Timer { kNone, kStall, kPeriodEnd, kBan, kUnban, kHeldBan };
+  enum class Timer { kNone, kStall, kPeriodEnd, kBan, kUnban, kHeldBan, kReplace };
 
   NodeState& N(int i) { return nodes_[static_cast<size_t>(i)]; }
   ChainState& C(int i) { return chains_[static_cast<size_t>(i)]; }
@@ -130,6 +136,17 @@ class Detector {
   // event's id then also names the time, so repeated lines of one height
   // (EOS's "Not producing block" per block of a round) stay distinct.
   void RecordMissed(int n, Nanos now, int64_t h, std::string_view kind, bool inferred = false);
+  // Retires node n (its last stream ended, or it was replaced).
+  void Retire(int n, Nanos now);
+  // The node signalled at `now`: first and last seen; a replaced node that
+  // signals again was not gone and comes back.
+  void NoteSeen(int n, Nanos now);
+  // An open successor's decision time: when every older pod of its
+  // workload is silent, at the latest its first signal + the window.
+  Nanos ReplaceDeadline(int n) const;
+  // Decides which older pod (if any) successor n replaced.
+  void DecideReplacement(int n, Nanos at);
+  bool OlderSibling(int n, int v) const;
   void StallDue(int n, Nanos at);
   void ResolvePendingStalls(int chain, Nanos now);
   void StallNode(int n, Nanos at);

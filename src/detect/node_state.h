@@ -24,6 +24,13 @@ struct NodeState {
   int open_streams = 0;
   bool retired = false;
 
+  // Replacement (docs/DETECTION.md "A pod replaced by a newer one").
+  std::string workload;         // the pod name without its generated suffixes; "" if none
+  Nanos first_seen = kNoTime;   // time of the node's first signal
+  Nanos last_seen = kNoTime;    // time of its latest signal
+  bool successor_open = false;  // a newer pod whose predecessor is not decided yet
+  std::string replaced_by;      // the pod that replaced this one (retired while set)
+
   // Heights.
   int64_t first_height = -1;
   int64_t last_height = -1;
@@ -109,6 +116,7 @@ struct ChainState {
   ChainSpec spec;
   std::vector<int> nodes;
   int64_t head = -1;
+  Nanos first_seen = kNoTime;  // the first signal of any of its nodes
   bool halted = false;
   int64_t halt_height = -1;
   Nanos halted_at = kNoTime;

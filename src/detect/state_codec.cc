@@ -22,7 +22,7 @@
 //
 //   {"version":1,
 //    "chains":{"<chain>":{"head":H,"halted":B,"halt_height":H,"halted_at":T,
-//              "votes_pruned_at":H,
+//              "first_seen":T (added later),"votes_pruned_at":H,
 //              "votes":[{"validator":S,"height":H,"round":R,"type":N,
 //                        "node":"<node key>","block_id":S},...]},...},
 //    "holds":["<node reference>",...],
@@ -130,6 +130,11 @@ const NodeField kNodeFields[] = {
     {"lines_read", Kind::kUint, &NodeState::lines_read},
     {"lines_matched", Kind::kUint, &NodeState::lines_matched},
     {"lines_rejected", Kind::kUint, &NodeState::lines_rejected},
+    // Replacement.
+    {"first_seen", Kind::kTime, &NodeState::first_seen, true},
+    {"last_seen", Kind::kTime, &NodeState::last_seen, true},
+    {"successor_open", Kind::kBool, &NodeState::successor_open, true},
+    {"replaced_by", Kind::kString, &NodeState::replaced_by, true},
 };
 
 // The member a field names, of type T.
@@ -430,6 +435,7 @@ struct SavedChain {
   bool halted = false;
   int64_t halt_height = -1;
   Nanos halted_at = kNoTime;
+  Nanos first_seen = kNoTime;
   int64_t votes_pruned_at = -1;
   std::vector<SavedVote> votes;
 };
@@ -439,6 +445,9 @@ bool DecodeChain(Reader& r, const Json& o, const std::string& where, SavedChain*
   r.BoolAt(o, where, "halted", &c->halted);
   r.IntAt(o, where, "halt_height", -1, kInt64Max, &c->halt_height);
   r.TimeAt(o, where, "halted_at", &c->halted_at);
+  if (const Json* fs = r.Get(o, where, "first_seen", true)) {  // added later: may be absent
+    r.Time(*fs, Reader::Path(where, "first_seen"), &c->first_seen);
+  }
   r.IntAt(o, where, "votes_pruned_at", -1, kInt64Max, &c->votes_pruned_at);
   if (r.ok() && c->halted && c->halted_at == kNoTime) r.Fail(where, "halted without halted_at");
   const Json* votes = r.Get(o, where, "votes");
@@ -512,6 +521,7 @@ Json EncodeStateJson(const Detector& d) {
     co.emplace("halted", c.halted);
     co.emplace("halt_height", c.halt_height);
     co.emplace("halted_at", TimeJson(c.halted_at));
+    co.emplace("first_seen", TimeJson(c.first_seen));
     co.emplace("votes_pruned_at", c.votes_pruned_at);
     co.emplace("votes", std::move(vote_list));
     chains.emplace(ToValidUtf8(name), std::move(co));
@@ -633,8 +643,9 @@ Result<void> DecodeStateJson(const Json& top, Detector* d) {
     }
     NodeState& n = d->mutable_node(it->second);
     saved.spec = std::move(n.spec);
+    saved.workload = std::move(n.workload);
     saved.open_streams = n.open_streams;
-    saved.retired = n.retired;
+    saved.retired = n.retired || !saved.replaced_by.empty();
     const auto window = static_cast<size_t>(std::max(1, saved.spec.thresholds.missed_window));
     if (saved.missed_ring.size() != window) {
       // The window changed: the saved ring means nothing against it.
@@ -658,6 +669,7 @@ Result<void> DecodeStateJson(const Json& top, Detector* d) {
     c.halted = saved.halted;
     c.halt_height = saved.halt_height;
     c.halted_at = saved.halted_at;
+    if (saved.first_seen != kNoTime) c.first_seen = saved.first_seen;
     c.votes_pruned_at = saved.votes_pruned_at;
     c.votes.clear();
     for (auto& v : saved.votes) {

@@ -20,6 +20,9 @@ struct Thresholds {
   Nanos ban_after = 30 * 60 * kSecond;
   Nanos stable_after = 5 * 60 * kSecond;
   Nanos unban_after = 10 * 60 * kSecond;
+  // A newer pod of the same workload that starts while a pod is silent is
+  // its replacement when the older pods are decided within this long.
+  Nanos replace_window = 5 * 60 * kSecond;
   bool auto_unban = true;
   int max_bans = 1;
   Tristate require_healthy_peer = Tristate::kAuto;  // auto: true with 2+ visible nodes

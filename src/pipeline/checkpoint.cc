@@ -48,7 +48,7 @@ constexpr EventKind kKinds[] = {
     EventKind::kChainResumed,    EventKind::kConsensusFailure, EventKind::kDoubleSignRisk,
     EventKind::kMissedPrecommit, EventKind::kNodeRecovered, EventKind::kNodeStalled,
     EventKind::kNodeSynced,      EventKind::kNodeSyncing,   EventKind::kOutOfConsensus,
-    EventKind::kUnban,           EventKind::kUpgradeHalt};
+    EventKind::kUnban,           EventKind::kUpgradeHalt,   EventKind::kNodeReplaced};
 
 bool KindFrom(const std::string& name, EventKind* out) {
   for (EventKind k : kKinds) {

@@ -36,9 +36,10 @@ chains:
     max_bans: 1
     require_healthy_peer: true
     ban_on_double_sign: false
+    replace_window: 7m
     signer_groups: [[val-a, val-b]]
 nodes:
-  cosmos-mainnet/gaiad-validator-0: {signer: true, validator_address: "A1B2C3D4E5F6", stall_after: 2m}
+  cosmos-mainnet/gaiad-validator-0: {signer: true, validator_address: "A1B2C3D4E5F6", stall_after: 2m, replace_window: 0s}
 state_dir: /var/lib/quorumwatch
 sinks:
   - {type: jsonl, path: /dev/stdout}
@@ -72,6 +73,7 @@ sinks:
   detect::Thresholds t;
   ch->overrides.ApplyTo(&t);
   CHECK(t.ban_after == 30 * 60 * kSecond);
+  CHECK(t.replace_window == 7 * 60 * kSecond);
   CHECK(t.require_healthy_peer == detect::Tristate::kTrue);
   const NodeConfig* n = c->FindNode("cosmos-mainnet", "gaiad-validator-0");
   REQUIRE(n != nullptr);
@@ -79,6 +81,7 @@ sinks:
   CHECK(n->validator_address == "A1B2C3D4E5F6");
   n->overrides.ApplyTo(&t);
   CHECK(t.stall_after == 120 * kSecond);
+  CHECK(t.replace_window == 0);  // 0s: the node's pods are never taken as replaced
   CHECK(c->sinks.size() == 5);
 }
 
@@ -92,6 +95,8 @@ TEST_CASE("bad configuration is refused with file:line and the reason") {
             "qw.yaml:4: unknown key 'stall_afterr'"},
            {"chains:\n  c:\n    family: cometbft\n    stall_after: soon\n",
             "qw.yaml:4: 'stall_after' must be a positive duration"},
+           {"chains:\n  c:\n    family: cometbft\n    replace_window: -5m\n",
+            "qw.yaml:4: 'replace_window' must be a duration"},
            {"chains:\n  c:\n    family: cometbft\n    max_bans: -1\n",
             "qw.yaml:4: 'max_bans' must be a whole number"},
            {"chains:\n  c:\n    family: cometbft\n    auto_unban: maybe\n",

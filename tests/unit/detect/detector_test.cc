@@ -22,6 +22,7 @@
 #include "common/time.h"
 #include "detect/detector.h"
 #include "detect/node_state.h"
+#include "detect/state_codec.h"
 #include "detect/thresholds.h"
 
 using namespace qw;
@@ -1449,6 +1450,167 @@ TEST_CASE("retirement: a node whose last stream ended is not judged any more") {
     CHECK(h.time == S(180));
     CHECK(h.height == 120);
   }
+}
+
+// ===========================================================================
+// A pod replaced by a newer pod of its workload (DETECTION.md)
+
+TEST_CASE("replacement: the workload of a pod name") {
+  CHECK(Detector::Workload("val-7d9f8c6b5-x2k4q") == "val");        // Deployment
+  CHECK(Detector::Workload("cosmos-sentry-6c9d8f7b4d-p8m4z") == "cosmos-sentry");
+  CHECK(Detector::Workload("fluent-bit-x2k4q") == "fluent-bit");    // DaemonSet
+  CHECK(Detector::Workload("val-0") == "");                          // StatefulSet
+  CHECK(Detector::Workload("validator") == "");
+  CHECK(Detector::Workload("val-x2k4a") == "");    // 'a' is never generated
+  CHECK(Detector::Workload("val-x2k4qq") == "");   // six characters: not a pod suffix
+  CHECK(Detector::Workload("-x2k4q") == "");
+}
+
+TEST_CASE("replacement: a Deployment pod back under a new name retires the old one, no ban") {
+  // Defaults: stall_after 60 s, max_lag 5, replace_window 5 min, ban_after 30 min.
+  Fx fx;
+  int p = fx.Add("val-7d9f8c6b5-x2k4q"), b = fx.Add("sentry-0"), c = fx.Add("sentry-1");
+  fx.Advance(S(60), {p, b, c});  // heights 100..110; p's last signal at 60
+  fx.Advance(S(84), {b, c});
+  int n = fx.Add("val-7d9f8c6b5-p8m4z");
+  fx.Advance(S(3600), {b, c, n});  // n's first commit at 90
+  INFO(fx.Dump());
+  // p lags from the head 116 (at 96), is stalled at 60 + 60; n started 30 s
+  // after p went silent, and at 120 p has been silent for stall_after: the
+  // decision (every older pod of the workload silent) is then.
+  CHECK(One(fx, EventKind::kOutOfConsensus, "val-7d9f8c6b5-x2k4q").time == S(96));
+  CHECK(One(fx, EventKind::kNodeStalled, "val-7d9f8c6b5-x2k4q").time == S(120));
+  Event r = One(fx, EventKind::kNodeReplaced, "val-7d9f8c6b5-x2k4q");
+  CHECK(r.time == S(120));
+  CHECK(r.severity == Severity::kInfo);
+  CHECK(DetailStr(r, "by") == "val-7d9f8c6b5-p8m4z");
+  CHECK(DetailStr(r, "last_seen") == FormatRfc3339Millis(S(60)));
+  CHECK(fx.CountNode("val-7d9f8c6b5-x2k4q") == 3u);  // no ban 30 min later
+  CHECK(fx.CountNode("val-7d9f8c6b5-p8m4z") == 0u);
+  CHECK(fx.det->node(p).retired);
+}
+
+TEST_CASE("replacement: without a newer pod of the workload a silent pod is banned as before") {
+  Fx fx;
+  int p = fx.Add("val-7d9f8c6b5-x2k4q"), b = fx.Add("sentry-0"), c = fx.Add("sentry-1");
+  fx.Advance(S(60), {p, b, c});
+  fx.Advance(S(84), {b, c});
+  int n = fx.Add("other-7d9f8c6b5-p8m4z");  // another workload
+  fx.Advance(S(2000), {b, c, n});
+  INFO(fx.Dump());
+  CHECK(fx.Count(EventKind::kNodeReplaced) == 0u);
+  CHECK(One(fx, EventKind::kBan, "val-7d9f8c6b5-x2k4q").time == S(96) + 30 * 60 * kSecond);
+}
+
+TEST_CASE("replacement: pods found running at the start are not successors") {
+  // Both pods log from the chain's first minute: a healthy replica is not a
+  // replacement for its hung sibling.
+  Fx fx;
+  int a = fx.Add("val-7d9f8c6b5-x2k4q"), b = fx.Add("val-7d9f8c6b5-bcdfg"), c = fx.Add("sentry-0");
+  fx.Advance(S(60), {a, b, c});
+  fx.Advance(S(2000), {b, c});
+  INFO(fx.Dump());
+  CHECK(fx.Count(EventKind::kNodeReplaced) == 0u);
+  CHECK(One(fx, EventKind::kBan, "val-7d9f8c6b5-x2k4q").time == S(96) + 30 * 60 * kSecond);
+}
+
+TEST_CASE("replacement: of two silent pods the newer pod replaces the one that stopped last") {
+  // a hangs at 60; b (its replica) is restarted at 600 and comes back as n at
+  // 630. The decision waits until both are silent for stall_after (600 + 60):
+  // n replaced b; a is still banned at its own time.
+  Fx fx;
+  int a = fx.Add("val-7d9f8c6b5-x2k4q"), b = fx.Add("val-7d9f8c6b5-bcdfg"), c = fx.Add("sentry-0");
+  fx.Advance(S(60), {a, b, c});
+  fx.Advance(S(600), {b, c});  // b's last commit at 600 (a block time)
+  fx.Advance(S(624), {c});
+  int n = fx.Add("val-7d9f8c6b5-p8m4z");
+  fx.Advance(S(2400), {c, n});  // n's first commit at 630
+  INFO(fx.Dump());
+  Event r = One(fx, EventKind::kNodeReplaced, "val-7d9f8c6b5-bcdfg");
+  CHECK(r.time == S(660));
+  CHECK(DetailStr(r, "by") == "val-7d9f8c6b5-p8m4z");
+  CHECK(fx.Count(EventKind::kNodeReplaced) == 1u);
+  CHECK(fx.Count(EventKind::kBan, "val-7d9f8c6b5-bcdfg") == 0u);
+  CHECK(One(fx, EventKind::kBan, "val-7d9f8c6b5-x2k4q").time == S(96) + 30 * 60 * kSecond);
+}
+
+TEST_CASE("replacement: a sibling still logging at the window's end is not replaced") {
+  // Scale-up: n starts while a and b both log on; at 90 + 5 min nothing is
+  // silent, so n replaced nobody, and a hanging after that is banned.
+  Fx fx;
+  int a = fx.Add("val-7d9f8c6b5-x2k4q"), b = fx.Add("val-7d9f8c6b5-bcdfg");
+  fx.Advance(S(84), {a, b});
+  int n = fx.Add("val-7d9f8c6b5-p8m4z");
+  fx.Advance(S(600), {a, b, n});
+  fx.Advance(S(2600), {b, n});
+  INFO(fx.Dump());
+  CHECK(fx.Count(EventKind::kNodeReplaced) == 0u);
+  CHECK(One(fx, EventKind::kBan, "val-7d9f8c6b5-x2k4q").time == S(636) + 30 * 60 * kSecond);
+}
+
+TEST_CASE("replacement: replace_window 0s turns it off") {
+  Thresholds t;
+  t.replace_window = 0;
+  Fx fx(t);
+  int p = fx.Add("val-7d9f8c6b5-x2k4q"), b = fx.Add("sentry-0"), c = fx.Add("sentry-1");
+  fx.Advance(S(60), {p, b, c});
+  fx.Advance(S(84), {b, c});
+  int n = fx.Add("val-7d9f8c6b5-p8m4z");
+  fx.Advance(S(2000), {b, c, n});
+  INFO(fx.Dump());
+  CHECK(fx.Count(EventKind::kNodeReplaced) == 0u);
+  CHECK(One(fx, EventKind::kBan, "val-7d9f8c6b5-x2k4q").time == S(96) + 30 * 60 * kSecond);
+}
+
+TEST_CASE("replacement: the decision and a pending one survive a restore from saved state") {
+  // Saved at 100 (n open, p silent 40 s): the restored detector decides at
+  // 120 as the original; saved again after it, p stays retired and unbanned.
+  Fx fx;
+  int p = fx.Add("val-7d9f8c6b5-x2k4q"), b = fx.Add("sentry-0"), c = fx.Add("sentry-1");
+  fx.Advance(S(60), {p, b, c});
+  fx.Advance(S(84), {b, c});
+  int n = fx.Add("val-7d9f8c6b5-p8m4z");
+  fx.Advance(S(96), {b, c, n});
+  const std::string saved = EncodeState(*fx.det);
+  Fx again;
+  again.Add("val-7d9f8c6b5-x2k4q"), again.Add("sentry-0"), again.Add("sentry-1");
+  again.Add("val-7d9f8c6b5-p8m4z");
+  REQUIRE(DecodeState(saved, again.det.get()).has_value());
+  again.next_t = fx.next_t;
+  again.next_h = fx.next_h;
+  again.clock = fx.clock;
+  again.Advance(S(600), {b, c, n});
+  INFO(again.Dump());
+  CHECK(One(again, EventKind::kNodeReplaced, "val-7d9f8c6b5-x2k4q").time == S(120));
+  Fx third;
+  third.Add("val-7d9f8c6b5-x2k4q"), third.Add("sentry-0"), third.Add("sentry-1");
+  third.Add("val-7d9f8c6b5-p8m4z");
+  REQUIRE(DecodeState(EncodeState(*again.det), third.det.get()).has_value());
+  CHECK(third.det->node(p).retired);
+  CHECK(third.det->node(p).replaced_by == "val-7d9f8c6b5-p8m4z");
+  third.next_t = again.next_t;
+  third.next_h = again.next_h;
+  third.clock = again.clock;
+  third.Advance(S(3600), {b, c, n});
+  INFO(third.Dump());
+  CHECK(third.CountNode("val-7d9f8c6b5-x2k4q") == 0u);
+}
+
+TEST_CASE("replacement: a replaced pod that logs again is judged again") {
+  Fx fx;
+  int p = fx.Add("val-7d9f8c6b5-x2k4q"), b = fx.Add("sentry-0"), c = fx.Add("sentry-1");
+  fx.Advance(S(60), {p, b, c});
+  fx.Advance(S(84), {b, c});
+  int n = fx.Add("val-7d9f8c6b5-p8m4z");
+  fx.Advance(S(198), {b, c, n});  // p replaced at 120
+  fx.Advance(S(396), {p, b, c, n});  // p logs again from 204 at the head: not gone
+  fx.Advance(S(2400), {b, c, n});
+  INFO(fx.Dump());
+  CHECK(One(fx, EventKind::kNodeReplaced, "val-7d9f8c6b5-x2k4q").time == S(120));
+  CHECK_FALSE(fx.det->node(p).retired);
+  // Its last commit at 396 (height 166): lagging at head 172 (432), banned 30 min later.
+  CHECK(fx.Count(EventKind::kBan, "val-7d9f8c6b5-x2k4q") == 1u);
+  CHECK(One(fx, EventKind::kBan, "val-7d9f8c6b5-x2k4q").time == S(432) + 30 * 60 * kSecond);
 }
 
 // ===========================================================================

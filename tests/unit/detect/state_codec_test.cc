@@ -331,6 +331,10 @@ void CheckSameNode(const NodeState& a, const NodeState& b) {
   CHECK(a.missed_in_window == b.missed_in_window);
   CHECK(a.missed_total == b.missed_total);
   CHECK(a.last_double_sign_height == b.last_double_sign_height);
+  CHECK(a.first_seen == b.first_seen);
+  CHECK(a.last_seen == b.last_seen);
+  CHECK(a.successor_open == b.successor_open);
+  CHECK(a.replaced_by == b.replaced_by);
   for (size_t i = 0; i < a.evidence.size(); ++i) {
     CHECK(JsonString(a.evidence[i]) == JsonString(b.evidence[i]));
   }
