@@ -459,10 +459,13 @@ class Node:
         else:
             self.log(self.jitter_t(t), 'info', 'Timed out', 'consensus',
                      [('dur', float('%.6f' % (dur_ns / MS))), ('height', h), ('round', round_), ('step', step)])
+        self.facts.append((self.files[-1][1][-1][0], 'signal', 'round_timeout'))
 
     def ensure_peers(self, t, out_peers, in_peers, dialing=0, to_dial=0):
-        self.log(self.jitter_t(t), 'info', 'Ensure peers', 'pex',
+        t = self.jitter_t(t)
+        self.log(t, 'info', 'Ensure peers', 'pex',
                  [('numOutPeers', out_peers), ('numInPeers', in_peers), ('numDialing', dialing), ('numToDial', to_dial)])
+        self.facts.append((t, 'signal', 'peers'))
 
     def peer_ip(self):
         nets = ['192.0.2.', '198.51.100.', '203.0.113.']
@@ -543,7 +546,8 @@ def _sorted_obj(o):
 # ----------------------------------------------------------------------------
 
 # What expected.jsonl asserts of each event's detail (run_golden.py compares only these keys).
-DETAIL_KEYS = {'out_of_consensus': ('reason',), 'double_sign_risk': ('reason',), 'ban': ('held',)}
+DETAIL_KEYS = {'out_of_consensus': ('reason',), 'double_sign_risk': ('reason',), 'ban': ('held',),
+               'node_replaced': ('by', 'last_seen')}
 
 VOTE_TYPE = {1: 'prevote', 2: 'precommit'}
 
@@ -564,6 +568,8 @@ def model_signals(node):
             yield t, 'double_sign_risk', (data, None)
         elif kind == 'others':
             yield t, 'others_misbehaviour', (data, None)
+        elif kind == 'signal':
+            yield t, data, None                     # peers, round_timeout: recorded (last seen)
         else:
             raise ValueError(kind)
 
@@ -581,15 +587,19 @@ def run_model(sc, nodes, config, signers, retire_at_end):
     return qwmodel.expectation(m.run(), DETAIL_KEYS)
 
 
-def expected_events(sc, nodes, config=None, signers=()):
+def expected_events(sc, nodes, config=None, signers=(), gone=()):
     """Runs the model (config: the chain's configuration, as in the scenario's config.yaml;
     signers: the pods configured `signer: true`) twice, also retiring nodes at the end of
     their files, and requires the same result and no event in the ragged end of the input,
-    where the order in which files finish could matter."""
+    where the order in which files finish could matter. `gone`: pods whose log ends for good
+    long before the others' (a deleted pod): the scenario is about their end, so the
+    comparison with retiring at the end does not apply, and their end is not the ragged end."""
     a = run_model(sc, nodes, config, signers, retire_at_end=False)
-    b = run_model(sc, nodes, config, signers, retire_at_end=True)
-    assert a == b, 'events depend on retirement at end of file'
-    first_end = min(max(t for f in n.files for t, _ in f[1]) for n in nodes if any(f[1] for f in n.files))
+    if not gone:
+        b = run_model(sc, nodes, config, signers, retire_at_end=True)
+        assert a == b, 'events depend on retirement at end of file'
+    first_end = min(max(t for f in n.files for t, _ in f[1]) for n in nodes
+                    if any(f[1] for f in n.files) and n.pod not in gone)
     for e in a:
         assert e['time'] < first_end - 1 * S, ('event in the ragged end', e)
     a.sort(key=lambda e: (e['time'], e['chain'], e['node'], e['event']))
@@ -1103,6 +1113,48 @@ def sc_ban_31min(outdir):
     write_scenario(outdir, 'ban_31min', nodes, '--chain cosmoshub', ev)
 
 
+def sc_pod_replaced(outdir):
+    """A validator run by a Deployment: its pod val-7d9f8c6b5-x2k4q is deleted ~5 minutes
+    in and comes back as val-7d9f8c6b5-p8m4z 40 s later; the old pod's log simply ends
+    (as in Kafka, or a capture that kept it). Two StatefulSet sentries log throughout.
+    The old pod is lagging, then stalled, then replaced once it has been silent for
+    stall_after, and retires: no ban 30 minutes later (DETECTION.md, "replaced")."""
+    sc = Scenario('pod_replaced', 'cosmoshub', 15593000, T_BASE + 12 * 3600 * S + 9 * S + 310 * MS)
+    H_STOP = 15593050                                   # ~5 minutes in
+    H_LAST = 15593000 + 38 * 10                         # ~38 minutes
+    sc.chain.extend_to(H_LAST + 1)
+    ch = sc.chain
+    lines = ('committed state', 'Committed state')
+    s0 = Node(sc, 'sentry-0', Fmt('cmt'), delay=(40, 220))
+    s1 = Node(sc, 'sentry-1', Fmt('sdk'), delay=(150, 400))
+    old = Node(sc, 'val-7d9f8c6b5-x2k4q', Fmt('cmt'), delay=(300, 640))
+    new = Node(sc, 'val-7d9f8c6b5-p8m4z', Fmt('cmt'), delay=(300, 640))
+    for n in (s0, s1):
+        n.ensure_peers(ch.T[15593000] + 2 * S, 9, 21)
+        healthy_heights(n, range(15593001, H_LAST + 1), noise=0.05, proposal=False, lines=lines)
+    old.ensure_peers(ch.T[15593000] + 2 * S, 9, 21)
+    healthy_heights(old, range(15593001, H_STOP + 1), noise=0.0, proposal=False, lines=lines)
+    t_last = old.last_commit_t
+    old.ensure_peers(t_last + 3 * S + 217 * MS, 9, 20)     # its last line: SIGTERM comes after
+    t_old_seen = max(t for t, _ in old.files[-1][1])
+    # the new pod: started 40 s later, logs its peers, then commits on the chain's cadence
+    t_start = t_last + 40 * S + 480 * MS
+    new.ensure_peers(t_start, 0, 0, 4, 10)
+    h_first = min(h for h in range(H_STOP + 1, H_LAST) if ch.T[h] > t_start + 2 * S)
+    healthy_heights(new, range(h_first, H_LAST + 1), noise=0.05, proposal=False, lines=lines)
+    nodes = [s0, s1, old, new]
+    ev = expected_events(sc, nodes, gone=('val-7d9f8c6b5-x2k4q',))
+    # the story: lagging, stalled at its last commit + 60 s, replaced when silent for 60 s
+    assert kinds(ev, 'val-7d9f8c6b5-x2k4q') == ['out_of_consensus', 'node_stalled', 'node_replaced'], kinds(ev)
+    assert ev[0]['detail'] == {'reason': 'lagging'}
+    assert ev[1]['time'] == t_last + 60 * S
+    assert ev[2]['time'] == t_old_seen + 60 * S
+    assert ev[2]['detail']['by'] == 'val-7d9f8c6b5-p8m4z'
+    assert len(ev) == 3 and 'ban' not in kinds(ev)
+    assert max(t for f in s0.files for t, _ in f[1]) > ev[0]['time'] + 30 * MIN + 60 * S  # a ban would be in
+    write_scenario(outdir, 'pod_replaced', nodes, '--chain cosmoshub', ev)
+
+
 def sc_flapping_ban(outdir):
     sc = Scenario('flapping_ban', AUTO_CHAIN, 15592000, T_BASE + 11 * 3600 * S + 8 * S + 123 * MS)
     H_LAST = 15592000 + 36 * 10
@@ -1352,6 +1404,7 @@ SCENARIOS = [
     sc_others_evidence,
     sc_consensus_failure,
     sc_ban_31min,
+    sc_pod_replaced,
     sc_flapping_ban,
     sc_unban,
     sc_safety_rails,
@@ -1361,7 +1414,7 @@ SCENARIOS = [
 
 GENERATED_SCENARIO_DIRS = ['healthy', 'node_stall', 'node_stall_max_lag', 'chain_halt', 'upgrade_halt',
                            'missed_precommits', 'conflicting_vote', 'dual_signer_same_block',
-                           'dual_signer_conflict', 'others_evidence', 'consensus_failure', 'ban_31min',
+                           'dual_signer_conflict', 'others_evidence', 'consensus_failure', 'ban_31min', 'pod_replaced',
                            'flapping_ban', 'unban', 'safety_rails', 'bad_input', 'examples_cosmoshub']
 
 

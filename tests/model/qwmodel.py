@@ -72,6 +72,7 @@ BUILTIN = {
     'max_bans': 1,
     'require_healthy_peer': 'auto',     # true while the chain has two or more visible nodes
     'ban_on_double_sign': False,
+    'replace_window': '5m',
     'signer_groups': (),
     'derive_misses': True,              # a family's `defaults: derive_misses: false` turns it off
 }
@@ -94,11 +95,28 @@ FAMILY_DEFAULTS = {
 
 # thresholds that a node's configuration may set for itself; the others are the chain's
 NODE_KEYS = ('stall_after', 'max_lag', 'missed', 'ban_after', 'stable_after', 'unban_after',
-             'auto_unban')
+             'auto_unban', 'replace_window')
 CHAIN_KEYS = NODE_KEYS + ('max_bans', 'require_healthy_peer', 'ban_on_double_sign', 'signer_groups')
-DURATIONS = ('stall_after', 'ban_after', 'stable_after', 'unban_after')
+DURATIONS = ('stall_after', 'ban_after', 'stable_after', 'unban_after', 'replace_window')
 
 _UNIT = {'h': HOUR, 'm': MIN, 's': S, 'ms': MS, 'us': 1000, 'ns': NS}
+
+
+GENERATED = 'bcdfghjklmnpqrstvwxz2456789'   # DETECTION.md "replaced": Kubernetes' generated names
+
+
+def workload(pod):
+    """DETECTION.md "replaced": the pod name without its generated suffixes, or None."""
+    def generated(part, lo, hi):
+        return lo <= len(part) <= hi and all(c in GENERATED for c in part)
+    dash = pod.rfind('-')
+    if dash <= 0 or not generated(pod[dash + 1:], 5, 5):
+        return None
+    base = pod[:dash]
+    dash = base.rfind('-')
+    if dash > 0 and generated(base[dash + 1:], 6, 10):
+        base = base[:dash]
+    return base
 
 
 def duration(v):
@@ -203,6 +221,13 @@ class _Node:
         self.signer_from = None         # the first height judged
         self.precommits = set()
         self.judged = []                # True per missed judged height, False per signed one
+        # replaced
+        self.workload = workload(name)
+        self.first_seen = None
+        self.last_seen = None
+        self.successor = False          # a successor whose decision is pending
+        self.replace_token = 0
+        self.replaced_by = None
 
 
 class Model:
@@ -233,14 +258,11 @@ class Model:
         self.halted = False
         self.halt_height = None
         self.votes = {}
+        self.first_signal = None        # the chain's first signal (any node's)
 
     # ---- input
     def node(self, name, namespace=None):
         assert name not in self.nodes, name
-        # DETECTION.md "replaced" (pods of one workload replacing one another) is not
-        # transcribed here yet: names with a generated Kubernetes suffix are not covered.
-        assert not re.search(r'-[bcdfghjklmnpqrstvwxz2456789]{5}$', name), \
-            '%s: a pod name with a generated suffix (DETECTION.md "replaced"): not covered' % name
         nc = self.node_config.get(name, {})
         self.nodes[name] = _Node(name, namespace, thresholds(self.family, self.config, nc),
                                  bool(nc.get('signer')), nc.get('validator_address'))
@@ -289,6 +311,8 @@ class Model:
             return token == n.period_end_token and not n.out
         if kind == 'unban':
             return token == n.unban_token and n.banned and not n.out
+        if kind == 'replace':
+            return token == n.replace_token and n.successor
         raise ValueError(kind)
 
     # ---- the chain
@@ -507,6 +531,55 @@ class Model:
         elif kind == 'unban':
             n.banned = False
             self.emit(t, 'unban', 'info', n, n.height)
+        elif kind == 'replace':
+            self.decide_replacement(t, n)
+
+    # ---- replaced (DETECTION.md, "replaced")
+    def older_siblings(self, c):
+        """Same chain (the model is one chain), namespace and workload, first seen before c."""
+        return [p for p in self.nodes.values()
+                if p is not c and c.workload is not None and p.workload == c.workload
+                and p.namespace == c.namespace and p.first_seen is not None and p.first_seen < c.first_seen]
+
+    def replace_deadline(self, c):
+        at = max([c.first_seen] + [p.last_seen + p.cfg['stall_after'] for p in self.older_siblings(c)])
+        return min(at, c.first_seen + c.cfg['replace_window'])
+
+    def seen(self, t, n):
+        """n signalled at t (any signal): first and last seen; successors' decisions move."""
+        if n.first_seen is None:
+            n.first_seen = t
+            if self.first_signal is None:
+                self.first_signal = t
+            elif n.workload is not None and n.cfg['replace_window'] > 0 and \
+                    t - self.first_signal >= n.cfg['stall_after']:
+                n.successor = True
+        n.last_seen = t
+        for c in self.nodes.values():
+            if c.successor and (c is n or n in self.older_siblings(c)):
+                c.replace_token += 1
+                self.timer(self.replace_deadline(c), 'replace', c, c.replace_token)
+
+    def decide_replacement(self, t, c):
+        c.successor = False
+        cands = [p for p in self.older_siblings(c)
+                 if p.visible and t - p.last_seen >= p.cfg['stall_after']]
+        if not cands:
+            return
+        p = min(cands, key=lambda m: (-m.last_seen, m.name))   # last seen latest; equal: smaller name
+        p.replaced_by = c.name
+        self.emit(t, 'node_replaced', 'info', p, p.height, {'by': c.name, 'last_seen': rfc3339ms(p.last_seen)})
+        # retires: out of consensus ends without back_in_consensus, its ban period ends,
+        # not visible any more
+        p.visible = False
+        p.out = False
+        p.period_open = False
+        p.held = None
+        p.stalled = p.lagging = False
+        p.stall_token += 1
+        assert not p.waiting and not any(m.waiting for m in self.visible()), \
+            'a replacement while halt candidates wait: not covered'
+        self.update_lag(t)
 
     # ---- the run
     def run(self):
@@ -531,7 +604,11 @@ class Model:
                     self.timers[0][2], self.timers[0][3], rfc3339ms(t))
             n = self.nodes[name]
             if not n.visible:
+                assert kind == 'end' or n.replaced_by is None, \
+                    '%s signals after being replaced: not covered' % name
                 continue
+            if kind != 'end':
+                self.seen(t, n)
             if kind in ADVANCES:
                 self.on_advance(t, n, data)
             elif kind == 'vote_signed':
