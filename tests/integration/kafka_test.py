@@ -18,7 +18,9 @@ joined first, as the shippers' CRI parsers do.
    checkpoint's offset moves past them), one case mixes both shapes on two
    topics read through a topic_pattern, fetched in small pieces so that one
    partition is often behind the other (its gate must hold the merge back),
-   and its chain, split over two partitions, is reported once.
+   and its chain, split over two partitions, is reported once; one case
+   (pod_replaced) is a Deployment's pod restarted under a new name, whose
+   old pod is replaced rather than banned, as replay says.
 2. test_restart: ban_31min (a node out of consensus for 31 minutes, the ban
    decided at 30): the first half of the records, then a stop (SIGTERM, or
    kill -9 after a checkpoint), then the second half and a restart on the
@@ -245,6 +247,9 @@ CASES = {
     "node_stall-fluentbit-poison": ("node_stall", lambda i: "fluentbit", True),
     "chain_halt-vector": ("chain_halt", lambda i: "vector", False),
     "ban_31min-both-shapes": ("ban_31min", lambda i: ("fluentbit", "vector")[i % 2], False),
+    # A Deployment's validator pod back under a new name: nothing in the
+    # topic says the old pod is gone; it is replaced, not banned.
+    "pod_replaced-vector": ("pod_replaced", lambda i: "vector", False),
 }
 
 
