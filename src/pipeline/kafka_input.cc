@@ -398,16 +398,13 @@ int64_t KafkaInput::OnAssigned(const source::TopicPartition& tp) {
       for (int i = 0; i < n; ++i) OriginOf(tp, p, topic + "/" + std::to_string(i));
     }
   }
-  if (!origins.empty()) {
+  for (const auto& [name, at] : origins) {
     // What was read from each origin before the offset reading resumes at:
     // a record handed on again after it is dropped here too.
+    Partition::Origin& o = OriginOf(tp, p, name);
+    o.last_read = std::max(o.last_read, at);
     std::lock_guard<std::mutex> lock(mu_);
-    OriginReads& reads = origin_reads_[tp];
-    for (const auto& [name, at] : origins) {
-      Partition::Origin& o = OriginOf(tp, p, name);
-      o.last_read = std::max(o.last_read, at);
-      reads[name].assign(1, {origins_at - 1, at});
-    }
+    o.reads->assign(1, {origins_at - 1, at});
   }
   if (metrics_ != nullptr && p.lag == nullptr) {
     p.lag = metrics_->Gauge("quorumwatch_kafka_consumer_lag",
@@ -529,6 +526,10 @@ KafkaInput::Partition::Origin& KafkaInput::OriginOf(const source::TopicPartition
   if (it != p.origins.end()) return it->second;
   Partition::Origin& o = p.origins[std::string(name)];
   o.format = opt_.format;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    o.reads = &origin_reads_[tp][std::string(name)];
+  }
   // Not heard of: behind (and, never heard of for 10 minutes, let go).
   o.heard = WallNow() - kForwardMarkStale;
   o.gate = (*next_id_)++;
@@ -573,6 +574,8 @@ void KafkaInput::OnRecord(const source::KafkaRecord& r) {
   counters_.received->fetch_add(1, std::memory_order_relaxed);
   std::string_view origin, key = r.key;
   record::EnvelopeFormat* format = &p.format;
+  std::deque<std::pair<int64_t, int64_t>>* read_from = nullptr;  // repartition: its origin's reads
+  int64_t read_at = -1;
   if (!r.from.empty()) {
     // repartition: "<topic>/<partition>/<offset>" it was read at, there.
     const size_t slash = r.from.rfind('/');
@@ -598,11 +601,8 @@ void KafkaInput::OnRecord(const source::KafkaRecord& r) {
         return;
       }
       from.last_read = at;
-      std::lock_guard<std::mutex> lock(mu_);
-      OriginReads& reads = origin_reads_[tp];
-      auto it = reads.find(origin);
-      if (it == reads.end()) it = reads.emplace(std::string(origin), OriginReads::mapped_type{}).first;
-      it->second.emplace_back(r.offset, at);
+      read_from = from.reads;  // noted below, under the record's one lock
+      read_at = at;
     }
     key = r.from_key;
   }
@@ -613,6 +613,7 @@ void KafkaInput::OnRecord(const source::KafkaRecord& r) {
     // Counted and skipped; its offset moves on with the partition's.
     CountPoison(tp, r.offset, why, &p.poison, &poison_, counters_, log_);
     std::lock_guard<std::mutex> lock(mu_);
+    if (read_from != nullptr) read_from->emplace_back(r.offset, read_at);
     next_read_[tp] = r.offset + 1;
     return;
   }
@@ -634,6 +635,7 @@ void KafkaInput::OnRecord(const source::KafkaRecord& r) {
   stage_->Feed(id, line_, t);
   counters_.processed->fetch_add(1, std::memory_order_relaxed);
   std::lock_guard<std::mutex> lock(mu_);
+  if (read_from != nullptr) read_from->emplace_back(r.offset, read_at);
   Mapped& m = mapped_[paths_[id]];
   m.fed += line_.size();
   m.ends.emplace_back(m.fed, r.offset);

@@ -127,6 +127,7 @@ class KafkaInput : public source::KafkaHandler {
 
   // KafkaHandler (reading thread, inside Poll).
   void BeforeAssign(const std::vector<source::TopicPartition>& parts) override;
+  void AfterAssign() override { prefetched_.clear(); }
   int64_t OnAssigned(const source::TopicPartition& tp) override;
   void BeforeRevoke(const std::vector<source::TopicPartition>& parts) override;
   void OnRevoked(const source::TopicPartition& tp) override;
@@ -166,6 +167,9 @@ class KafkaInput : public source::KafkaHandler {
       // the partition at a revoke: reading starts again at the state's
       // offset, maybe before what was read here.
       int64_t last_read = -1;
+      // Its entry of origin_reads_ (a map node: stable until the partition
+      // is revoked, when both go). Touched under mu_ only.
+      std::deque<std::pair<int64_t, int64_t>>* reads = nullptr;
     };
     std::map<std::string, Origin, std::less<>> origins;
   };
@@ -182,7 +186,8 @@ class KafkaInput : public source::KafkaHandler {
   // `origins`.
   int64_t Restore(const source::TopicPartition& tp, std::vector<std::pair<std::string, int64_t>>* origins);
   // The changelog partitions of the partitions being assigned, read at once
-  // by BeforeAssign (by partition number), taken by Restore.
+  // by BeforeAssign (by partition number), taken by Restore; dropped by
+  // AfterAssign.
   std::map<int32_t, source::KafkaConsumer::ChangelogValues> prefetched_;
   // Partitions of the changelog (created when missing); 0 when unknown.
   int StatePartitions(const source::TopicPartition& tp);

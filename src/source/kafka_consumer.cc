@@ -169,6 +169,7 @@ void KafkaConsumer::Impl::Rebalance(rd_kafka_resp_err_t err,
       }
       assigned.insert(tp);
     }
+    if (handler != nullptr) handler->AfterAssign();
     // Partitions that start at the group's committed offset: asked now, so
     // that where they start is known (a partition read to its end before,
     // with nothing new, has no position until a record comes: without its

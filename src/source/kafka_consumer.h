@@ -71,6 +71,9 @@ class KafkaHandler {
   // Before OnAssigned of each of `parts` (assigned together): the moment
   // to fetch what they need all at once.
   virtual void BeforeAssign(const std::vector<TopicPartition>& parts) { (void)parts; }
+  // After OnAssigned of every one of them (what BeforeAssign fetched for
+  // them can go).
+  virtual void AfterAssign() {}
   // Partitions about to be revoked while still this member's (not when
   // lost: another member may own them already): the moment to write their
   // state and store their offsets (committed right after).
