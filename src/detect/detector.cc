@@ -1140,7 +1140,9 @@ std::vector<NodeSummary> Detector::Summary() const {
       s.lines_matched -= b.lines_matched;
       s.lines_rejected -= b.lines_rejected;
     }
-    if (node.banned) {
+    if (!node.replaced_by.empty()) {
+      s.status = "replaced";  // gone: a newer pod of its workload took its place
+    } else if (node.banned) {
       s.status = "banned";
     } else if (node.ooc) {
       s.status = "out_of_consensus";

@@ -1488,6 +1488,8 @@ TEST_CASE("replacement: a Deployment pod back under a new name retires the old o
   CHECK(fx.CountNode("val-7d9f8c6b5-x2k4q") == 3u);  // no ban 30 min later
   CHECK(fx.CountNode("val-7d9f8c6b5-p8m4z") == 0u);
   CHECK(fx.det->node(p).retired);
+  CHECK(fx.SummaryOf("val-7d9f8c6b5-x2k4q").status == "replaced");
+  CHECK(fx.SummaryOf("val-7d9f8c6b5-p8m4z").status == "in_consensus");
 }
 
 TEST_CASE("replacement: without a newer pod of the workload a silent pod is banned as before") {
