@@ -1455,6 +1455,36 @@ TEST_CASE("retirement: a node whose last stream ended is not judged any more") {
 // ===========================================================================
 // A pod replaced by a newer pod of its workload (DETECTION.md)
 
+// The replacement cases' chain: the Deployment pod p stops at 60 (its last
+// commit), sentries b and c go on; pod `successor` is added at 84 and
+// commits from 90 with them (through `until`). Returns {p, b, c, n}.
+struct Restart {
+  int p, b, c, n;
+};
+Restart PodRestart(Fx& fx, Nanos until, const std::string& successor = "val-7d9f8c6b5-p8m4z") {
+  Restart r;
+  r.p = fx.Add("val-7d9f8c6b5-x2k4q");
+  r.b = fx.Add("sentry-0");
+  r.c = fx.Add("sentry-1");
+  fx.Advance(S(60), {r.p, r.b, r.c});  // heights 100..110
+  fx.Advance(S(84), {r.b, r.c});
+  r.n = fx.Add(successor);
+  fx.Advance(until, {r.b, r.c, r.n});
+  return r;
+}
+// A fresh detector with the same four nodes, restored from `saved`, its
+// block clock where `from`'s is.
+void RestoreInto(Fx& to, const Fx& from, const std::string& saved) {
+  to.Add("val-7d9f8c6b5-x2k4q");
+  to.Add("sentry-0");
+  to.Add("sentry-1");
+  to.Add("val-7d9f8c6b5-p8m4z");
+  REQUIRE(DecodeState(saved, to.det.get()).has_value());
+  to.next_t = from.next_t;
+  to.next_h = from.next_h;
+  to.clock = from.clock;
+}
+
 TEST_CASE("replacement: the workload of a pod name") {
   CHECK(Detector::Workload("val-7d9f8c6b5-x2k4q") == "val");        // Deployment
   CHECK(Detector::Workload("cosmos-sentry-6c9d8f7b4d-p8m4z") == "cosmos-sentry");
@@ -1469,11 +1499,7 @@ TEST_CASE("replacement: the workload of a pod name") {
 TEST_CASE("replacement: a Deployment pod back under a new name retires the old one, no ban") {
   // Defaults: stall_after 60 s, max_lag 5, replace_window 5 min, ban_after 30 min.
   Fx fx;
-  int p = fx.Add("val-7d9f8c6b5-x2k4q"), b = fx.Add("sentry-0"), c = fx.Add("sentry-1");
-  fx.Advance(S(60), {p, b, c});  // heights 100..110; p's last signal at 60
-  fx.Advance(S(84), {b, c});
-  int n = fx.Add("val-7d9f8c6b5-p8m4z");
-  fx.Advance(S(3600), {b, c, n});  // n's first commit at 90
+  const int p = PodRestart(fx, S(3600)).p;  // p's last signal at 60, n's first at 90
   INFO(fx.Dump());
   // p lags from the head 116 (at 96), is stalled at 60 + 60; n started 30 s
   // after p went silent, and at 120 p has been silent for stall_after: the
@@ -1494,11 +1520,7 @@ TEST_CASE("replacement: a Deployment pod back under a new name retires the old o
 
 TEST_CASE("replacement: without a newer pod of the workload a silent pod is banned as before") {
   Fx fx;
-  int p = fx.Add("val-7d9f8c6b5-x2k4q"), b = fx.Add("sentry-0"), c = fx.Add("sentry-1");
-  fx.Advance(S(60), {p, b, c});
-  fx.Advance(S(84), {b, c});
-  int n = fx.Add("other-7d9f8c6b5-p8m4z");  // another workload
-  fx.Advance(S(2000), {b, c, n});
+  PodRestart(fx, S(2000), "other-7d9f8c6b5-p8m4z");  // another workload
   INFO(fx.Dump());
   CHECK(fx.Count(EventKind::kNodeReplaced) == 0u);
   CHECK(One(fx, EventKind::kBan, "val-7d9f8c6b5-x2k4q").time == S(96) + 30 * 60 * kSecond);
@@ -1554,57 +1576,34 @@ TEST_CASE("replacement: replace_window 0s turns it off") {
   Thresholds t;
   t.replace_window = 0;
   Fx fx(t);
-  int p = fx.Add("val-7d9f8c6b5-x2k4q"), b = fx.Add("sentry-0"), c = fx.Add("sentry-1");
-  fx.Advance(S(60), {p, b, c});
-  fx.Advance(S(84), {b, c});
-  int n = fx.Add("val-7d9f8c6b5-p8m4z");
-  fx.Advance(S(2000), {b, c, n});
+  PodRestart(fx, S(2000));
   INFO(fx.Dump());
   CHECK(fx.Count(EventKind::kNodeReplaced) == 0u);
   CHECK(One(fx, EventKind::kBan, "val-7d9f8c6b5-x2k4q").time == S(96) + 30 * 60 * kSecond);
 }
 
 TEST_CASE("replacement: the decision and a pending one survive a restore from saved state") {
-  // Saved at 100 (n open, p silent 40 s): the restored detector decides at
+  // Saved at 96 (n open, p silent 36 s): the restored detector decides at
   // 120 as the original; saved again after it, p stays retired and unbanned.
   Fx fx;
-  int p = fx.Add("val-7d9f8c6b5-x2k4q"), b = fx.Add("sentry-0"), c = fx.Add("sentry-1");
-  fx.Advance(S(60), {p, b, c});
-  fx.Advance(S(84), {b, c});
-  int n = fx.Add("val-7d9f8c6b5-p8m4z");
-  fx.Advance(S(96), {b, c, n});
-  const std::string saved = EncodeState(*fx.det);
+  const Restart r = PodRestart(fx, S(96));
   Fx again;
-  again.Add("val-7d9f8c6b5-x2k4q"), again.Add("sentry-0"), again.Add("sentry-1");
-  again.Add("val-7d9f8c6b5-p8m4z");
-  REQUIRE(DecodeState(saved, again.det.get()).has_value());
-  again.next_t = fx.next_t;
-  again.next_h = fx.next_h;
-  again.clock = fx.clock;
-  again.Advance(S(600), {b, c, n});
+  RestoreInto(again, fx, EncodeState(*fx.det));
+  again.Advance(S(600), {r.b, r.c, r.n});
   INFO(again.Dump());
   CHECK(One(again, EventKind::kNodeReplaced, "val-7d9f8c6b5-x2k4q").time == S(120));
   Fx third;
-  third.Add("val-7d9f8c6b5-x2k4q"), third.Add("sentry-0"), third.Add("sentry-1");
-  third.Add("val-7d9f8c6b5-p8m4z");
-  REQUIRE(DecodeState(EncodeState(*again.det), third.det.get()).has_value());
-  CHECK(third.det->node(p).retired);
-  CHECK(third.det->node(p).replaced_by == "val-7d9f8c6b5-p8m4z");
-  third.next_t = again.next_t;
-  third.next_h = again.next_h;
-  third.clock = again.clock;
-  third.Advance(S(3600), {b, c, n});
+  RestoreInto(third, again, EncodeState(*again.det));
+  CHECK(third.det->node(r.p).retired);
+  CHECK(third.det->node(r.p).replaced_by == "val-7d9f8c6b5-p8m4z");
+  third.Advance(S(3600), {r.b, r.c, r.n});
   INFO(third.Dump());
   CHECK(third.CountNode("val-7d9f8c6b5-x2k4q") == 0u);
 }
 
 TEST_CASE("replacement: a replaced pod that logs again is judged again") {
   Fx fx;
-  int p = fx.Add("val-7d9f8c6b5-x2k4q"), b = fx.Add("sentry-0"), c = fx.Add("sentry-1");
-  fx.Advance(S(60), {p, b, c});
-  fx.Advance(S(84), {b, c});
-  int n = fx.Add("val-7d9f8c6b5-p8m4z");
-  fx.Advance(S(198), {b, c, n});  // p replaced at 120
+  const auto [p, b, c, n] = PodRestart(fx, S(198));  // p replaced at 120
   fx.Advance(S(396), {p, b, c, n});  // p logs again from 204 at the head: not gone
   fx.Advance(S(2400), {b, c, n});
   INFO(fx.Dump());
