@@ -761,12 +761,13 @@ def spread(recs, partitions, run_length):
     return out
 
 
-def received_at(port):
-    """Records the kafka source received, from /metrics (None while it is
-    not listening yet)."""
+def received_at(port, counter="received"):
+    """Records the kafka source received (or, counter="processed", fed on:
+    a record handed on twice by a forwarder counts once there), from
+    /metrics (None while it is not listening yet)."""
     try:
         return metric(http_get("http://127.0.0.1:%d/metrics" % port)[1],
-                      "quorumwatch_component_received_total", {"kind": "source", "component": "kafka"})
+                      "quorumwatch_component_%s_total" % counter, {"kind": "source", "component": "kafka"})
     except OSError:
         return None
 
@@ -937,12 +938,16 @@ def test_repartition_broker_outage(kafka, qw, qw_bin, tmp_path):
                        group=group, metrics_port=port)
     cfg = cfg.replace("    group: %s\n" % group, "    group: %s\n    repartition: true\n" % group)
     run = KafkaRun(qw_bin, str(tmp_path / "run"), cfg)
-    received = lambda: received_at(port)
+    # Records fed on, each once: a forwarder that reads part of val-a's
+    # partition again after its leader is back hands those records on again
+    # (dropped here as repeats), so what was *received* says nothing of
+    # what is still to come.
+    received = lambda: received_at(port, "processed") or 0
     try:
         kcat_produce(kafka.bootstraps, topic, a1, partition=pa)
         kcat_produce(kafka.bootstraps, topic, b1, partition=pb)
         run.start()
-        run.wait(lambda: received() == len(a1) + len(b1), "the first halves read from the by-chain topic",
+        run.wait(lambda: received() >= len(a1) + len(b1), "the first halves read from the by-chain topic",
                  timeout=DEADLINE)
         kafka.broker_down(1)
         run.wait(lambda: "%s/%d: its leader broker cannot be reached: marked behind" % (topic, pa)
@@ -953,8 +958,6 @@ def test_repartition_broker_outage(kafka, qw, qw_bin, tmp_path):
         th = threading.Thread(target=lambda: done.setdefault(
             "ok", kcat_produce(kafka.bootstraps, topic, a2, partition=pa, timeout=2 * DEADLINE) or True))
         th.start()
-        # At least: a forwarder may hand a record on twice (the reader drops
-        # the repeat, after counting it received).
         run.wait(lambda: received() >= len(a1) + len(b1) + len(b2),
                  "val-b's second half handed on and read while val-a's leader is down",
                  timeout=DEADLINE)
@@ -966,11 +969,16 @@ def test_repartition_broker_outage(kafka, qw, qw_bin, tmp_path):
         expect("ok" in done, "val-a's second half was produced once its leader was back")
         run.wait(lambda: received() >= len(a1) + len(a2) + len(b1) + len(b2), "everything read",
                  timeout=DEADLINE)
-        run.wait(run.outage, "input outage once everything is judged", timeout=DEADLINE)
+        # Read is not yet judged: the merge holds val-a's records until the
+        # forwarder of its partition marks it handed on to its end again,
+        # which takes its reconnect to the broker that was down (librdkafka's
+        # backoff grows to seconds). The ban is the last event of the story.
+        run.wait(lambda: any(e.get("node") == "val-b" and e.get("event") == "ban"
+                             for e in read_events_file(run.events)),
+                 "val-b banned once everything is judged", timeout=DEADLINE,
+                 observe=lambda: "checkpoint offsets %s" % (run.offsets()[1],))
         run.stop()
         ids = [e["id"] for e in read_events_file(run.events)]
         expect(len(ids) == len(set(ids)), "no event repeated: %s" % ids)
-        expect(any(e.get("node") == "val-b" and e.get("event") == "ban"
-                   for e in read_events_file(run.events)), "val-b banned in the end")
     finally:
         run.cleanup()
